@@ -1,0 +1,21 @@
+# The two commands of the README's quick start:
+#   make demo   set up, then run the main job on the built-in demo dataset
+#   make test   set up (with the test tools), then run the whole test suite
+VENV ?= .venv
+
+.PHONY: setup setup-test demo test bench
+
+setup:
+	bin/setup
+
+setup-test:
+	bin/setup --test
+
+demo: setup
+	$(VENV)/bin/mirdeck demo
+
+test: setup-test
+	$(VENV)/bin/python -m pytest -q -n 2
+
+bench: setup-test
+	$(VENV)/bin/python -m benchmarks.run

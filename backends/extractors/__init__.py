@@ -1,0 +1,1 @@
+"""One module per extractor; each defines ``SPEC`` (cheap) and ``create()`` (loads models)."""

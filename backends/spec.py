@@ -1,0 +1,70 @@
+"""What an extractor declares about itself, so the plan and key conflicts are computed.
+
+Every module under ``backends/extractors/`` defines ``SPEC = BackendSpec(...)`` at import time with
+no heavy imports; the worker later calls the module's ``create(context)`` to load models.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Literal
+
+STEMS = ("drums", "bass", "other", "vocals")
+Device = Literal["cpu", "gpu"]
+
+
+@dataclass(frozen=True)
+class AudioNeed:
+    """One decoded signal a backend reads.
+
+    ``source`` is ``"mix"`` or a stem name; ``sample_rate`` ``None`` means the file's own rate.
+    A stem need with ``required=False`` is read when the stem exists and skipped otherwise.
+    """
+
+    source: str = "mix"
+    sample_rate: int | None = None
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    version: str
+    description: str
+    keys: tuple[str, ...]
+    """Feature keys always written on success (a key may hold null where the spec says so)."""
+    optional_keys: tuple[str, ...] = ()
+    """Keys (glob patterns allowed, e.g. ``lufs_*``) written only when their input exists."""
+    audio: tuple[AudioNeed, ...] = (AudioNeed(),)
+    requires: tuple[str, ...] = ()
+    """Backends whose results this one reads (they run first on the same track)."""
+    models: tuple[str, ...] = ()
+    """Names in ``models/manifest.toml``."""
+    device: Device = "cpu"
+    vram_gb: float = 0.0
+    timeout_s: float = 600.0
+    sidecars: tuple[str, ...] = ()
+    """Suffixes of files written beside the .INFO, e.g. ``BEATS_GRID``."""
+    entry: str = ""
+    """Import path of the module with ``create``; filled in by the registry."""
+
+    def produces(self, key: str) -> bool:
+        return key in self.keys or any(fnmatch.fnmatchcase(key, p) for p in self.optional_keys)
+
+    @property
+    def sample_rates(self) -> frozenset[int | None]:
+        return frozenset(need.sample_rate for need in self.audio)
+
+
+@dataclass
+class Extractor:
+    """Base for a loaded backend. ``process`` maps one request to a feature dict."""
+
+    device: str = "cpu"
+    model_provenance: dict = field(default_factory=dict)
+
+    def process(self, track):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free models; called once before the worker exits."""

@@ -1,0 +1,291 @@
+"""``mirdeck`` command line. Imports are lazy so ``mirdeck --help`` answers at once."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_DEMO_DIR = "demo-dataset"
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mirdeck",
+        description="Run music feature extractors over a dataset (one folder per track) and write "
+                    "one .INFO JSON file per track.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--profile", "-p", default=None, help="environment profile (default: cpu); see 'mirdeck profiles'")
+        p.add_argument("--only", action="append", metavar="MODULE[,MODULE]", help="run only these modules")
+        p.add_argument("--skip", action="append", metavar="MODULE[,MODULE]", help="do not run these modules")
+        p.add_argument("--overwrite", action="append", metavar="MODULE[,MODULE]",
+                       help="recompute these modules even where done ('all' for every module)")
+        p.add_argument("--jobs", "-j", type=int, default=None, help="parallel CPU jobs (default: profile, else cores)")
+        p.add_argument("--log-dir", type=Path, default=None, help="where the run log goes (default: DATASET/.mirdeck/runs/...)")
+        p.add_argument("--headless", action="store_true", help="never open the dashboard, even on a terminal")
+        p.add_argument("--verbose", "-v", action="store_true", help="print a line per finished track")
+
+    p = sub.add_parser("run", help="extract features for every track of a dataset")
+    p.add_argument("dataset", type=Path)
+    run_options(p)
+
+    p = sub.add_parser("demo", help="synthesise the built-in demo dataset and run on it (the default job)")
+    p.add_argument("--dir", type=Path, default=Path(DEFAULT_DEMO_DIR), help=f"where to write it (default: ./{DEFAULT_DEMO_DIR})")
+    p.add_argument("--no-run", action="store_true", help="only write the dataset")
+    run_options(p)
+
+    p = sub.add_parser("scan", help="list the tracks mirdeck finds in a dataset, and what it skips")
+    p.add_argument("dataset", type=Path)
+
+    p = sub.add_parser("organize", help="turn loose audio files into track folders (copies; never overwrites)")
+    p.add_argument("source", type=Path)
+    p.add_argument("dest", type=Path)
+    p.add_argument("--move", action="store_true", help="move instead of copy")
+    p.add_argument("--dry-run", action="store_true", help="show what would happen")
+
+    p = sub.add_parser("profiles", help="list profiles, or show the effective environment of one")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--backend", "-b", help="show the environment one backend's workers get")
+
+    p = sub.add_parser("modules", help="list the extractors, their keys and needs")
+
+    p = sub.add_parser("models", help="show installed models; 'models fetch NAME...' downloads them")
+    p.add_argument("action", nargs="?", choices=["list", "fetch"], default="list")
+    p.add_argument("names", nargs="*")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from tui import __version__
+
+        print(f"mirdeck {__version__}")
+        return 0
+    if not args.command:
+        parser.print_help()
+        return 0
+    handler = globals()[f"cmd_{args.command}"]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str) -> int:
+    print(f"mirdeck: {message}", file=sys.stderr)
+    return 2
+
+
+def _engine(dataset: Path, args):
+    from backends.registry import RegistryError
+    from tui.engine import Engine, RunOptions
+    from tui.profiles import ProfileError, default_name, load
+
+    try:
+        profile = load(args.profile or default_name())
+    except ProfileError as exc:
+        raise SystemExit(_fail(str(exc)))
+    options = RunOptions(only=_split(args.only), skip=_split(args.skip), overwrite=_split(args.overwrite),
+                         jobs=args.jobs, log_dir=args.log_dir)
+    engine = Engine(dataset, profile, options)
+    from tui.plan import resolve_modules
+
+    try:  # check module names now, before anything starts
+        resolve_modules(engine.specs, options.only, options.skip)
+        for name in options.overwrite:
+            if name != "all" and name not in engine.specs:
+                raise RegistryError(f"unknown module {name!r} in --overwrite; known modules: {', '.join(engine.specs)}")
+    except RegistryError as exc:
+        raise SystemExit(_fail(str(exc)))
+    return engine
+
+
+def _run(dataset: Path, args) -> int:
+    if not dataset.is_dir():
+        return _fail(f"{dataset}: dataset folder does not exist")
+    engine = _engine(dataset, args)
+    interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.headless
+    if interactive:
+        try:
+            from tui.app import run_dashboard
+        except ImportError:
+            run_dashboard = None
+        if run_dashboard is not None:
+            return run_dashboard(engine)
+    return run_headless(engine, verbose=args.verbose)
+
+
+def run_headless(engine, *, verbose: bool = False) -> int:
+    import asyncio
+    import signal
+
+    from tui.headless import HeadlessPrinter
+    from tui.runlog import RunLog
+
+    printer = HeadlessPrinter(verbose=verbose)
+    engine.subscribe(RunLog(engine.log_dir))
+    engine.subscribe(printer)
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        presses = 0
+
+        def on_interrupt():
+            nonlocal presses
+            presses += 1
+            if presses == 1:
+                print("\nmirdeck: stopping after the tracks in flight (Ctrl-C again to stop now)", file=sys.stderr)
+                engine.stop()
+            else:
+                engine.stop(immediate=True)
+
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        loop.add_signal_handler(signal.SIGTERM, lambda: engine.stop(immediate=True))
+        return await engine.run()
+
+    stats = asyncio.run(go())
+    return 1 if any(s.failed for s in stats.values()) else 0
+
+
+def cmd_run(args) -> int:
+    return _run(args.dataset, args)
+
+
+def cmd_demo(args) -> int:
+    from tui import demo
+
+    truth = demo.create(args.dir)
+    print(f"demo dataset: {args.dir.resolve()} ({len(truth)} tracks)")
+    if args.no_run:
+        return 0
+    code = _run(args.dir, args)
+    # The demo holds bad tracks on purpose (too short, near silence): failures there are expected.
+    return 0 if code in (0, 1) else code
+
+
+def cmd_scan(args) -> int:
+    from tui.dataset import scan
+
+    try:
+        result = scan(args.dataset)
+    except FileNotFoundError as exc:
+        return _fail(str(exc))
+    for track in result.tracks:
+        stems = ", ".join(track.stems) or "no stems"
+        print(f"{track.name}\t{track.mix.name}\t{stems}")
+    for problem in result.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    print(f"{len(result.tracks)} tracks, {len(result.problems)} problems", file=sys.stderr)
+    return 0
+
+
+def cmd_organize(args) -> int:
+    from tui.dataset import organize
+
+    try:
+        actions = organize(args.source, args.dest, move=args.move, dry_run=args.dry_run)
+    except FileNotFoundError as exc:
+        return _fail(str(exc))
+    verb = "would move" if args.dry_run and args.move else "would copy" if args.dry_run else "moved" if args.move else "copied"
+    for a in actions:
+        if a.done:
+            print(f"{verb} {a.source} -> {a.target}")
+        else:
+            print(f"refused {a.source}: {a.reason}", file=sys.stderr)
+    return 1 if any(not a.done for a in actions) else 0
+
+
+def cmd_profiles(args) -> int:
+    from tui.profiles import ProfileError, list_names, load
+
+    if not args.name:
+        for name in list_names():
+            try:
+                profile = load(name)
+                print(f"{name:<14} {profile.description}")
+            except ProfileError as exc:
+                print(f"{name:<14} INVALID: {exc}")
+        return 0
+    try:
+        profile = load(args.name)
+    except ProfileError as exc:
+        return _fail(str(exc))
+    print(f"profile {profile.name} ({profile.path})")
+    if len(profile.chain) > 1:
+        print(f"extends: {' -> '.join(profile.chain)}")
+    print(f"device: {profile.device}   VRAM budget: {profile.vram_budget_gb:g} GB   jobs: {profile.effective_jobs()}")
+    if profile.llama:
+        print("llama.cpp: " + ", ".join(f"{k}={v}" for k, v in profile.llama.items()))
+    env = profile.profile_env(args.backend)
+    print(f"environment{' for ' + args.backend if args.backend else ''} (set in every worker; the parent's stays as it is):")
+    for key, value in env.items():
+        print(f"  {key}={value}")
+    for name, override in profile.backend.items():
+        extra = ", ".join(f"{k}={v}" for k, v in override.env.items())
+        details = [f"timeout {override.timeout_s:g} s" if override.timeout_s else "", extra,
+                   ", ".join(f"{k}={v}" for k, v in override.options.items())]
+        print(f"  [{name}] " + "; ".join(d for d in details if d))
+    return 0
+
+
+def cmd_modules(args) -> int:
+    from backends.registry import all_specs
+
+    for spec in all_specs().values():
+        needs = ", ".join(f"{n.source}@{n.sample_rate or 'native'}{'' if n.required else '?'}" for n in spec.audio)
+        print(f"{spec.name} v{spec.version} [{spec.device}] — {spec.description}")
+        print(f"    keys: {', '.join(spec.keys + spec.optional_keys)}")
+        print(f"    reads: {needs or 'nothing'}" + (f"; requires: {', '.join(spec.requires)}" if spec.requires else "")
+              + (f"; models: {', '.join(spec.models)}" if spec.models else ""))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from tui import paths
+    from tui.models import FetchError, ManifestError, fetch, load_manifest, status
+
+    try:
+        manifest = load_manifest()
+    except ManifestError as exc:
+        return _fail(str(exc))
+    if args.action == "list":
+        print(f"weights folder: {paths.models_dir()}")
+        if not manifest:
+            print("the manifest lists no models yet")
+        for entry in manifest.values():
+            ok, word = status(entry)
+            print(f"{'✓' if ok else '✗'} {entry.name:<28} {entry.backend:<14} {word}   {entry.licence}")
+        return 0
+    unknown = [n for n in args.names if n not in manifest]
+    if unknown or not args.names:
+        return _fail(f"name the models to fetch; unknown: {', '.join(unknown) or '(none given)'}; "
+                     f"known: {', '.join(manifest) or '(none)'}")
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    failed = 0
+    for name in args.names:
+        entry = manifest[name]
+        with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn()) as bar:
+            task = bar.add_task(name, total=entry.size)
+            try:
+                path = fetch(entry, progress=lambda done, total: bar.update(task, completed=done, total=total))
+            except FetchError as exc:
+                failed += 1
+                bar.stop()
+                print(f"mirdeck: {exc}", file=sys.stderr)
+                continue
+        print(f"installed {name}: {path}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

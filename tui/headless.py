@@ -1,0 +1,95 @@
+"""The headless view: live progress with rich on a terminal, plain lines otherwise, and a
+summary table per module at the end."""
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tui import events as ev
+
+
+def fmt_rtf(value: float | None) -> str:
+    if not value:
+        return "–"
+    return f"{value:,.0f}×" if value >= 100 else f"{value:,.1f}×"
+
+
+def summary_table(summary: dict[str, dict], title: str = "mirdeck run") -> Table:
+    table = Table(title=title, title_justify="left")
+    for column, justify in (("module", "left"), ("done", "right"), ("failed", "right"),
+                            ("skipped", "right"), ("n/a", "right"), ("audio s", "right"),
+                            ("wall s", "right"), ("realtime", "right")):
+        table.add_column(column, justify=justify)
+    for name, s in summary.items():
+        table.add_row(name, str(s["done"]), str(s["failed"]) if s["failed"] else "0", str(s["skipped"]),
+                      str(s["not_applicable"]), f"{s['audio_seconds']:,.1f}", f"{s['wall_seconds']:,.2f}",
+                      fmt_rtf(s["realtime_factor"]))
+    return table
+
+
+class HeadlessPrinter:
+    """Subscriber that shows a run without the dashboard."""
+
+    def __init__(self, console: Console | None = None, *, live: bool | None = None, verbose: bool = False):
+        self.console = console or Console(stderr=False)
+        self.live = self.console.is_terminal if live is None else live
+        self.verbose = verbose
+        self.progress: Progress | None = None
+        self.task = None
+        self.total = 0
+        self.finished = 0
+        self.failures: list[str] = []
+
+    def __call__(self, event: ev.Event) -> None:
+        handler = getattr(self, f"on_{event.name}", None)
+        if handler:
+            handler(event)
+
+    def on_run_started(self, e: ev.RunStarted) -> None:
+        planned_tracks = max(e.planned.values(), default=0)
+        self.total = planned_tracks
+        self.console.print(f"[bold]mirdeck[/] · {e.dataset} · profile [cyan]{e.profile}[/] · "
+                           f"{e.tracks} tracks · modules: {', '.join(e.modules)}")
+        for name in e.modules:
+            done = e.skipped.get(name, 0)
+            if done:
+                self.console.print(f"  {name}: {done} tracks already done, skipped")
+        for problem in e.scan_problems:
+            self.console.print(f"  [yellow]scan[/] {problem}", highlight=False)
+        self.console.print(f"  run log: {e.log_dir}", highlight=False)
+        if self.live and self.total:
+            self.progress = Progress(TextColumn("tracks"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[last]}"), TimeElapsedColumn(),
+                                     TimeRemainingColumn(), console=self.console, transient=True)
+            self.task = self.progress.add_task("tracks", total=self.total, last="")
+            self.progress.start()
+
+    def on_track_finished(self, e: ev.TrackFinished) -> None:
+        self.finished += 1
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, last=e.track[-40:])
+        elif self.verbose or e.failed:
+            state = "ok" if not e.failed else f"failed: {', '.join(e.failed)}"
+            print(f"[{self.finished}/{self.total}] {e.track}: {state}", flush=True)
+
+    def on_module_failed(self, e: ev.ModuleFailed) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {e.module:<12} {e.kind:<13} {e.message}"
+        self.failures.append(line)
+        self.console.print(f"[red]{e.kind}[/] [bold]{e.module}[/] {e.message}", highlight=False)
+
+    def on_store_problem(self, e: ev.StoreProblem) -> None:
+        self.console.print(f"[yellow]store[/] {e.message}", highlight=False)
+
+    def on_warning(self, e: ev.Warning) -> None:
+        self.console.print(f"[yellow]warning[/] {e.message}", highlight=False)
+
+    def on_run_finished(self, e: ev.RunFinished) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        title = f"mirdeck run {'stopped' if e.stopped else 'finished'} in {e.wall_seconds:,.1f} s"
+        self.console.print(summary_table(e.summary, title))
+        sys.stdout.flush()
