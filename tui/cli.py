@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-run", action="store_true", help="only write the dataset")
     run_options(p)
 
+    p = sub.add_parser("dashboard", help="open the dashboard's set-up screen: pick dataset, profile, modules; start")
+    p.add_argument("dataset", type=Path, nargs="?", default=None)
+    p.add_argument("--profile", "-p", default=None, help="profile selected at first")
+
     p = sub.add_parser("scan", help="list the tracks mirdeck finds in a dataset, and what it skips")
     p.add_argument("dataset", type=Path)
 
@@ -170,6 +174,14 @@ def cmd_demo(args) -> int:
     code = _run(args.dir, args)
     # The demo holds bad tracks on purpose (too short, near silence): failures there are expected.
     return 0 if code in (0, 1) else code
+
+
+def cmd_dashboard(args) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return _fail("the dashboard needs a terminal; without one use 'mirdeck run DATASET'")
+    from tui.app import run_setup
+
+    return run_setup(args.dataset, args.profile)
 
 
 def cmd_scan(args) -> int:

@@ -1,0 +1,1 @@
+"""Dashboard screens: set-up, live run, track detail, A/B, help."""

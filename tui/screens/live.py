@@ -1,0 +1,107 @@
+"""The live-run screen: progress, modules, in flight, GPU, CPU/RAM, log, latest track.
+
+Redraws on a timer (``App.refresh_hz``, 4 Hz by default) and only when the view changed; the
+GPU and host probes are read in a thread so a slow driver never blocks the screen.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from tui.widgets.log_pane import LogPane
+from tui.widgets.module_table import ModuleTable
+from tui.widgets.panels import GpuPanel, HostPanel, InFlightPanel, LatestPanel
+from tui.widgets.run_header import RunHeader
+
+NARROW = 100  # below this many columns the side panels go under the main ones
+
+
+class LiveRunScreen(Screen):
+    BINDINGS = [
+        Binding("s", "app.stop_graceful", "stop"),
+        Binding("S", "app.stop_now", "stop now"),
+        Binding("space", "app.toggle_pause", "pause/resume"),
+        Binding("t", "open_track", "track"),
+        Binding("l", "cycle_level", "log level"),
+        Binding("m", "cycle_module", "log module"),
+        Binding("a", "app.ab", "A/B", show=False),
+        Binding("question_mark", "app.help", "help"),
+        Binding("q", "app.request_quit", "quit"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield RunHeader(id="run-header")
+        with VerticalScroll(id="run-body"):
+            with Horizontal(id="run-top"):
+                with Vertical(id="run-main"):
+                    yield ModuleTable(id="modules")
+                    yield InFlightPanel(id="in-flight")
+                with Vertical(id="run-side"):
+                    yield GpuPanel(id="gpu")
+                    yield HostPanel(id="host")
+                    yield LatestPanel(id="latest")
+            yield LogPane(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._shown_version = -1
+        self._latest_features: dict = {}
+        self._latest_for = ""
+        self.set_class(self.app.size.width < NARROW, "narrow")
+        self.redraw()
+        self.set_interval(1 / self.app.refresh_hz, self.redraw)
+        if self.app.probe_interval > 0:
+            self.set_interval(self.app.probe_interval, self.read_probes)
+            self.call_after_refresh(self.read_probes)
+
+    def on_resize(self, event) -> None:
+        self.set_class(event.size.width < NARROW, "narrow")
+        self._shown_version = -1
+
+    async def read_probes(self) -> None:
+        view = self.app.view
+        try:
+            gpu, host = await asyncio.to_thread(self.app.read_probes, view.worker_pids())
+        except Exception as exc:  # a probe bug must not take the run down; say so in the log
+            view.add_log("warning", "", f"GPU/host probe failed: {exc!r}")
+            return
+        view.note_gpu(gpu)
+        view.note_host(host)
+        if view.latest_track and view.latest_track != self._latest_for:
+            self._latest_for = view.latest_track
+            self._latest_features = await asyncio.to_thread(self.app.read_features, view.latest_track)
+
+    def redraw(self) -> None:
+        view = self.app.view
+        now = self.app.clock()
+        header = self.query_one(RunHeader)
+        header.render_view(view, now, self.size.width)  # the clock and ETA move every tick
+        if view.version == self._shown_version:
+            return
+        self._shown_version = view.version
+        side_width = self.query_one("#run-side").size.width or 34
+        self.query_one(ModuleTable).render_view(view)
+        self.query_one(InFlightPanel).render_view(view, now)
+        self.query_one(GpuPanel).render_view(view, side_width - 2)
+        self.query_one(HostPanel).render_view(view, side_width - 2)
+        self.query_one(LatestPanel).render_view(view, self._latest_features, side_width - 2)
+        self.query_one(LogPane).render_view(view)
+
+    def action_cycle_level(self) -> None:
+        self.query_one(LogPane).cycle_level(self.app.view)
+
+    def action_cycle_module(self) -> None:
+        self.query_one(LogPane).cycle_module(self.app.view)
+
+    def action_open_track(self) -> None:
+        view = self.app.view
+        # The newest track with a failure, else the latest finished, else one in flight.
+        track = next(reversed(view.errors), "") if view.errors else view.latest_track
+        if not track and view.in_flight:
+            track = next(iter(view.in_flight))
+        self.app.action_track(track)
