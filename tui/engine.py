@@ -412,6 +412,9 @@ class Engine:
                 worker = await pool.acquire()
             except ModuleUnavailable as exc:
                 return Outcome(False, kind=exc.kind, message=str(exc))
+            if self._aborting:  # an immediate stop came while this request waited for a worker
+                await pool.release(worker)
+                return Outcome(False, kind="stopped", message="run stopped")
             slot = self._cpu_slots if cpu else None
             if slot:
                 await slot.acquire()
