@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -17,7 +18,7 @@ from textual.widgets.option_list import Option
 from tui.profiles import ProfileError, list_names, load
 from tui.setup_model import DatasetSummary, env_diff, env_lines, flamingo_backends, readiness, summarise_dataset
 
-CHECK = {True: "[x]", False: "[ ]"}
+CHECK = {True: Text("[x]"), False: Text("[ ]")}
 STATE_STYLE = {"ready": "green", "model missing": "bold red", "binary missing": "bold red"}
 
 
@@ -54,12 +55,16 @@ class SetupScreen(Screen):
             yield DataTable(id="module-list", cursor_type="cell")
             with Horizontal(id="start-row"):
                 flamingo = flamingo_backends(specs)
-                with RadioSet(id="flamingo", disabled=not flamingo):
-                    yield RadioButton("GGUF (llama-mtmd-cli)", value=True)
-                    yield RadioButton("transformers")
-                    yield RadioButton("A/B: both")
-                yield Static(Text("no Flamingo back end in this build yet: the choice applies once "
-                                  "one is installed" if not flamingo else "", style="dim"), id="flamingo-note")
+                if flamingo:
+                    with RadioSet(id="flamingo"):
+                        yield RadioButton("GGUF (llama-mtmd-cli)", value=True)
+                        yield RadioButton("transformers")
+                        yield RadioButton("A/B: both")
+                else:
+                    yield Static(Text.assemble(("Flamingo back end: ", "bold"), (
+                        "none installed in this build yet. The choice (GGUF quantisation through "
+                        "llama-mtmd-cli, full transformers, or A/B of both) appears here once one is.",
+                        "dim")), id="flamingo")
                 yield Button("Start run  ctrl+s", id="start", variant="success")
         yield Footer()
 
@@ -67,7 +72,8 @@ class SetupScreen(Screen):
         self.query_one("#dataset-box").border_title = "dataset"
         self.query_one("#profiles").border_title = "profile"
         self.query_one("#module-list").border_title = "modules  (space: run it · o: overwrite done tracks)"
-        self.query_one("#flamingo").border_title = "Flamingo back end"
+        if isinstance(self.query_one("#flamingo"), RadioSet):
+            self.query_one("#flamingo").border_title = "Flamingo back end"
         table = self.query_one("#module-list", DataTable)
         for label in ("run", "module", "device", "complete", "state", "overwrite", "description"):
             table.add_column(label, key=label)
@@ -107,6 +113,8 @@ class SetupScreen(Screen):
 
     # -- profile ---------------------------------------------------------------------------------
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if not event.option_list.has_focus:
+            return  # the list settling on the initial choice, not the user switching profile
         if event.option.id != (self.profile.name if self.profile else None):
             self.select_profile(event.option.id)
 
@@ -123,22 +131,29 @@ class SetupScreen(Screen):
         self.previous_profile, self.profile = self.profile, profile
         env_box.border_title = f"what {profile.name} sets in the workers"
         backends = list(self.app.specs)
+        jobs = f"{profile.jobs}" if profile.jobs else "one per core"
+        head = Text.assemble((profile.description or "", "italic"), "\n",
+                             f"device {profile.device} · jobs {jobs} · VRAM budget {profile.vram_budget_gb:g} GB")
         table = Table.grid(padding=(0, 1))
         table.add_column(style="dim", no_wrap=True)
         table.add_column(style="bold", no_wrap=True)
         table.add_column(overflow="fold")
-        table.add_row("", Text(profile.description or "", style="italic"), "")
-        table.add_row("", f"device {profile.device} · jobs {profile.effective_jobs()} · VRAM budget "
-                          f"{profile.vram_budget_gb:g} GB", "")
         for scope, key, value in env_lines(profile, backends):
             table.add_row("all" if scope == "*" else scope, key, value)
+        parts = [head, table]
         diff = env_diff(self.previous_profile, profile, backends)
         if diff:
-            table.add_row("", Text(f"changes from {self.previous_profile.name}:", style="bold yellow"), "")
+            parts.append(Text(f"changes from {self.previous_profile.name}:", style="bold yellow"))
+            changes = Table.grid(padding=(0, 1))
+            changes.add_column(no_wrap=True)
+            changes.add_column(style="bold", no_wrap=True)
+            changes.add_column(overflow="fold")
             style = {"+": "green", "-": "red", "~": "yellow"}
             for sign, scope, key, value in diff:
-                table.add_row(Text(sign, style=style[sign]), key, Text(value, style=style[sign]))
-        env_box.update(table)
+                where = "" if scope == "*" else f" [{scope}]"
+                changes.add_row(Text(sign, style=style[sign]), key + where, Text(value, style=style[sign]))
+            parts.append(changes)
+        env_box.update(Group(*parts))
         self.fill_modules()
 
     # -- modules ---------------------------------------------------------------------------------

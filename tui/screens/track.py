@@ -25,7 +25,7 @@ TEXT_MIN = 60  # a string feature at least this long is shown as text, not in th
 def track_report(folder: Path, view=None) -> Group:
     """Everything known about one track, as Rich renderables (pure: testable without a screen)."""
     info_file = folder / f"{folder.name}.INFO"
-    parts: list = [Text(folder.name, style="bold"), Text(str(info_file), style="dim")]
+    parts: list = [Text(folder.name, style="bold"), Text(f"file: {info_file.name}", style="dim")]
     if not info_file.exists():
         parts.append(Text("\nno .INFO yet: no module has finished on this track", style="yellow"))
         info, problem = {}, ""

@@ -21,6 +21,15 @@ def size(value: int | None) -> str:
     return f"{value / GIB:.1f} GiB"
 
 
+def short_size(value: int | None) -> str:
+    """Bytes in at most 6 characters: ``410M``, ``8.9G``."""
+    if value is None:
+        return DASH
+    if value < GIB:
+        return f"{value / (1 << 20):.0f}M"
+    return f"{value / GIB:.1f}G"
+
+
 def rtf(value: float | None) -> str:
     """Realtime factor (audio seconds per wall second) as ``214×``."""
     if not value:

@@ -16,7 +16,7 @@ LEVEL_WORD = {"stderr": "all", "info": "info+", "warning": "warnings+", "error":
 def entry_text(entry: LogEntry) -> Text:
     text = Text()
     text.append(time.strftime("%H:%M:%S ", time.localtime(entry.time)), style="dim")
-    text.append(f"{(entry.module or 'mirdeck'):<12} ", style="bold")
+    text.append(f"{(entry.module or 'mirdeck'):<13} ", style="bold")
     tag = "stderr" if entry.level == "stderr" else entry.level
     text.append(f"{tag:<8}", style=LEVEL_STYLE[entry.level])
     message = f"{entry.track}: {entry.message}" if entry.track and entry.track not in entry.message else entry.message

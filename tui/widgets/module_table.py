@@ -9,7 +9,7 @@ from tui.widgets import format as fmt
 
 # Widths include one trailing space (cell padding is 0): the table fits 84 columns.
 COLUMNS = (("module", 14), ("state", 12), ("done", 7), ("fail", 5), ("skip", 6), ("audio", 8),
-           ("RTF last", 9), ("RTF all", 8), ("PID", 8), ("VRAM pk", 8))
+           ("RTF last", 9), ("RTF all", 8), ("PID", 7), ("VRAM pk", 7))
 STATE_STYLE = {"running": "green", "idle": "cyan", "waiting": "dim", "done": "bold green",
                "unavailable": "bold red", "stopped": "yellow"}
 
@@ -21,7 +21,7 @@ def row_cells(row: ModuleRow, run_over: bool) -> tuple:
     return (row.name, Text(state, style=STATE_STYLE.get(state, "")), f"{row.done:,}", fail,
             f"{row.skipped:,}", fmt.hours(row.audio_seconds) if row.audio_seconds else fmt.DASH,
             fmt.rtf(row.last_rtf), fmt.rtf(row.rtf), fmt.shorten(pids, 7),
-            fmt.size(row.peak_vram) if row.peak_vram is not None else fmt.DASH)
+            fmt.short_size(row.peak_vram))
 
 
 class ModuleTable(DataTable):

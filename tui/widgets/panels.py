@@ -76,9 +76,12 @@ class GpuPanel(Static):
             lines.append(Text(f"busy {busy}   {temp}"))
         workers = [(view.worker_module.get(pid, "?"), pid, mem) for pid, mem in snap.processes.items()]
         if workers:
-            lines.append(Text("─ per worker ─", style="dim"))
-            for module, pid, mem in sorted(workers, key=lambda w: -w[2].vram):
-                lines.append(Text(f"{fmt.shorten(module, 13):<13} {pid:>7} {fmt.size(mem.vram):>9}"))
+            lines.append(Text("─ GPU memory per worker ─", style="dim"))
+            for module, pid, mem in sorted(workers, key=lambda w: -w[2].vram)[:4]:
+                gtt = f" +{fmt.short_size(mem.gtt)} GTT" if mem.gtt else ""
+                lines.append(Text(f"{fmt.shorten(module, 13):<13} {pid:>7} {fmt.short_size(mem.vram):>6}{gtt}"))
+            if len(workers) > 4:
+                lines.append(Text(f"… {len(workers) - 4} more workers", style="dim"))
         self.border_title = f"GPU · {snap.source}"
         self.update(Text("\n").join(lines))
 
@@ -88,14 +91,14 @@ class HostPanel(Static):
 
     def render_view(self, view: RunView, width: int = 30) -> None:
         host = view.host
-        cpu = fmt.DASH if host.cpu_percent is None else f"{host.cpu_percent:.0f} %"
-        ram = fmt.DASH if host.ram_used is None else f"{fmt.gib(host.ram_used)} / {fmt.gib(host.ram_total)} GiB"
+        cpu = fmt.DASH if host.cpu_percent is None else f"{host.cpu_percent:.0f}%"
+        ram = fmt.DASH if host.ram_used is None else f"{fmt.gib(host.ram_used)}/{fmt.gib(host.ram_total, 0)} GiB"
         self.border_title = f"CPU {cpu} · RAM {ram}"
         lines = [Text(fmt.sparkline(view.cpu_history, max(8, width - 4)), style="blue")]
-        rss = sorted(host.worker_rss.items(), key=lambda kv: -kv[1])[:4]
+        rss = sorted(host.worker_rss.items(), key=lambda kv: -kv[1])[:2]
         for pid, value in rss:
             module = view.worker_module.get(pid, "?")
-            lines.append(Text(f"{fmt.shorten(module, 13):<13} {pid:>7} {fmt.size(value):>9}", style="dim"))
+            lines.append(Text(f"{fmt.shorten(module, 13):<13} {pid:>7} {fmt.short_size(value):>6}", style="dim"))
         self.update(Text("\n").join(lines))
 
 
@@ -110,9 +113,13 @@ class LatestPanel(Static):
             self.update(Text("no track finished yet", style="dim"))
             return
         lines = [Text(fmt.shorten(view.latest_track, width - 2), style="bold")]
+        ok = [m for m, outcome in view.latest_outcome.items() if outcome == "ok"]
+        if ok:
+            lines.append(Text(f"ok: {', '.join(ok)}", style="green"))
         for module, outcome in view.latest_outcome.items():
-            lines.append(Text(f"{module:<13} {outcome}", style="green" if outcome == "ok" else "red"))
-        for key, value in list(features.items())[:6]:
+            if outcome != "ok":
+                lines.append(Text(f"FAILED {module}: {outcome}", style="bold red"))
+        for key, value in list(features.items())[:3]:
             text = f"{value:.4g}" if isinstance(value, float) else str(value)
             lines.append(Text(fmt.shorten(f"{key} = {text}", width - 2), style="dim"))
         self.update(Text("\n").join(lines))

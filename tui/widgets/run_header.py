@@ -26,17 +26,23 @@ class RunHeader(Static):
 
         done, total = view.units()
         fraction = done / total if total else (1.0 if view.finished_at else 0.0)
-        line = Text()
-        line.append(f"tracks {view.tracks_finished:,} / {view.tracks_total:,}  ")
-        line.append(fmt.bar(fraction, max(10, min(40, width - 80))), style="green")
-        line.append(f" {fraction * 100:3.0f}%  audio {fmt.duration(view.audio_done)} done · ")
+        narrow = width < 100
+        tail = f" {fraction * 100:3.0f}% · " if narrow else f" {fraction * 100:3.0f}%  audio {fmt.hours(view.audio_done)} done · "
         if view.finished_at:
             word = "stopped" if view.stopped else "finished"
-            line.append(f"{word} in {fmt.duration(view.elapsed(now))}", style="bold")
+            tail_text = Text(f"{word} in {fmt.duration(view.elapsed(now))}", style="bold")
         elif view.paused:
-            line.append("PAUSED (space resumes)", style="bold yellow")
+            tail_text = Text("PAUSED (space resumes)", style="bold yellow")
         else:
-            line.append(f"elapsed {fmt.duration(view.elapsed(now))} · ETA {fmt.duration(view.eta_seconds(now))}")
+            elapsed = "" if narrow else f"elapsed {fmt.duration(view.elapsed(now))} · "
+            tail_text = Text(f"{elapsed}ETA {fmt.duration(view.eta_seconds(now))}")
+        head = f"tracks {view.tracks_finished:,}/{view.tracks_total:,} " if narrow else \
+            f"tracks {view.tracks_finished:,} / {view.tracks_total:,}  "
+        bar_width = max(8, min(40, width - 2 - len(head) - len(tail) - len(tail_text.plain)))
+        line = Text(head)
+        line.append(fmt.bar(fraction, bar_width), style="green")
+        line.append(tail)
+        line.append_text(tail_text)
         status = Text()
         if view.fatal:
             status.append(f"engine error: {view.fatal}", style="bold red")
