@@ -1,49 +1,106 @@
 """Small read-only panels: tracks in flight, GPU, CPU/RAM, the latest finished track."""
 from __future__ import annotations
 
+from rich.console import Group, RenderableType
+
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from tui.runview import RunView
 from tui.widgets import format as fmt
 
 
-class InFlightPanel(Static):
+class Panel(Widget):
+    """Shows one renderable. A new one repaints only this widget; the screen's layout is
+    recomputed only when the number of lines changes (a relayout of the whole screen at every
+    tick was most of the dashboard's CPU use)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._content: RenderableType = Text("")
+        self._lines = -1
+
+    grow_only = False
+    """Keep the tallest height seen (padding with blank lines): a panel whose line count
+    changes at every tick would otherwise relayout the screen at every tick."""
+
+    def unchanged(self, key) -> bool:
+        """True if ``key`` (what the content is made from) is the same as last time: then the
+        panel keeps what it shows and nothing is repainted."""
+        if key == getattr(self, "_key", None):
+            return True
+        self._key = key
+        return False
+
+    def show(self, content: RenderableType, lines: int) -> None:
+        if self.grow_only and lines < self._lines:
+            content = Group(content, Text("\n" * (self._lines - lines - 1)))
+            lines = self._lines
+        self._content = content
+        self.refresh(layout=lines != self._lines)
+        self._lines = lines
+
+    @property
+    def content(self) -> RenderableType:
+        return self._content
+
+    def render(self) -> RenderableType:
+        return self._content
+
+
+def joined(lines: list[Text]) -> Text:
+    for line in lines:
+        line.no_wrap, line.overflow = True, "ellipsis"
+    return Text("\n", no_wrap=True, overflow="ellipsis").join(lines)
+
+
+class InFlightPanel(Panel):
+    grow_only = True
     DEFAULT_CSS = "InFlightPanel { height: auto; min-height: 3; border: round $primary; padding: 0 1; }"
 
     def on_mount(self) -> None:
         self.border_title = "in flight"
 
     def render_view(self, view: RunView, now: float, limit: int = 6) -> None:
-        if not view.in_flight:
-            self.update(Text("nothing in flight" if view.finished_at or not view.started_at else "starting…",
-                             style="dim"))
+        shown = list(view.in_flight.values())[:limit]
+        key = (len(view.in_flight), view.finished_at, int(now),
+               tuple((t.name, tuple(t.progress.items()), len(t.finished)) for t in shown))
+        if self.unchanged(key):
             return
-        table = Table.grid(padding=(0, 1), expand=True)
-        table.add_column(ratio=3, no_wrap=True)
-        table.add_column(ratio=2, no_wrap=True)
-        table.add_column(width=6, justify="right")
-        rows = 0
-        for track in list(view.in_flight.values())[:limit]:
+        if not view.in_flight:
+            self.show(Text("nothing in flight" if view.finished_at or not view.started_at else "starting…",
+                            style="dim"), 1)
+            return
+        # Plain fixed-width lines: a Rich Table re-measured at every tick costs several times more.
+        width = max(40, self.size.width - 4)
+        name_width = max(16, width - 38)
+        lines: list[Text] = []
+
+        def row(name: str, what: Text, seconds: float) -> None:
+            line = Text(fmt.shorten(name, name_width).ljust(name_width + 1))
+            line.append_text(what)
+            line.pad_right(max(0, width - 7 - line.cell_len))
+            line.append(fmt.duration(seconds).rjust(7))
+            lines.append(line)
+
+        for track in shown:
             if not track.progress:
                 word = "writing .INFO" if len(track.finished) >= len(track.modules) else (
                     "waiting for a worker" if track.finished else "decoding / queued")
-                table.add_row(fmt.shorten(track.name, 40), Text(word, style="dim"),
-                              fmt.duration(now - track.started))
-                rows += 1
+                row(track.name, Text(word, style="dim"), now - track.started)
             for module, (fraction, stage) in track.progress.items():
-                label = f"{module} {stage}".strip()
-                table.add_row(fmt.shorten(track.name, 40), fmt.shorten(label, 24) + " " + fmt.bar(fraction, 5),
-                              fmt.duration(now - track.started))
-                rows += 1
+                what = Text(fmt.shorten(f"{module} {stage}".strip(), 24).ljust(25))
+                what.append(fmt.bar(fraction, 5), style="green")
+                row(track.name, what, now - track.started)
         more = len(view.in_flight) - limit
         if more > 0:
-            table.add_row(Text(f"… and {more} more tracks", style="dim"), "", "")
-        self.update(table)
+            lines.append(Text(f"… and {more} more tracks", style="dim"))
+        table, rows = joined(lines), len(lines)
+        self.show(table, rows)
 
 
-class GpuPanel(Static):
+class GpuPanel(Panel):
     DEFAULT_CSS = "GpuPanel { height: auto; border: round $primary; padding: 0 1; }"
 
     def on_mount(self) -> None:
@@ -51,13 +108,15 @@ class GpuPanel(Static):
 
     def render_view(self, view: RunView, width: int = 30) -> None:
         snap = view.gpu
+        if self.unchanged((id(snap), width, len(view.worker_module))):
+            return
         if snap is None:
-            self.update(Text("reading…", style="dim"))
+            self.show(Text("reading…", style="dim"), 1)
             return
         if not snap.devices:
             self.border_title = "GPU · none"
-            self.update(Text(f"No GPU in use: {snap.note or 'none found'}.\nEverything runs on the CPU.",
-                             style="yellow"))
+            text = Text(f"No GPU in use: {snap.note or 'none found'}.\nEverything runs on the CPU.", style="yellow")
+            self.show(text, len(text.wrap(self.app.console, max(10, width))))
             return
         lines: list[Text] = []
         spark_width = max(8, width - 4)
@@ -83,14 +142,16 @@ class GpuPanel(Static):
             if len(workers) > 4:
                 lines.append(Text(f"… {len(workers) - 4} more workers", style="dim"))
         self.border_title = f"GPU · {snap.source}"
-        self.update(Text("\n").join(lines))
+        self.show(joined(lines), len(lines))
 
 
-class HostPanel(Static):
+class HostPanel(Panel):
     DEFAULT_CSS = "HostPanel { height: auto; border: round $primary; padding: 0 1; }"
 
     def render_view(self, view: RunView, width: int = 30) -> None:
         host = view.host
+        if self.unchanged((id(host), width)):
+            return
         cpu = fmt.DASH if host.cpu_percent is None else f"{host.cpu_percent:.0f}%"
         ram = fmt.DASH if host.ram_used is None else f"{fmt.gib(host.ram_used)}/{fmt.gib(host.ram_total, 0)} GiB"
         self.border_title = f"CPU {cpu} · RAM {ram}"
@@ -99,18 +160,20 @@ class HostPanel(Static):
         for pid, value in rss:
             module = view.worker_module.get(pid, "?")
             lines.append(Text(f"{fmt.shorten(module, 13):<13} {pid:>7} {fmt.short_size(value):>6}", style="dim"))
-        self.update(Text("\n").join(lines))
+        self.show(joined(lines), len(lines))
 
 
-class LatestPanel(Static):
+class LatestPanel(Panel):
     DEFAULT_CSS = "LatestPanel { height: auto; border: round $primary; padding: 0 1; }"
 
     def on_mount(self) -> None:
         self.border_title = "latest track"
 
     def render_view(self, view: RunView, features: dict, width: int = 30) -> None:
+        if self.unchanged((view.latest_track, id(features), width, len(view.latest_outcome))):
+            return
         if not view.latest_track:
-            self.update(Text("no track finished yet", style="dim"))
+            self.show(Text("no track finished yet", style="dim"), 1)
             return
         lines = [Text(fmt.shorten(view.latest_track, width - 2), style="bold")]
         ok = [m for m, outcome in view.latest_outcome.items() if outcome == "ok"]
@@ -122,4 +185,4 @@ class LatestPanel(Static):
         for key, value in list(features.items())[:3]:
             text = f"{value:.4g}" if isinstance(value, float) else str(value)
             lines.append(Text(fmt.shorten(f"{key} = {text}", width - 2), style="dim"))
-        self.update(Text("\n").join(lines))
+        self.show(joined(lines), len(lines))

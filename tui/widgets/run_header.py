@@ -4,13 +4,13 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
-from textual.widgets import Static
+from tui.widgets.panels import Panel
 
 from tui.runview import RunView
 from tui.widgets import format as fmt
 
 
-class RunHeader(Static):
+class RunHeader(Panel):
     DEFAULT_CSS = """
     RunHeader { height: 3; padding: 0 1; background: $boost; }
     """
@@ -52,4 +52,6 @@ class RunHeader(Static):
             status.append("stopping now: killing workers", style="bold red")
         elif view.tracks_failed:
             status.append(f"{view.tracks_failed} track(s) with failures · t opens a track", style="yellow")
-        self.update(Text("\n").join([title, line, status]))
+        text = Text("\n").join([title, line, status])
+        if not self.unchanged((text.plain, view.fatal, view.paused)):
+            self.show(text, 3)
