@@ -107,6 +107,7 @@ class RunView:
         self.tracks_failed = 0
         self.audio_done = 0.0
         self.in_flight: dict[str, TrackState] = {}
+        self._active: set[tuple[str, str]] = set()  # (track, module) requests running now
         self.log: deque[LogEntry] = deque(maxlen=log_limit)
         self._seq = 0
         self.started_at: float | None = None
@@ -156,6 +157,7 @@ class RunView:
         self.finished_at = e.time
         self.stopped = e.stopped
         self.in_flight.clear()
+        self._active.clear()
         for row in self.modules.values():
             row.running = 0
         word = "stopped" if e.stopped else "finished"
@@ -187,8 +189,9 @@ class RunView:
 
     def _on_module_started(self, e: ev.ModuleStarted) -> None:
         row = self.modules.get(e.module)
-        if row is not None:
+        if row is not None and (e.track, e.module) not in self._active:
             row.running += 1
+        self._active.add((e.track, e.module))
         track = self.in_flight.get(e.track)
         if track is not None:
             track.progress[e.module] = (0.0, "")
@@ -203,9 +206,10 @@ class RunView:
         state = self.in_flight.get(track)
         if state is not None:
             state.finished.add(module)
-        if state is not None and module in state.progress:
-            del state.progress[module]
-            if row is not None and row.running:
+            state.progress.pop(module, None)
+        if (track, module) in self._active:
+            self._active.discard((track, module))
+            if row is not None:
                 row.running -= 1
 
     def _on_module_finished(self, e: ev.ModuleFinished) -> None:
