@@ -68,7 +68,11 @@ class SetupScreen(Screen):
                 yield Button("Start run  ctrl+s", id="start", variant="success")
         yield Footer()
 
+    def on_resize(self, event) -> None:
+        self.set_class(event.size.width < 100, "narrow")
+
     def on_mount(self) -> None:
+        self.set_class(self.app.size.width < 100, "narrow")
         self.query_one("#dataset-box").border_title = "dataset"
         self.query_one("#profiles").border_title = "profile"
         self.query_one("#module-list").border_title = "modules  (space: run it · o: overwrite done tracks)"
