@@ -359,3 +359,12 @@ def test_unknown_module_is_a_clear_error(tmp_path):
 
     with pytest.raises(RegistryError, match="unknown module 'lufs'.*known modules: .*audio_info"):
         resolve_modules(all_specs(), ["lufs"])
+
+
+def test_digital_silence_has_null_levels_with_the_reason(tmp_path):
+    ds = tmp_path / "ds"
+    write_track(ds, "silence", np.zeros((44100, 2), dtype=np.float32))
+    run_engine(ds, only=["audio_info"])
+    info = info_of(ds / "silence")
+    assert info["peak_dbfs"] is None and info["rms_dbfs"] is None and info["duration_seconds"] == 1.0
+    assert "digital silence" in info["_mirdeck"]["audio_info"]["notes"]["peak_dbfs"]
