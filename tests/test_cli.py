@@ -94,3 +94,12 @@ def test_reading_every_spec_imports_nothing_heavy():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_demo_skips_modules_whose_models_are_missing_and_says_what_to_fetch(tmp_path):
+    env = {"MIRDECK_EXTRA_BACKENDS": "tests.fake_backends.needsmodel", "PYTHONPATH": str(ROOT)}
+    result = mirdeck("demo", "--dir", tmp_path / "demo", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "skipping needsmodel: model not installed (mirdeck models fetch test-model)" in result.stdout
+    info = json.loads((tmp_path / "demo" / "Tiny - Blip" / "Tiny - Blip.INFO").read_text())
+    assert "needsmodel" not in info["_mirdeck"] and "audio_info" in info["_mirdeck"]
