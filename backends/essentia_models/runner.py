@@ -41,9 +41,12 @@ class Analysis:
 def _mono(track):
     import numpy as np
 
+    from backends.audio import to_mono
+
     data, _ = track.audio("mix", SAMPLE_RATE)
-    # The average of the channels, as essentia's MonoLoader mixes; float64 sum, float32 for essentia.
-    return np.ascontiguousarray(data.mean(axis=1, dtype=np.float64), dtype=np.float32)
+    # The average of the channels, as essentia's MonoLoader mixes; essentia wants a contiguous
+    # float32 vector.
+    return np.ascontiguousarray(to_mono(data), dtype=np.float32)
 
 
 def _too_short(path: str, samples: int, model: str, minimum: int) -> BadInput:
