@@ -6,6 +6,7 @@ exact labels, their order and the chosen columns; they say nothing about real pr
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -282,3 +283,31 @@ def test_wrong_node_name_is_a_clear_error(tmp_path, monkeypatch):
     error = module_errors(events)["a"]
     assert error.kind == "model_missing"
     assert "has no node 'model/Sigmoid'" in error.message and str(model_path(weights, MOOD)) in error.message
+
+
+def test_cli_set_parses_toml_values():
+    from tui.cli import _module_options
+
+    got = _module_options(["essentia_tf.threshold=0.25", 'essentia_tf.heads=["genre", "mood"]',
+                           "essentia_tf.sidecar=true", "other.name=plain text"])
+    assert got == {"essentia_tf": {"threshold": 0.25, "heads": ["genre", "mood"], "sidecar": True},
+                   "other": {"name": "plain text"}}
+    with pytest.raises(SystemExit):
+        _module_options(["threshold=0.2"])
+
+
+def test_options_per_run_from_the_command_line(tmp_path):
+    weights = tmp_path / "weights"
+    write_standins(weights, [EMBEDDING.name, GENRE])
+    dataset = tmp_path / "data"
+    write_track(dataset, "a", noise(3.0))
+    env = {**os.environ, "MIRDECK_MODELS_DIR": str(weights)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "run", str(dataset), "--only", "essentia_tf", "--headless",
+         "--log-dir", str(tmp_path / "log"), "--set", "essentia_tf.top_k=1",
+         "--set", 'essentia_tf.heads=["genre"]'],
+        capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    info = info_of(dataset / "a")
+    assert list(info["essentia_genre"]) == labels_of(GENRE, [AUDIO_GENRE])
+    assert "atonality" not in info
