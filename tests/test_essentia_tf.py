@@ -311,3 +311,19 @@ def test_options_per_run_from_the_command_line(tmp_path):
     info = info_of(dataset / "a")
     assert list(info["essentia_genre"]) == labels_of(GENRE, [AUDIO_GENRE])
     assert "atonality" not in info
+
+
+def test_engine_survives_essentia_segfault(tmp_path, monkeypatch):
+    """batchSize -1 kills essentia-tensorflow with SIGSEGV: that track fails as a crash, the
+    worker is replaced and the other tracks are analysed."""
+    monkeypatch.setenv("MIRDECK_EXTRA_BACKENDS", "tests.essentia_crash_backend")
+    monkeypatch.setenv("MIRDECK_MODELS_DIR", str(tmp_path / "weights"))
+    write_standins(tmp_path / "weights", [EMBEDDING.name])
+    dataset = tmp_path / "data"
+    for name in ("a", "crash", "b"):
+        write_track(dataset, name, noise(3.0))
+    events, stats = run_engine(dataset, only=["_essentia_crash"], jobs=1, log_dir=tmp_path / "log")
+    failed = {e.track: e for e in events if isinstance(e, ev.ModuleFailed) and e.attempt == 2}
+    assert failed["crash"].kind == "crash"
+    assert stats["_essentia_crash"].done == 2
+    assert info_of(dataset / "a")["essentia_crash_patches"] == 1
