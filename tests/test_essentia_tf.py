@@ -256,11 +256,13 @@ def test_missing_graph_is_model_missing_with_fetch_command(tmp_path, monkeypatch
     assert "essentia_genre" not in info_of(dataset / "a")
 
 
-def test_corrupt_graph_is_named_and_loaded_once(tmp_path, monkeypatch):
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_corrupt_graph_is_named_and_loaded_once(tmp_path, monkeypatch, damage):
     weights = tmp_path / "weights"
     write_standins(weights, [TONAL])
     path = model_path(weights, TONAL)
-    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # a broken-off download
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2] if damage == "truncated" else b"")  # a broken-off download
     dataset = tmp_path / "data"
     for name in ("a", "b"):
         write_track(dataset, name, noise(2.0))
@@ -270,6 +272,8 @@ def test_corrupt_graph_is_named_and_loaded_once(tmp_path, monkeypatch):
     assert all(str(path) in e.message and "not a readable TensorFlow graph" in e.message
                and f"mirdeck models fetch {TONAL}" in e.message for e in errors.values())
     assert len(errors) == 2 and stats["essentia_tf"].failed == 2
+    # Loaded (and failed) once: the second track gets the same error without a second try.
+    assert (log_dir / "workers.log").read_text().count(f"could not load graph {TONAL}") == 1
 
 
 def test_wrong_node_name_is_a_clear_error(tmp_path, monkeypatch):

@@ -59,8 +59,8 @@ def classify_load_error(name: str, path: Path, exc: Exception, nodes: tuple[str,
     """Turn essentia's configure error into one that says what is wrong with which file."""
     text = str(exc)
     if "Error importing graph" in text or "Graph file is empty" in text:
-        detail = text.split("Error importing graph.")[-1].strip().splitlines()[0] if text else ""
-        return ModelMissing(f"model {name!r}: {path} is not a readable TensorFlow graph ({detail or text}); "
+        detail = (text.split("Error importing graph.")[-1].strip().splitlines() or [text])[0]
+        return ModelMissing(f"model {name!r}: {path} is not a readable TensorFlow graph ({detail}); "
                             f"the file is damaged or not this model: {_fetch_hint(name)}")
     if "is not a valid node name" in text:
         missing = next((n for n in nodes if f"'{n.split(':')[0]}'" in text), "?")
@@ -97,6 +97,7 @@ class GraphCache:
         except RuntimeError as exc:
             error = classify_load_error(name, path, exc, nodes)
             self._failures[name] = error
+            print(f"essentia_tf: could not load graph {name}: {error.message}", file=sys.stderr, flush=True)
             raise error from None
         self.files[name] = info
         self._algorithms[name] = algorithm
