@@ -331,3 +331,17 @@ def test_engine_survives_essentia_segfault(tmp_path, monkeypatch):
     assert failed["crash"].kind == "crash"
     assert stats["_essentia_crash"].done == 2
     assert info_of(dataset / "a")["essentia_crash_patches"] == 1
+
+
+def test_spec_lists_the_default_heads_models():
+    from backends.extractors.essentia_tf import SPEC
+    from backends.essentia_models.catalogue import DEFAULT_HEADS
+    from tui.models import load_manifest
+
+    manifest = load_manifest()
+    assert set(SPEC.models) == {EMBEDDING.name} | {HEADS[h].model for h in DEFAULT_HEADS}
+    for model in ALL_MODELS:
+        entry = manifest[model]
+        assert entry.backend == "essentia_tf" and entry.file == f"essentia/{model}.pb"
+        assert entry.url.startswith("https://essentia.upf.edu/models/") and entry.url.endswith(f"/{model}.pb")
+    assert set(SPEC.optional_keys) == {k for h in HEADS.values() for k in h.keys}

@@ -24,10 +24,11 @@ SPEC = BackendSpec(
     optional_keys=("essentia_genre", "essentia_mood", "essentia_instrument", "danceability",
                    "atonality", "voice_probability", "instrumental_probability"),
     audio=(AudioNeed("mix", 16000),),
+    # The models of the default heads; voice_instrumental-vggish-audioset-1 (the optional
+    # ``voice`` head) is in the manifest too but not needed unless asked for.
     models=("discogs-effnet-bs64-1", "genre_discogs400-discogs-effnet-1",
             "mtg_jamendo_moodtheme-discogs-effnet-1", "mtg_jamendo_instrument-discogs-effnet-1",
-            "danceability-vggish-audioset-1", "tonal_atonal-vggish-audioset-1",
-            "voice_instrumental-vggish-audioset-1"),
+            "danceability-vggish-audioset-1", "tonal_atonal-vggish-audioset-1"),
     timeout_s=900,
     sidecars=("ESSENTIA_TF",),
 )
@@ -61,6 +62,15 @@ class EssentiaTF(Extractor):
 
 
 def create() -> EssentiaTF:
-    # Graphs load on the first track that needs them: which heads run is a per-run option that
-    # arrives with the requests, and an unused head's file need not be installed.
+    from backends.essentia_models.graphs import import_essentia
+    from backends.protocol import BackendError
+
+    # TensorFlow's start-up (seconds) belongs to the worker's start, not to the first track's
+    # realtime factor. Graphs load on the first track that needs them: which heads run is a
+    # per-run option that arrives with the requests, and an unused head's file need not exist.
+    try:
+        import_essentia()
+    except ImportError as exc:
+        raise BackendError(f"essentia_tf needs the essentia-tensorflow package ({exc}); "
+                           "install mirdeck's dependencies with bin/setup") from None
     return EssentiaTF()
