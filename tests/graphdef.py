@@ -13,8 +13,8 @@ import numpy as np
 
 DT_FLOAT = 1
 DT_INT32 = 3
-# GraphDef producer version: TF 2.5 (bundled in essentia-tensorflow) accepts graphs written
-# for any producer >= its minimum; 808 is what TF 2.8 (the real heads' exporter) wrote.
+# GraphDef producer version. An importer refuses a graph only when its min_consumer (not set
+# here) is newer than the importer; TensorFlow 2.5 in essentia-tensorflow reads these graphs.
 PRODUCER = 808
 
 
@@ -78,10 +78,6 @@ def attr_tensor(array: np.ndarray) -> bytes:
 
 def attr_bool(value: bool) -> bytes:
     return _int_field(5, int(value))
-
-
-def attr_int(value: int) -> bytes:
-    return _int_field(3, value)
 
 
 def attr_type_list(dtypes) -> bytes:
