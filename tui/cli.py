@@ -13,6 +13,25 @@ def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
+def _module_options(values: list[str] | None) -> dict[str, dict]:
+    """``--set MODULE.OPTION=VALUE`` pairs as ``{module: {option: value}}``; VALUE is read as a
+    TOML value (``0.2``, ``true``, ``["genre", "mood"]``) and kept as text if it is not one."""
+    import tomllib
+
+    options: dict[str, dict] = {}
+    for item in values or []:
+        name, sep, raw = item.partition("=")
+        module, dot, option = name.strip().partition(".")
+        if not sep or not dot or not module or not option:
+            raise SystemExit(_fail(f"--set {item!r}: expected MODULE.OPTION=VALUE, e.g. essentia_tf.threshold=0.2"))
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        options.setdefault(module, {})[option] = value
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mirdeck",
@@ -31,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--log-dir", type=Path, default=None, help="where the run log goes (default: DATASET/.mirdeck/runs/...)")
         p.add_argument("--headless", action="store_true", help="never open the dashboard, even on a terminal")
         p.add_argument("--verbose", "-v", action="store_true", help="print a line per finished track")
+        p.add_argument("--set", action="append", dest="module_options", metavar="MODULE.OPTION=VALUE",
+                       help="a module's option for this run, over the profile's "
+                            "(e.g. essentia_tf.threshold=0.2, essentia_tf.heads='[\"genre\"]')")
 
     p = sub.add_parser("run", help="extract features for every track of a dataset")
     p.add_argument("dataset", type=Path)
@@ -95,12 +117,16 @@ def _engine(dataset: Path, args):
     except ProfileError as exc:
         raise SystemExit(_fail(str(exc)))
     options = RunOptions(only=_split(args.only), skip=_split(args.skip), overwrite=_split(args.overwrite),
-                         jobs=args.jobs, log_dir=args.log_dir)
+                         jobs=args.jobs, log_dir=args.log_dir,
+                         module_options=_module_options(getattr(args, "module_options", None)))
     engine = Engine(dataset, profile, options)
     from tui.plan import resolve_modules
 
     try:  # check module names now, before anything starts
         resolve_modules(engine.specs, options.only, options.skip)
+        for name in options.module_options:
+            if name not in engine.specs:
+                raise RegistryError(f"unknown module {name!r} in --set; known modules: {', '.join(engine.specs)}")
         for name in options.overwrite:
             if name != "all" and name not in engine.specs:
                 raise RegistryError(f"unknown module {name!r} in --overwrite; known modules: {', '.join(engine.specs)}")
