@@ -13,6 +13,25 @@ def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
+def _module_options(values: list[str] | None) -> dict[str, dict]:
+    """``--set MODULE.OPTION=VALUE`` pairs as ``{module: {option: value}}``; VALUE is read as a
+    TOML value (``0.2``, ``true``, ``["genre", "mood"]``) and kept as text if it is not one."""
+    import tomllib
+
+    options: dict[str, dict] = {}
+    for item in values or []:
+        name, sep, raw = item.partition("=")
+        module, dot, option = name.strip().partition(".")
+        if not sep or not dot or not module or not option:
+            raise SystemExit(_fail(f"--set {item!r}: expected MODULE.OPTION=VALUE, e.g. essentia_tf.threshold=0.2"))
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        options.setdefault(module, {})[option] = value
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mirdeck",
@@ -31,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--log-dir", type=Path, default=None, help="where the run log goes (default: DATASET/.mirdeck/runs/...)")
         p.add_argument("--headless", action="store_true", help="never open the dashboard, even on a terminal")
         p.add_argument("--verbose", "-v", action="store_true", help="print a line per finished track")
+        p.add_argument("--set", action="append", dest="module_options", metavar="MODULE.OPTION=VALUE",
+                       help="a module's option for this run, over the profile's "
+                            "(e.g. essentia_tf.threshold=0.2, essentia_tf.heads='[\"genre\"]')")
 
     p = sub.add_parser("run", help="extract features for every track of a dataset")
     p.add_argument("dataset", type=Path)
@@ -99,12 +121,16 @@ def _engine(dataset: Path, args):
     except ProfileError as exc:
         raise SystemExit(_fail(str(exc)))
     options = RunOptions(only=_split(args.only), skip=_split(args.skip), overwrite=_split(args.overwrite),
-                         jobs=args.jobs, log_dir=args.log_dir)
+                         jobs=args.jobs, log_dir=args.log_dir,
+                         module_options=_module_options(getattr(args, "module_options", None)))
     engine = Engine(dataset, profile, options)
     from tui.plan import resolve_modules
 
     try:  # check module names now, before anything starts
         resolve_modules(engine.specs, options.only, options.skip)
+        for name in options.module_options:
+            if name not in engine.specs:
+                raise RegistryError(f"unknown module {name!r} in --set; known modules: {', '.join(engine.specs)}")
         for name in options.overwrite:
             if name != "all" and name not in engine.specs:
                 raise RegistryError(f"unknown module {name!r} in --overwrite; known modules: {', '.join(engine.specs)}")
@@ -171,6 +197,14 @@ def cmd_demo(args) -> int:
     print(f"demo dataset: {args.dir.resolve()} ({len(truth)} tracks)")
     if args.no_run:
         return 0
+    if not args.only:
+        # A fresh machine has no model weights: the demo shows what runs, and says what to fetch,
+        # instead of failing every track of every model-based module.
+        missing = modules_missing_models()
+        if missing:
+            args.skip = (args.skip or []) + [",".join(missing)]
+            for name, models in missing.items():
+                print(f"demo: skipping {name}: model not installed (mirdeck models fetch {' '.join(models)})")
     code = _run(args.dir, args)
     # The demo holds bad tracks on purpose (too short, near silence): failures there are expected.
     return 0 if code in (0, 1) else code
@@ -182,6 +216,23 @@ def cmd_dashboard(args) -> int:
     from tui.app import run_setup
 
     return run_setup(args.dataset, args.profile)
+
+
+def modules_missing_models() -> dict[str, list[str]]:
+    """Modules whose declared models are not installed, with the missing model names."""
+    from backends.registry import all_specs
+    from tui.models import ManifestError, load_manifest, status
+
+    try:
+        manifest = load_manifest()
+    except ManifestError:
+        manifest = {}
+    missing: dict[str, list[str]] = {}
+    for spec in all_specs().values():
+        absent = [m for m in spec.models if m not in manifest or not status(manifest[m])[0]]
+        if absent:
+            missing[spec.name] = absent
+    return missing
 
 
 def cmd_scan(args) -> int:

@@ -88,6 +88,9 @@ class ModulePool:
         self.cond = asyncio.Condition()
         self.unavailable: ModuleUnavailable | None = None
         self.workers: set[WorkerProcess] = set()
+        # More workers start only once one has said hello: a module whose model is missing
+        # then costs one start, not one per parallel track.
+        self.proven = False
 
     async def acquire(self) -> WorkerProcess:
         async with self.cond:
@@ -96,7 +99,7 @@ class ModulePool:
                     raise self.unavailable
                 if self.idle:
                     return self.idle.pop()
-                if self.count < self.limit:
+                if self.count < self.limit and (self.proven or self.count == 0):
                     self.count += 1
                     break
                 await self.cond.wait()
@@ -105,7 +108,7 @@ class ModulePool:
         except BaseException:
             async with self.cond:
                 self.count -= 1
-                self.cond.notify()
+                self.cond.notify_all()
             raise
 
     async def _start(self) -> WorkerProcess:
@@ -132,6 +135,9 @@ class ModulePool:
             engine.emit(ev.Warning(message=self.unavailable.args[0], module=self.name))
             await self.retire(worker, "shutdown")
             raise self.unavailable
+        async with self.cond:
+            self.proven = True
+            self.cond.notify_all()
         return worker
 
     async def release(self, worker: WorkerProcess) -> None:
@@ -153,7 +159,7 @@ class ModulePool:
                                          reason=reason))
         async with self.cond:
             self.count -= 1
-            self.cond.notify()
+            self.cond.notify_all()
 
     async def close(self) -> None:
         idle, self.idle = self.idle, []
@@ -419,6 +425,10 @@ class Engine:
             if slot:
                 await slot.acquire()
             try:
+                await self._unpaused.wait()  # pause holds work that has not been sent yet
+                if self._aborting:
+                    await pool.release(worker)
+                    return Outcome(False, kind="stopped", message="run stopped")
                 if on_started:
                     on_started(worker.pid)
                 reply = await worker.call(message, timeout, on_progress)

@@ -30,6 +30,9 @@ class AudioInfo(Extractor):
         # float64 accumulation: a float32 sum over hours of audio loses precision.
         mean_square = float(np.mean(np.square(data, dtype=np.float64))) if data.size else 0.0
         clipped = int(np.count_nonzero(np.abs(data) >= CLIP_LEVEL))
+        if peak == 0:
+            for key in ("peak_dbfs", "rms_dbfs"):
+                track.note(key, "digital silence: every sample is zero, which has no level in dB")
         return {
             "duration_seconds": round(mix.duration, 6),
             "sample_rate": int(rate),

@@ -1,0 +1,14 @@
+"""Reads another backend's result (audio_info), as rhythm-dependent modules do."""
+from backends.spec import BackendSpec, Extractor
+
+SPEC = BackendSpec(name="dependent", version="1", description="test: uses audio_info",
+                   keys=("dependent_duration",), audio=(), requires=("audio_info",))
+
+
+class Dependent(Extractor):
+    def process(self, track):
+        return {"dependent_duration": track.inputs["audio_info"]["features"]["duration_seconds"]}
+
+
+def create():
+    return Dependent()

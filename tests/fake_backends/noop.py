@@ -1,0 +1,13 @@
+"""Does nothing: measures the engine's own overhead per track and module."""
+from backends.spec import BackendSpec, Extractor
+
+SPEC = BackendSpec(name="noop", version="1", description="test: no work", keys=("noop_ok",), audio=())
+
+
+class Noop(Extractor):
+    def process(self, track):
+        return {"noop_ok": 1}
+
+
+def create():
+    return Noop()
