@@ -53,8 +53,8 @@ async def test_setup_choose_profile_start_watch_open_track_on_the_demo(tmp_path)
         await pilot.pause(0.3)
         assert app.view.modules["audio_info"].done == len(truth)
         live = app.screen
-        table_text = live.query_one("#modules").get_row("audio_info")
-        assert str(table_text[1]) == "done" and table_text[2] == f"{len(truth)}"
+        cells = live.query_one("#modules").cells("audio_info")
+        assert cells[1] == "done" and cells[2] == f"{len(truth)}"
         for name in truth:
             info = read_info(dataset / name / f"{name}.INFO")
             assert info["_mirdeck"]["audio_info"]["status"] == "ok"
@@ -102,8 +102,8 @@ async def test_worker_crash_shows_the_error_with_its_stderr_and_the_run_goes_on(
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.view.finished_at is not None, what="the run")
         await pilot.pause(0.3)
-        row = app.screen.query_one("#modules").get_row("dash_crash")
-        assert row[2] == "2" and str(row[3]) == "1"  # done, fail
+        row = app.screen.query_one("#modules").cells("dash_crash")
+        assert row[2] == "2" and row[3] == "1"  # done, fail
         log_text = "\n".join(str(line.text) for line in app.screen.query_one("#log").lines)
         assert "B crash here" in log_text and "crash" in log_text
         await pilot.press("t")  # opens the newest failing track
