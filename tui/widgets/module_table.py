@@ -13,7 +13,7 @@ from tui.widgets.panels import Panel, joined
 
 # Widths include one space between columns; the table fits 84 columns.
 COLUMNS = (("module", 14), ("state", 12), ("done", 7), ("fail", 5), ("skip", 6), ("audio", 8),
-           ("RTF last", 9), ("RTF all", 8), ("PID", 7), ("VRAM pk", 7))
+           ("RTF last", 9), ("RTF all", 8), ("PID", 7), ("VRAM", 7))
 STATE_STYLE = {"running": "green", "idle": "cyan", "waiting": "dim", "done": "bold green",
                "unavailable": "bold red", "stopped": "yellow"}
 
@@ -32,9 +32,18 @@ def row_cells(row: ModuleRow, run_over: bool) -> list[tuple[str, str]]:
             (fmt.short_size(row.peak_vram), "")]
 
 
-def line(cells: list[tuple[str, str]]) -> Text:
+NARROW_DROP = ("skip", "audio")  # left out when the table would not fit
+
+
+def visible_columns(width: int) -> list[int]:
+    full = sum(w for _, w in COLUMNS)
+    return [i for i, (label, _) in enumerate(COLUMNS) if full <= width or label not in NARROW_DROP]
+
+
+def line(cells: list[tuple[str, str]], columns: list[int]) -> Text:
     text = Text()
-    for (value, style), (_, width) in zip(cells, COLUMNS):
+    for i in columns:
+        (value, style), (_, width) = cells[i], COLUMNS[i]
         text.append(fmt.shorten(value, width - 1).ljust(width), style=style)
     return text
 
@@ -42,22 +51,24 @@ def line(cells: list[tuple[str, str]]) -> Text:
 class ModuleTable(Panel):
     DEFAULT_CSS = "ModuleTable { height: auto; border: round $primary; padding: 0 1; }"
 
-    def render_view(self, view: RunView) -> None:
+    def render_view(self, view: RunView, width: int = 84) -> None:
         run_over = view.finished_at is not None
         rows = list(view.modules.values()) + ([view.decode] if view.decode.done or view.decode.pids else [])
         cells = [row_cells(row, run_over) for row in rows]
-        if self.unchanged(str(cells)):
+        columns = visible_columns(width)
+        if self.unchanged((str(cells), tuple(columns))):
             return
-        header = line([(label, "bold underline") for label, _ in COLUMNS])
-        self.show(joined([header] + [line(c) for c in cells]), 1 + len(cells))
+        self._columns = columns
+        header = line([(label, "bold underline") for label, _ in COLUMNS], columns)
+        self.show(joined([header] + [line(c, columns) for c in cells]), 1 + len(cells))
 
     def cells(self, module: str) -> list[str]:
         """What the row of ``module`` shows, column by column (for tests and scripts)."""
         for row_text in self.content.plain.splitlines()[1:]:
-            values, start = [], 0
-            for _, width in COLUMNS:
-                values.append(row_text[start:start + width].strip())
-                start += width
+            values, start = [""] * len(COLUMNS), 0
+            for i in self._columns:
+                values[i] = row_text[start:start + COLUMNS[i][1]].strip()
+                start += COLUMNS[i][1]
             if values[0] == module:
                 return values
         raise KeyError(module)

@@ -12,6 +12,7 @@ from tui.widgets import format as fmt
 
 
 class Panel(Widget):
+    DEFAULT_CSS = "Panel { text-wrap: nowrap; text-overflow: ellipsis; }"
     """Shows one renderable. A new one repaints only this widget; the screen's layout is
     recomputed only when the number of lines changes (a relayout of the whole screen at every
     tick was most of the dashboard's CPU use)."""
@@ -62,9 +63,9 @@ class InFlightPanel(Panel):
     def on_mount(self) -> None:
         self.border_title = "in flight"
 
-    def render_view(self, view: RunView, now: float, limit: int = 6) -> None:
+    def render_view(self, view: RunView, now: float, width: int = 80, limit: int = 6) -> None:
         shown = list(view.in_flight.values())[:limit]
-        key = (len(view.in_flight), view.finished_at, int(now),
+        key = (len(view.in_flight), view.finished_at, int(now), width,
                tuple((t.name, tuple(t.progress.items()), len(t.finished)) for t in shown))
         if self.unchanged(key):
             return
@@ -73,7 +74,7 @@ class InFlightPanel(Panel):
                             style="dim"), 1)
             return
         # Plain fixed-width lines: a Rich Table re-measured at every tick costs several times more.
-        width = max(40, self.size.width - 4)
+        width = max(40, width)
         name_width = max(16, width - 38)
         lines: list[Text] = []
 
