@@ -168,3 +168,23 @@ async def test_immediate_stop_kills_workers_at_once(tmp_path):
     assert app.view.stopped and app.view.modules["dash_slow"].done == 0
     assert not any(alive(pid) for pid in worker_pids(app.view))
     assert not any((f / f"{f.name}.INFO").exists() for f in dataset.iterdir())
+
+
+@sync
+async def test_an_engine_error_is_shown_and_quitting_still_works(tmp_path):
+    dataset = tiny_dataset(tmp_path / "ds", ["T0"])
+    engine = engine_for(dataset, tmp_path, only=["dash_fast"])
+
+    async def broken_run():
+        raise RuntimeError("disk on fire")
+
+    engine.run = broken_run
+    app = MirdeckApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: bool(app.view.fatal), what="the engine error")
+        await pilot.pause(0.3)
+        assert "engine error: RuntimeError('disk on fire')" in plain(app.screen.query_one("#run-header"))
+        log_text = "\n".join(str(line.text) for line in app.screen.query_one("#log").lines)
+        assert "disk on fire" in log_text
+        await pilot.press("q")
+    assert app.return_value == 2  # what run_dashboard returns as the exit code
