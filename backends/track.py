@@ -35,6 +35,8 @@ class Track:
     inputs: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     send_progress: Callable[[float, str], None] = lambda fraction, stage: None
+    notes: dict[str, str] = field(default_factory=dict)
+    """Why a feature is null or absent, per key; the worker copies it into provenance."""
 
     @classmethod
     def from_request(cls, message: dict[str, Any], send_progress=None) -> "Track":
@@ -64,6 +66,10 @@ class Track:
             raise RuntimeError(f"the engine did not decode {source} at {key} Hz; "
                                "the backend's SPEC.audio must declare it")
         return load_pcm(src.pcm[key]), (src.sample_rate if sample_rate is None else sample_rate)
+
+    def note(self, key: str, reason: str) -> None:
+        """Record why ``key`` holds null (or is absent); it lands in the module's provenance."""
+        self.notes[key] = reason
 
     def progress(self, fraction: float, stage: str = "") -> None:
         self.send_progress(fraction, stage)

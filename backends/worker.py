@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             wall = time.perf_counter() - started
             provenance = {"version": version, "device": extractor.device, "profile": profile,
                           **extractor.model_provenance}
+            if track.notes:
+                provenance["notes"] = dict(track.notes)
             audio_seconds = track.mix.duration if track.has("mix") else 0.0
             send(p.result(rid, features=features, files=files, audio_seconds=audio_seconds,
                           wall_seconds=wall, provenance=provenance))
