@@ -1,9 +1,11 @@
 """Loudness of the mix and each stem: EBU R128 / ITU-R BS.1770-4.
 
-``lufs`` is integrated loudness from pyloudnorm (BS.1770-4 K-weighting, 400 ms blocks, −70 LUFS
-absolute and −10 LU relative gates). ``lra`` (EBU Tech 3342) and ``true_peak_dbtp`` come from
-libebur128 through pyebur128, which implements exactly those standards and matches ffmpeg; the
-two libraries' integrated loudness cross-check each other in the tests.
+All three measures come from libebur128 (through pyebur128 0.1.1), one pass per signal:
+``lufs`` is BS.1770-4 integrated loudness (K-weighting, 400 ms blocks, −70 LUFS absolute and
+−10 LU relative gates), ``lra`` is EBU Tech 3342 loudness range, ``true_peak_dbtp`` the 4×
+oversampled peak (2× at 96 kHz and up, libebur128's choice). pyloudnorm's integrated loudness
+is the independent check in the tests (within 0.1 LU); it is not used here because its gating is
+a Python loop over blocks, ~20× slower than libebur128 (see ``benchmarks/dsp.py``).
 
 Silence has no loudness (the measure is −inf): the key holds null and the reason is in the
 module's provenance notes, never a floor that looks like a measurement.
@@ -40,21 +42,18 @@ def measure(data, rate: int, *, true_peak: bool) -> dict[str, float | None | str
     """
     import numpy as np
     import pyebur128 as ebur
-    import pyloudnorm
 
     frames, channels = data.shape
     out: dict[str, float | None | str] = {}
-    # pyloudnorm's own gating; it wants float64 [frames, channels].
-    lufs = pyloudnorm.Meter(rate).integrated_loudness(np.asarray(data, dtype=np.float64))
+    modes = ebur.MeasurementMode
+    state = ebur.R128State(channels, rate, modes.MODE_I | modes.MODE_LRA | (modes.MODE_TRUE_PEAK if true_peak else 0))
+    # libebur128 wants one C-contiguous interleaved buffer; float32 is accepted as is.
+    state.add_frames(np.ascontiguousarray(data, dtype=np.float32).reshape(-1), frames)
+    lufs = ebur.get_loudness_global(state)
     if np.isfinite(lufs):
         out["lufs"] = float(lufs)
     else:
         out["lufs"], out["lufs_why"] = None, "silent: no 400 ms block above the −70 LUFS absolute gate"
-
-    mode = ebur.MeasurementMode.MODE_LRA | (ebur.MeasurementMode.MODE_TRUE_PEAK if true_peak else 0)
-    state = ebur.R128State(channels, rate, mode)
-    # libebur128 wants one C-contiguous interleaved buffer; float32 is accepted as is.
-    state.add_frames(np.ascontiguousarray(data, dtype=np.float32).reshape(-1), frames)
     if out["lufs"] is None:
         out["lra"], out["lra_why"] = None, "silent: loudness range of silence is undefined"
     elif frames < LRA_MIN_SECONDS * rate:
@@ -102,5 +101,4 @@ def create() -> Loudness:
     import pyebur128
 
     return Loudness(model_provenance={
-        "libraries": f"pyloudnorm {version('pyloudnorm')}, pyebur128 {version('pyebur128')} "
-                     f"(libebur128 {pyebur128.get_libebur128_version()})"})
+        "libraries": f"pyebur128 {version('pyebur128')} (libebur128 {pyebur128.get_libebur128_version()})"})
