@@ -68,8 +68,18 @@ def decode_all(paths: dict[str, Path], cache: Path) -> tuple[dict, float, dict]:
     return sources, time.perf_counter() - started, arrays
 
 
-def run_worker(module: str, folder: Path, sources: dict, repeat: int) -> tuple[list[float], float, dict]:
-    """Run one module's real worker ``repeat`` times on the track; (walls, peak MiB, features)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/<pid>/stat`` fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_worker(module: str, folder: Path, sources: dict, repeat: int) -> tuple[list[float], list[float], float]:
+    """Run one module's real worker ``repeat`` times on the track; (walls, CPU seconds, peak MiB).
+
+    CPU seconds say what one core costs even when other work shares the machine; wall seconds
+    are what the user waits on a loaded machine."""
     from backends.registry import get
 
     spec = get(module)
@@ -80,8 +90,9 @@ def run_worker(module: str, folder: Path, sources: dict, repeat: int) -> tuple[l
     hello = p.decode(proc.stdout.readline())
     if not hello.get("ready"):
         raise SystemExit(f"{module} did not start: {hello}")
-    walls, features = [], {}
+    walls, cpus = [], []
     for i in range(repeat):
+        cpu_before = cpu_seconds(proc.pid)
         proc.stdin.write(p.encode(p.request(f"bench#{i}", track={"folder": str(folder), "name": folder.name},
                                             sources=request_sources)))
         proc.stdin.flush()
@@ -89,7 +100,7 @@ def run_worker(module: str, folder: Path, sources: dict, repeat: int) -> tuple[l
             reply = p.decode(proc.stdout.readline())
             if reply["type"] == "result":
                 walls.append(reply["wall_seconds"])
-                features = reply["features"]
+                cpus.append(cpu_seconds(proc.pid) - cpu_before)
                 break
             if reply["type"] == "error":
                 raise SystemExit(f"{module} failed: {reply}")
@@ -100,7 +111,7 @@ def run_worker(module: str, folder: Path, sources: dict, repeat: int) -> tuple[l
     proc.stdin.write(p.encode({"type": "shutdown"}))
     proc.stdin.close()
     proc.wait()
-    return walls, peak_kib / 1024, features
+    return walls, cpus, peak_kib / 1024
 
 
 def references(arrays: dict) -> list[tuple[str, float]]:
@@ -111,11 +122,14 @@ def references(arrays: dict) -> list[tuple[str, float]]:
 
     rows = []
     mix = arrays["mix"]
-    started = time.perf_counter()
-    es = essentia_standard()
-    import_seconds = time.perf_counter() - started
+    clock = lambda: (time.perf_counter(), time.process_time())  # noqa: E731
 
-    started = time.perf_counter()
+    def done(label, since):
+        rows.append((label, time.perf_counter() - since[0], time.process_time() - since[1]))
+
+    es = essentia_standard()
+
+    started = clock()
     audio = mono(mix)
     window, spectrum = es.Windowing(type="hann", size=2048), es.Spectrum(size=2048)
     flatness, flux = es.Flatness(), es.Flux()
@@ -125,19 +139,28 @@ def references(arrays: dict) -> list[tuple[str, float]]:
         flatness(np.square(mag) + np.float32(1e-20))
         flux(mag)
         shape(moments(mag))
-    rows.append(("spectral: essentia, one call per frame", time.perf_counter() - started))
+    done("spectral: essentia, one call per frame", started)
 
-    started = time.perf_counter()
+    started = clock()
     scipy.signal.welch(mix.T, fs=RATE, nperseg=16384, axis=-1)
-    rows.append(("multiband_rms: scipy.signal.welch", time.perf_counter() - started))
+    done("multiband_rms: scipy.signal.welch", started)
 
     import pyloudnorm
 
-    started = time.perf_counter()
+    started = clock()
     for source in ("mix", "drums", "bass", "other", "vocals"):
         pyloudnorm.Meter(RATE).integrated_loudness(arrays[source].astype(np.float64))
-    rows.append(("loudness: pyloudnorm integrated only, mix + 4 stems", time.perf_counter() - started))
-    del import_seconds
+    done("loudness: pyloudnorm lufs only, mix + 4 stems", started)
+
+    import pyebur128 as ebur
+
+    modes = ebur.MeasurementMode
+    for label, mode in (("loudness split: mix I+LRA, no true peak", modes.MODE_I | modes.MODE_LRA),
+                        ("loudness split: mix true peak alone", modes.MODE_TRUE_PEAK)):
+        started = clock()
+        state = ebur.R128State(2, RATE, mode)
+        state.add_frames(np.ascontiguousarray(mix, dtype=np.float32).reshape(-1), len(mix))
+        done(label, started)
     return rows
 
 
@@ -158,22 +181,21 @@ def main(argv=None) -> int:
             audio = sources["mix"]["frames"] / RATE
             print(f"track: {audio:.1f} s, 44.1 kHz stereo, mix + 4 stems (FLAC); load average "
                   f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores\n")
-            print(f"{'module':<52} {'wall s':>8} {'x realtime':>11} {'peak MiB':>9}")
-            print("-" * 83)
-            print(f"{'decode 5 FLAC files once (shared)':<52} {decode_seconds:>8.2f} {audio / decode_seconds:>11.0f} {'':>9}")
-            total = 0.0
+            print(f"{'module':<44} {'wall s':>7} {'x rt wall':>9} {'cpu s':>7} {'x rt/core':>9} {'peak MiB':>9}")
+            print("-" * 90)
+            print(f"{'decode 5 FLAC files once (shared)':<44} {decode_seconds:>7.2f} {audio / decode_seconds:>9.0f}")
+            total_wall = total_cpu = 0.0
             for module in MODULES:
-                walls, peak, _ = run_worker(module, folder, sources, args.repeat)
-                best = min(walls)
-                total += best
-                print(f"{module:<52} {best:>8.2f} {audio / best:>11.0f} {peak:>9.0f}")
-            print(f"{'all five modules (sum of walls, one core)':<52} {total:>8.2f} {audio / total:>11.0f}")
-            print(f"{'  + the shared decode':<52} {total + decode_seconds:>8.2f} "
-                  f"{audio / (total + decode_seconds):>11.0f}")
+                walls, cpus, peak = run_worker(module, folder, sources, args.repeat)
+                wall, cpu = min(walls), min(cpus)
+                total_wall, total_cpu = total_wall + wall, total_cpu + cpu
+                print(f"{module:<44} {wall:>7.2f} {audio / wall:>9.0f} {cpu:>7.2f} {audio / cpu:>9.0f} {peak:>9.0f}")
+            print(f"{'all five modules, one after another':<44} {total_wall:>7.2f} {audio / total_wall:>9.0f} "
+                  f"{total_cpu:>7.2f} {audio / total_cpu:>9.0f}")
             if not args.no_reference:
-                print("\nreference implementations (same audio, this process):")
-                for label, wall in references(arrays):
-                    print(f"{label:<52} {wall:>8.2f} {audio / wall:>11.0f}")
+                print("\nreference implementations (same audio, this process; wall and CPU):")
+                for label, wall, cpu in references(arrays):
+                    print(f"{label:<44} {wall:>7.2f} {audio / wall:>9.0f} {cpu:>7.2f} {audio / cpu:>9.0f}")
         finally:
             for f in cache.iterdir():
                 f.unlink()
