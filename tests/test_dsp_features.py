@@ -151,7 +151,7 @@ def test_band_limited_noise_lands_in_its_band_only(run, band):
 ])
 def test_key_and_chroma_of_a_progression(run, name, key, scale, tonic, fifth, outside):
     got = info(run, name)
-    assert (got["key"], got["scale"]) == (key, scale)
+    assert (got["key"], got["scale"]) == (f"{key} {scale}", scale)
     assert 0.5 < got["key_strength"] <= 1.0
     chroma = np.array([got[k] for k in CHROMA_KEYS])
     assert chroma.max() == 1.0

@@ -14,7 +14,7 @@ PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"
 
 SPEC = BackendSpec(
     name="chroma",
-    version="1",
+    version="2",
     description="mean pitch-class profile chroma_0..11 (C..B, max 1) and key, scale, key_strength",
     keys=tuple(f"chroma_{i}" for i in range(12)) + ("key", "scale", "key_strength"),
     audio=(AudioNeed("mix", 44100),),
@@ -93,7 +93,8 @@ class Chroma(Extractor):
         features.update({f"chroma_{i}": float(v) for i, v in enumerate(mean)})
         key, scale, strength = self.es.KeyExtractor(profileType=KEY_PROFILE, sampleRate=RATE,
                                                     frameSize=FRAME, hopSize=HOP)(audio)
-        features.update({"key": key, "scale": scale, "key_strength": float(strength)})
+        # "A minor" in one field: what AudioCraft-style loaders put into the text condition.
+        features.update({"key": f"{key} {scale}", "scale": scale, "key_strength": float(strength)})
         return features
 
 
