@@ -292,11 +292,11 @@ def test_pause_holds_new_work_until_resume(tmp_path):
     marks = {}
 
     def action(engine, e):
-        if e.name == "module_finished" and e.track == "a":
-            engine.pause()
+        if e.name == "module_started" and "paused_at" not in marks:
+            engine.pause()  # the first request is already sent; nothing else may start
             marks["paused_at"] = time.monotonic()
             asyncio.get_running_loop().call_later(0.6, engine.resume)
-        if e.name == "module_started" and "paused_at" in marks:
+        elif e.name == "module_started":
             marks.setdefault("next_start", time.monotonic())
 
     engine, seen, stats = _run_with_control(ds, action, only=["noop"], jobs=1)

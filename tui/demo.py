@@ -91,7 +91,8 @@ def _normalise(x: np.ndarray, peak_db: float) -> np.ndarray:
 # (name, bpm, key, chords as MIDI notes, bass roots, seconds, stems as files, format)
 TRACKS = [
     ("Demo Band - Groove in A minor", 120.0, "A minor",
-     [[57, 60, 64], [53, 57, 60], [48, 52, 55], [55, 59, 62]], [45, 41, 36, 43], 30.0, True, "flac"),
+     # i - iv - V - i with the raised seventh (G#): Am-F-C-G would read as C major.
+     [[57, 60, 64], [50, 53, 57], [52, 56, 59], [57, 60, 64]], [45, 38, 40, 45], 30.0, True, "flac"),
     ("Demo Band - E♭ Major Pulse", 128.0, "Eb major",
      [[51, 55, 58], [56, 60, 63], [58, 62, 65], [51, 55, 58]], [39, 44, 46, 39], 24.0, False, "wav"),
 ]

@@ -1,0 +1,64 @@
+"""Small helpers shared by the signal-processing extractors (loudness, spectral, energy, chroma,
+harmonic). Imported only inside extractor functions: numpy and essentia load lazily.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+from backends.protocol import BadInput
+
+
+def essentia_standard():
+    """``essentia.standard`` from the essentia-tensorflow wheel, with TensorFlow's start-up chatter
+    turned down (that wheel links TensorFlow into every essentia import)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import essentia
+
+    essentia.log.infoActive = False  # "no classifier models configured" noise at import
+    import essentia.standard as es
+
+    return es
+
+
+def essentia_provenance() -> dict:
+    from importlib.metadata import version
+
+    return {"libraries": f"essentia-tensorflow {version('essentia-tensorflow')}"}
+
+
+def mono(data):
+    """Average of the channels as contiguous float32 ``[frames]`` (what essentia wants)."""
+    import numpy as np
+
+    if data.shape[1] == 1:
+        return np.ascontiguousarray(data[:, 0], dtype=np.float32)
+    return np.ascontiguousarray(data.mean(axis=1, dtype=np.float32))
+
+
+def db_power(mean_square: float) -> float | None:
+    """10·log10 of a mean square (dBFS); None for zero, which has no level in dB."""
+    return 10.0 * math.log10(mean_square) if mean_square > 0 else None
+
+
+def present_stems(track, stems) -> list[str]:
+    """The stems of ``stems`` this track has, each checked to match the mix's channel count.
+
+    A stem with another channel layout than the mix was not cut from it: ``BadInput`` naming
+    the stem file, rather than features that compare incomparable signals.
+    """
+    found = [stem for stem in stems if track.has(stem)]
+    mix = track.sources.get("mix")
+    for stem in found:
+        src = track.sources[stem]
+        if mix is not None and src.channels != mix.channels:
+            raise BadInput(f"{src.path}: stem has {src.channels} channel(s) but the mix "
+                           f"{os.path.basename(mix.path)} has {mix.channels}; stems must match the mix")
+    return found
+
+
+def is_silent(data) -> bool:
+    """True when every sample is exactly zero (digital silence)."""
+    import numpy as np
+
+    return not np.any(data)
