@@ -219,8 +219,12 @@ class MirdeckApp(App):
             await asyncio.wait({self.run_task}, timeout=5)
 
 
+_cpu_primed = False
+
+
 def read_host(pids: Iterable[int]) -> HostReading:
     """Whole-machine CPU % (since the previous call) and RAM, and each worker's resident memory."""
+    global _cpu_primed
     import psutil
 
     memory = psutil.virtual_memory()
@@ -230,7 +234,10 @@ def read_host(pids: Iterable[int]) -> HostReading:
             rss[pid] = psutil.Process(pid).memory_info().rss
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    return HostReading(cpu_percent=psutil.cpu_percent(interval=None), ram_used=memory.total - memory.available,
+    cpu = psutil.cpu_percent(interval=None)
+    if not _cpu_primed:  # psutil's first answer has no interval behind it: unknown, not 0 %
+        _cpu_primed, cpu = True, None
+    return HostReading(cpu_percent=cpu, ram_used=memory.total - memory.available,
                        ram_total=memory.total, worker_rss=rss)
 
 

@@ -52,6 +52,8 @@ class ModuleRow:
             return "unavailable"
         if self.running:
             return "running"
+        if self.failed and not self.done:
+            return "failing"
         if self.planned and self.finished >= self.planned:
             return "done"
         if run_over:

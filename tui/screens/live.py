@@ -86,7 +86,7 @@ class LiveRunScreen(Screen):
         self._shown_version = view.version
         side_width = self.query_one("#run-side").size.width or 34
         main_width = self.query_one("#run-main").size.width or max(40, self.size.width - 34)
-        self.query_one(ModuleTable).render_view(view, main_width - 4)
+        self.query_one(ModuleTable).render_view(view, main_width - 3)
         self.query_one(InFlightPanel).render_view(view, now, main_width - 4)
         self.query_one(GpuPanel).render_view(view, side_width - 2)
         self.query_one(HostPanel).render_view(view, side_width - 2)

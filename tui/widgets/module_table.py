@@ -13,22 +13,24 @@ from tui.widgets.panels import Panel, joined
 
 # Widths include one space between columns; the table fits 84 columns.
 COLUMNS = (("module", 14), ("state", 12), ("done", 7), ("fail", 5), ("skip", 6), ("audio", 8),
-           ("RTF last", 9), ("RTF all", 8), ("PID", 7), ("VRAM", 7))
+           ("RTF last", 9), ("RTF all", 8), ("PID", 8), ("VRAM", 6))
 STATE_STYLE = {"running": "green", "idle": "cyan", "waiting": "dim", "done": "bold green",
-               "unavailable": "bold red", "stopped": "yellow"}
+               "unavailable": "bold red", "failing": "bold red", "stopped": "yellow"}
 
 
 def row_cells(row: ModuleRow, run_over: bool) -> list[tuple[str, str]]:
     """(text, style) per column."""
     state = row.state(run_over)
-    pids = ",".join(str(p) for p in sorted(row.pids)) or fmt.DASH
+    ordered = sorted(row.pids)
+    # Several workers: the first PID and how many more (all of them are in the CPU/GPU panels).
+    pids = (f"{ordered[0]}+{len(ordered) - 1}" if len(ordered) > 1 else str(ordered[0])) if ordered else fmt.DASH
     if row.name == "decode":
         return [(row.name, "dim"), (state, STATE_STYLE.get(state, "")), (f"{row.done:,}", "")] + \
-            [("", "")] * 5 + [(fmt.shorten(pids, 6), ""), ("", "")]
+            [("", "")] * 5 + [(pids, ""), ("", "")]
     return [(row.name, "bold"), (state, STATE_STYLE.get(state, "")), (f"{row.done:,}", ""),
             (f"{row.failed:,}", "bold red" if row.failed else ""), (f"{row.skipped:,}", ""),
             (fmt.hours(row.audio_seconds) if row.audio_seconds else fmt.DASH, ""),
-            (fmt.rtf(row.last_rtf), ""), (fmt.rtf(row.rtf), ""), (fmt.shorten(pids, 6), ""),
+            (fmt.rtf(row.last_rtf), ""), (fmt.rtf(row.rtf), ""), (pids, ""),
             (fmt.short_size(row.peak_vram), "")]
 
 
@@ -49,7 +51,7 @@ def line(cells: list[tuple[str, str]], columns: list[int]) -> Text:
 
 
 class ModuleTable(Panel):
-    DEFAULT_CSS = "ModuleTable { height: auto; border: round $primary; padding: 0 1; }"
+    DEFAULT_CSS = "ModuleTable { height: auto; border: round $primary; padding: 0 0 0 1; }"
 
     def render_view(self, view: RunView, width: int = 84) -> None:
         run_over = view.finished_at is not None

@@ -70,8 +70,11 @@ class InFlightPanel(Panel):
         if self.unchanged(key):
             return
         if not view.in_flight:
-            self.show(Text("nothing in flight" if view.finished_at or not view.started_at else "starting…",
-                            style="dim"), 1)
+            if view.finished_at or not view.started_at:
+                word = "nothing in flight"
+            else:
+                word = "no track in flight: workers closing" if view.tracks_started else "starting…"
+            self.show(Text(word, style="dim"), 1)
             return
         # Plain fixed-width lines: a Rich Table re-measured at every tick costs several times more.
         width = max(40, width)
@@ -117,7 +120,8 @@ class GpuPanel(Panel):
         if not snap.devices:
             self.border_title = "GPU · none"
             text = Text(f"No GPU in use: {snap.note or 'none found'}.\nEverything runs on the CPU.", style="yellow")
-            self.show(text, len(text.wrap(self.app.console, max(10, width))))
+            lines = list(text.wrap(self.app.console, max(10, width - 2)))  # this note may wrap
+            self.show(joined(lines), len(lines))
             return
         lines: list[Text] = []
         spark_width = max(8, width - 4)
