@@ -186,6 +186,7 @@ class ChannelsFirst:
     """An in-memory ``[channels, samples]`` float array (the package's own layout)."""
 
     def __init__(self, wav, *, label: str = "audio"):
+        self.label = label
         wav = np.asarray(wav.detach().cpu() if isinstance(wav, torch.Tensor) else wav)
         if wav.ndim != 2:
             raise BadInput(f"{label}: expected audio shaped [channels, samples], got {wav.ndim} dimensions "
@@ -193,7 +194,7 @@ class ChannelsFirst:
         channels, frames = wav.shape
         # A [samples, channels] array scores without any error but is wrong: the model would see
         # each sample instant as a separate "channel". Reject anything shaped that way.
-        if channels > MAX_CHANNELS or channels > frames:
+        if channels > MAX_CHANNELS or 0 < frames < channels:
             raise BadInput(f"{label}: audio shaped {tuple(wav.shape)} looks like [samples, channels]; "
                            "expected [channels, samples] (transpose it)")
         self.wav, self.channels, self.frames = wav, channels, frames
@@ -209,8 +210,9 @@ class NpyFrames:
     resident in this process: memory stays one micro-batch wide.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, label: str | None = None):
         self.path = Path(path)
+        self.label = label or str(path)  # what error messages call it: the user's file
         with open(self.path, "rb") as fh:
             major, _ = np.lib.format.read_magic(fh)
             read_header = (np.lib.format.read_array_header_1_0 if major == 1
@@ -218,15 +220,23 @@ class NpyFrames:
             shape, fortran, dtype = read_header(fh)
             self.offset = fh.tell()
         if len(shape) != 2 or fortran or dtype != np.float32:
-            raise BadInput(f"{self.path}: expected float32 [frames, channels] PCM, got {dtype} {shape}")
+            raise BadInput(f"{self.label}: decoded PCM file {self.path}: expected float32 [frames, channels] PCM, got {dtype} {shape}")
         self.frames, self.channels = int(shape[0]), int(shape[1])
 
     def read(self, start: int, count: int) -> np.ndarray:
         count = max(0, min(count, self.frames - start))
-        with open(self.path, "rb") as fh:
+        block = np.empty((count, self.channels), dtype=np.float32)
+        view = memoryview(block).cast("B")
+        with open(self.path, "rb", buffering=0) as fh:
             fh.seek(self.offset + start * self.channels * 4)
-            block = np.fromfile(fh, dtype=np.float32, count=count * self.channels)
-        return block.reshape(count, self.channels).T
+            filled = 0
+            while filled < len(view):
+                got = fh.readinto(view[filled:])
+                if not got:
+                    raise BadInput(f"{self.label}: decoded PCM file {self.path} ends at frame {start + filled // (4 * self.channels)}, "
+                                   f"its header says {self.frames}")
+                filled += got
+        return block.T
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,7 +293,7 @@ def score(scorer: Scorer, items: Sequence[Frames], *, micro_batch: int, bf16: bo
         raise ValueError(f"micro_batch must be at least 1, got {micro_batch}")
     for i, item in enumerate(items):
         if item.frames == 0:
-            raise BadInput(f"{getattr(item, 'path', f'item {i}')}: no audio samples")
+            raise BadInput(f"{getattr(item, 'label', f'item {i}')}: no audio samples")
     plan = list(windows([item.frames for item in items]))
     sums = np.zeros((len(items), len(AXES)), dtype=np.float64)
     weights = np.zeros(len(items), dtype=np.float64)
@@ -297,7 +307,7 @@ def score(scorer: Scorer, items: Sequence[Frames], *, micro_batch: int, bf16: bo
             for row, w in enumerate(batch):
                 block = items[w.item].read(w.start, w.length)
                 if not np.isfinite(block).all():
-                    raise BadInput(f"{getattr(items[w.item], 'path', f'item {w.item}')}: non-finite samples "
+                    raise BadInput(f"{getattr(items[w.item], 'label', f'item {w.item}')}: non-finite samples "
                                    f"near {w.start / SAMPLE_RATE:.1f} s")
                 # Mono as the package makes it: the mean of the channels.
                 wav[row, :w.length] = torch.from_numpy(block.mean(axis=0, dtype=np.float32))

@@ -13,7 +13,7 @@ No score is ever made up: without the checkpoint every track fails with ``model_
 """
 from __future__ import annotations
 
-from backends.protocol import BackendError, BadInput, ModelMissing
+from backends.protocol import BackendError, ModelMissing
 from backends.spec import AudioNeed, BackendSpec, Extractor
 
 MODEL_NAME = "audiobox-aesthetics"
@@ -70,10 +70,7 @@ class AudioboxAesthetics(Extractor):
         key = str(am.SAMPLE_RATE)
         if key not in mix.pcm:
             raise RuntimeError("the engine did not decode the mix at 16000 Hz; SPEC.audio must declare it")
-        frames = am.NpyFrames(mix.pcm[key])
-        if frames.frames == 0:
-            raise BadInput(f"{mix.path}: no audio samples")
-        frames.path = mix.path  # errors name the user's file, not the scratch copy
+        frames = am.NpyFrames(mix.pcm[key], label=mix.path)  # errors name the user's file
         micro_batch, precision = _options(track.options, self.scorer.device.type)
         track.progress(0.0, "scoring 10 s windows")
         [scores] = am.score(self.scorer, [frames], micro_batch=micro_batch, bf16=precision == "bf16",
