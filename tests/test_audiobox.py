@@ -206,11 +206,13 @@ def test_real_size_checkpoint_loads_as_wavlm_base_and_matches_package(tmp_path, 
 # -- memory ----------------------------------------------------------------------------------
 
 PEAK_RSS_SCRIPT = r"""
-import json, resource, sys
-import numpy as np
+import json, sys
 from backends import audiobox_model as am
 scorer = am.load_scorer(sys.argv[1])
-def peak(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def peak():
+    # VmHWM, not ru_maxrss: ru_maxrss keeps the parent's high-water mark across fork and exec.
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
 out = {}
 for name in sys.argv[2:]:
     am.score(scorer, [am.NpyFrames(name)], micro_batch=4)
