@@ -329,3 +329,51 @@ def test_options_are_validated(scorer):
     for bad in ({"micro_batch": 0}, {"micro_batch": "4"}, {"memory_budget_gb": -1}, {"precision": "fp8"}):
         with pytest.raises(BackendError):
             _options(bad, "cpu")
+
+
+class RunsOutOfMemoryAbove:
+    """The real model, refusing batches larger than ``limit`` windows like a full GPU would."""
+
+    def __init__(self, model, limit: int):
+        self.model, self.limit, self.sizes = model, limit, []
+
+    def __getattr__(self, name):  # precision / enable_autocast live on the real model
+        return getattr(self.model, name)
+
+    def __setattr__(self, name, value):
+        if name in ("precision", "enable_autocast"):
+            setattr(self.model, name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    def __call__(self, batch):
+        self.sizes.append(batch["wav"].shape[0])
+        if batch["wav"].shape[0] > self.limit:
+            raise torch.OutOfMemoryError("stand-in: batch too large")
+        return self.model(batch)
+
+
+def test_out_of_memory_retries_with_smaller_micro_batches(scorer, tmp_path):
+    from dataclasses import replace
+
+    from backends.audio import write_pcm
+    from backends.extractors.audiobox import AudioboxAesthetics
+    from backends.track import Source, Track
+
+    wav = varied_audio(45, seed=9)
+    write_pcm(tmp_path / "mix@16000.npy", wav.T.copy())
+    track = Track(request_id="t", folder=tmp_path, name="t", options={"micro_batch": 8},
+                  sources={"mix": Source(name="mix", path="song.flac", sample_rate=RATE, channels=2,
+                                         frames=wav.shape[1], pcm={"16000": str(tmp_path / "mix@16000.npy")})})
+    limited = RunsOutOfMemoryAbove(scorer.model, limit=2)
+    extractor = AudioboxAesthetics(replace(scorer, model=limited), device="cpu")
+    features = extractor.process(track)
+    [expected] = am.score(scorer, [am.ChannelsFirst(wav)], micro_batch=1)
+    assert features["content_enjoyment"] == pytest.approx(expected["CE"], abs=1e-5)
+    assert extractor.model_provenance["micro_batch"] == 2
+    assert limited.sizes == [5, 4, 2, 2, 1]  # 5 windows: tried 8 (a batch of 5), then 4, then 2
+
+    never = RunsOutOfMemoryAbove(scorer.model, limit=0)
+    from backends.protocol import OutOfMemory
+    with pytest.raises(OutOfMemory, match="song.flac"):
+        AudioboxAesthetics(replace(scorer, model=never), device="cpu").process(track)

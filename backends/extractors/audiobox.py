@@ -13,7 +13,7 @@ No score is ever made up: without the checkpoint every track fails with ``model_
 """
 from __future__ import annotations
 
-from backends.protocol import BackendError, ModelMissing
+from backends.protocol import BackendError, ModelMissing, OutOfMemory
 from backends.spec import AudioNeed, BackendSpec, Extractor
 
 MODEL_NAME = "audiobox-aesthetics"
@@ -31,8 +31,8 @@ SPEC = BackendSpec(
     audio=(AudioNeed("mix", 16000),),
     models=(MODEL_NAME,),
     device="gpu",
-    # Weights (~0.4 GB) plus one micro-batch at the default budget, with allocator slack.
-    vram_gb=2.5,
+    # Weights (0.38 GB in float32) + one micro-batch at the GPU profiles' 2-3 GB budget + context.
+    vram_gb=3.5,
     timeout_s=1800,
 )
 
@@ -64,6 +64,8 @@ class AudioboxAesthetics(Extractor):
         self.scorer = scorer
 
     def process(self, track):
+        import torch
+
         from backends import audiobox_model as am
 
         mix = track.mix
@@ -73,8 +75,21 @@ class AudioboxAesthetics(Extractor):
         frames = am.NpyFrames(mix.pcm[key], label=mix.path)  # errors name the user's file
         micro_batch, precision = _options(track.options, self.scorer.device.type)
         track.progress(0.0, "scoring 10 s windows")
-        [scores] = am.score(self.scorer, [frames], micro_batch=micro_batch, bf16=precision == "bf16",
-                            on_progress=lambda done, total: track.progress(done / total, "scoring 10 s windows"))
+        while True:
+            try:
+                [scores] = am.score(self.scorer, [frames], micro_batch=micro_batch, bf16=precision == "bf16",
+                                    on_progress=lambda done, total: track.progress(done / total,
+                                                                                   "scoring 10 s windows"))
+                break
+            except torch.OutOfMemoryError:
+                # Scores do not depend on the micro-batch size, so a smaller one is a safe retry.
+                if self.scorer.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if micro_batch == 1:
+                    raise OutOfMemory(f"{mix.path}: out of {self.scorer.device.type} memory even with one "
+                                      "10 s window per batch") from None
+                micro_batch //= 2
+                track.progress(0.0, f"out of memory: retrying with micro-batches of {micro_batch}")
         # Read by the worker after process(): how this result was computed.
         self.model_provenance.update(precision=precision, micro_batch=micro_batch)
         return {KEY_OF_AXIS[axis]: value for axis, value in scores.items()}
