@@ -141,7 +141,7 @@ def rhythmic_complexity(onsets: np.ndarray) -> float | None:
     clipped_to_range = np.clip(ioi, IOI_BIN_EDGES[0], IOI_BIN_EDGES[-1])
     counts, _ = np.histogram(clipped_to_range, bins=IOI_BIN_EDGES)
     p = counts[counts > 0] / counts.sum()
-    return float(-np.sum(p * np.log2(p)) / np.log2(len(IOI_BIN_EDGES) - 1))
+    return float(np.sum(p * np.log2(1.0 / p)) / np.log2(len(IOI_BIN_EDGES) - 1))
 
 
 def rhythmic_evenness(onsets: np.ndarray) -> float | None:
