@@ -66,7 +66,7 @@ def test_click_track_tempo_and_beat_times(click_dataset, bpm):
     assert info["beat_regularity"] < 0.02  # the first, unsettled beat included
     onsets = read_times(folder / f"{folder.name}.ONSETS")
     assert info["onset_count"] == len(onsets) == len(truth)
-    assert np.all(distance_to_nearest(onsets, truth) <= 0.010)
+    assert np.all(distance_to_nearest(onsets, truth) <= 0.015)  # 11.6 ms frames
     assert info["onset_density"] == pytest.approx(len(truth) / SECONDS, rel=1e-6)
     assert info["ioi_mean"] == pytest.approx(60.0 / bpm, abs=0.006)
     assert info["rhythmic_complexity"] < 0.15  # one IOI class (quantised to 5.8 ms frames)
