@@ -128,3 +128,22 @@ def test_accelerated_backend_matches_the_package_on_the_file(timbral_dataset, na
     got = info_of(root / name)
     for key in KEYS:
         assert got[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-9), key
+
+
+def test_blockwise_bandwidth_array_is_the_package_function_with_bounded_memory(monkeypatch):
+    """hardness's spectrogram in blocks gives bit-identical bandwidths, times and centroid."""
+    from backends import timbral_compat, timbral_speedups
+
+    package = timbral_compat.load()
+    original = package.timbral_util.get_bandwidth_array
+    original = getattr(original, "__wrapped__", original)
+    monkeypatch.setattr(timbral_speedups, "BANDWIDTH_BLOCK_FRAMES", 3000)  # several blocks
+    blockwise = timbral_speedups._blockwise_bandwidth_array(original)
+    t = np.arange(8 * RATE) / RATE
+    audio = (_noise(9)[: len(t)] * np.exp(-((t % 1.0) / 0.2)) + 0.3 * np.sin(2 * np.pi * 220 * t))
+    for kwargs in ({}, {"return_centroid": True}):
+        expected, got = original(audio, RATE, **kwargs), blockwise(audio, RATE, **kwargs)
+        assert got[0] == expected[0]
+        assert np.array_equal(got[1], expected[1]) and np.array_equal(got[2], expected[2])
+        if kwargs:
+            assert got[3] == expected[3]
