@@ -1,0 +1,84 @@
+"""Audio Commons timbral models (brightness, roughness, hardness, depth, booming, reverberation,
+sharpness, warmth) of the full mix.
+
+The package (``timbral_models`` 0.4.0) is run unchanged through a compatibility layer
+(``backends/timbral_compat.py``) and value-preserving accelerations
+(``backends/timbral_speedups.py``); the mix is decoded once by the engine and handed to all
+eight functions as an array instead of each function reading the file again.
+"""
+from __future__ import annotations
+
+from backends.spec import AudioNeed, BackendSpec, Extractor
+
+SPEC = BackendSpec(
+    name="timbral",
+    version="1",
+    description="Audio Commons timbral models: brightness, roughness, hardness, depth, booming, "
+                "reverberation, sharpness, warmth",
+    keys=("brightness", "roughness", "hardness", "depth", "booming", "reverberation",
+          "sharpness", "warmth"),
+    # The file's own rate, as the package reads it (it upsamples below 44.1 kHz itself).
+    audio=(AudioNeed("mix", None),),
+    # The package can loop forever on pathological audio; the engine kills the worker after this.
+    timeout_s=900,
+)
+
+# The package's loudness normalisation needs 0.4 s; its attack-time and onset steps need a few
+# onsets' worth of audio to say anything.
+MIN_SECONDS = 1.0
+FUNCTIONS = ("brightness", "roughness", "hardness", "depth", "booming", "sharpness", "warmth")
+
+
+class Timbral(Extractor):
+    def __init__(self):
+        super().__init__(device="cpu", model_provenance={
+            "library": "timbral_models 0.4.0 (Audio Commons), clip_output=False"})
+        from backends import timbral_compat, timbral_speedups
+
+        self._package = timbral_compat.load()
+        timbral_speedups.install(self._package)
+        self._speedups = timbral_speedups
+
+    def process(self, track):
+        import numpy as np
+
+        from backends.protocol import BadInput
+
+        data, rate = track.audio("mix")
+        path = track.mix.path
+        if len(data) < MIN_SECONDS * rate:
+            raise BadInput(f"{path}: {len(data) / rate:.2f} s of audio is too short for the timbral "
+                           f"models (needs at least {MIN_SECONDS:g} s)")
+        if not np.any(data):
+            raise BadInput(f"{path}: the audio is all zeros (digital silence): it has no timbre")
+        # float64 like the package's own soundfile.read; 1-D for mono, as always_2d=False gives.
+        audio = np.array(data[:, 0] if data.shape[1] == 1 else data, dtype=np.float64)
+        features = {}
+        with self._speedups.track_cache():
+            for i, name in enumerate(FUNCTIONS):
+                track.progress(i / 8, name)
+                function = getattr(self._package, f"timbral_{name}")
+                features[name] = float(self._call(function, audio.copy(), rate, path))
+            track.progress(7 / 8, "reverberation")
+            _, probability = self._call(self._package.timbral_reverb, audio.copy(), rate, path,
+                                        dev_output=True)
+        # The model's probability that the audio sounds reverberant, as a percentage; the package's
+        # own answer is that probability rounded to 0 or 1.
+        features["reverberation"] = float(probability) * 100.0
+        for name, value in features.items():
+            if not np.isfinite(value):
+                raise BadInput(f"{path}: the timbral model {name} gave {value} for this audio")
+        return features
+
+    @staticmethod
+    def _call(function, audio, rate, path, **kwargs):
+        from backends.protocol import BadInput
+
+        try:
+            return function(audio, fs=rate, **kwargs)
+        except ValueError as exc:  # the package's way of refusing input (silence, empty)
+            raise BadInput(f"{path}: {function.__name__} cannot analyse it ({exc})") from exc
+
+
+def create() -> Timbral:
+    return Timbral()

@@ -1,0 +1,149 @@
+"""The timbral backend through the real engine: each of the eight outputs moves the way the
+construction of the signal says it must, and the accelerated backend gives exactly the numbers of
+the unmodified package called on the file path."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from tests.helpers import events_named, info_of, run_engine, write_track
+from tests.rhythm_signals import RATE, click, place, stereo
+
+SECONDS = 6.0
+KEYS = ("brightness", "roughness", "hardness", "depth", "booming", "reverberation", "sharpness", "warmth")
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+def _t() -> np.ndarray:
+    return np.arange(int(SECONDS * RATE)) / RATE
+
+
+def _level(x: np.ndarray, peak: float = 0.5) -> np.ndarray:
+    return (x * peak / np.max(np.abs(x))).astype(np.float32)
+
+
+def _noise(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(int(SECONDS * RATE))
+
+
+def signals() -> dict[str, np.ndarray]:
+    t = _t()
+    white = _noise(1)
+    dark = signal.sosfilt(signal.butter(4, 300, "lowpass", fs=RATE, output="sos"), _noise(2))
+    low = np.sin(2 * np.pi * 55 * t) + 0.7 * np.sin(2 * np.pi * 82.5 * t)
+    high = np.sin(2 * np.pi * 3000 * t)
+    pure = np.sin(2 * np.pi * 440 * t)
+    beating = pure + np.sin(2 * np.pi * 470 * t)  # 30 Hz beats: the roughest rate
+    hits = np.arange(0.25, SECONDS - 0.5, 0.5)
+    # Struck tones over a faint noise floor (pure clicks in digital silence crash the package's
+    # warmth model: it slices zero-length segments between onsets).
+    dry = place(hits, click(freq=1200, decay_s=0.03), SECONDS) + 1e-3 * _noise(4)
+    # The same hits through a room: exponentially decaying noise with a 2.5 s RT60.
+    tail_t = np.arange(int(2.5 * RATE)) / RATE
+    room = np.random.default_rng(5).standard_normal(len(tail_t)) * 10 ** (-3 * tail_t / 2.5)
+    room[0] = 30.0  # the direct sound
+    wet = signal.fftconvolve(dry, room)[: len(dry)]
+    swell_env = np.sin(np.pi * (t % 1.0)) ** 2  # one slow rise and fall per second
+    swells = swell_env * np.sin(2 * np.pi * 660 * t)
+    return {name: _level(x) for name, x in {
+        "white": white, "dark": dark, "low": low, "high": high, "pure": pure, "beating": beating,
+        "dry": dry, "wet": wet, "swells": swells}.items()}
+
+
+@pytest.fixture(scope="module")
+def timbral_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("timbral") / "dataset"
+    for name, mono in signals().items():
+        write_track(root, name, stereo(mono))
+    write_track(root, "silent", np.zeros((int(SECONDS * RATE), 2), np.float32))
+    write_track(root, "blip", stereo(_level(np.sin(2 * np.pi * 440 * np.arange(RATE // 4) / RATE))))
+    events, _ = run_engine(root, only=["timbral"])
+    return root, events
+
+
+def test_every_output_is_written_unclamped(timbral_dataset):
+    root, _ = timbral_dataset
+    info = info_of(root / "white")
+    assert set(KEYS) <= set(info)
+    assert all(isinstance(info[k], float) for k in KEYS)
+
+
+@pytest.mark.parametrize("key, more, less", [
+    ("brightness", "white", "dark"),
+    ("sharpness", "white", "dark"),
+    ("depth", "low", "high"),
+    ("booming", "low", "high"),
+    ("warmth", "low", "white"),
+    ("roughness", "beating", "pure"),
+    ("hardness", "dry", "swells"),
+    ("reverberation", "wet", "dry"),
+])
+def test_each_output_follows_the_construction(timbral_dataset, key, more, less):
+    root, _ = timbral_dataset
+    assert info_of(root / more)[key] > info_of(root / less)[key] + 5.0
+
+
+def test_reverberation_is_a_probability_not_a_decision(timbral_dataset):
+    root, _ = timbral_dataset
+    values = [info_of(root / name)["reverberation"] for name in ("dry", "wet", "white", "low")]
+    assert all(0.0 <= v <= 100.0 for v in values)
+    assert any(v not in (0.0, 100.0) for v in values)
+
+
+def test_silence_and_too_short_audio_are_bad_input(timbral_dataset):
+    root, events = timbral_dataset
+    failed = {e.track: e for e in events_named(events, "module_failed")}
+    silent = next(e for t, e in failed.items() if t.endswith("silent"))
+    assert silent.kind == "bad_input" and "all zeros" in silent.message
+    blip = next(e for t, e in failed.items() if t.endswith("blip"))
+    assert blip.kind == "bad_input" and "too short" in blip.message and "full_mix.flac" in blip.message
+
+
+BASELINE = """
+import json, sys
+from backends import timbral_compat
+package = timbral_compat.load()  # compatibility only: the package's own code paths
+path = sys.argv[1]
+out = {n: float(getattr(package, "timbral_" + n)(path)) for n in
+       ("brightness", "roughness", "hardness", "depth", "booming", "sharpness", "warmth")}
+out["reverberation"] = float(package.timbral_reverb(path, dev_output=True)[1]) * 100
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("name", ["dry", "beating"])
+def test_accelerated_backend_matches_the_package_on_the_file(timbral_dataset, name):
+    root, _ = timbral_dataset
+    proc = subprocess.run([sys.executable, "-c", BASELINE, str(root / name / "full_mix.flac")],
+                          capture_output=True, text=True, cwd=ROOT, check=True)
+    expected = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = info_of(root / name)
+    for key in KEYS:
+        assert got[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-9), key
+
+
+def test_blockwise_bandwidth_array_is_the_package_function_with_bounded_memory(monkeypatch):
+    """hardness's spectrogram in blocks gives bit-identical bandwidths, times and centroid."""
+    from backends import timbral_compat, timbral_speedups
+
+    package = timbral_compat.load()
+    original = package.timbral_util.get_bandwidth_array
+    original = getattr(original, "__wrapped__", original)
+    monkeypatch.setattr(timbral_speedups, "BANDWIDTH_BLOCK_FRAMES", 3000)  # several blocks
+    blockwise = timbral_speedups._blockwise_bandwidth_array(original)
+    t = _t()  # 6 s: 8,254 frames, three blocks
+    audio = (_noise(9) * np.exp(-((t % 1.0) / 0.2)) + 0.3 * np.sin(2 * np.pi * 220 * t))
+    for kwargs in ({}, {"return_centroid": True}):
+        expected, got = original(audio, RATE, **kwargs), blockwise(audio, RATE, **kwargs)
+        assert got[0] == expected[0]
+        assert np.array_equal(got[1], expected[1]) and np.array_equal(got[2], expected[2])
+        if kwargs:
+            assert got[3] == expected[3]
