@@ -18,4 +18,4 @@ test: setup-test
 	$(VENV)/bin/python -m pytest -q -n 2
 
 bench: setup-test
-	$(VENV)/bin/python -m benchmarks.run
+	for b in engine dsp rhythm_timbral essentia_tf audiobox dashboard; do $(VENV)/bin/python -m benchmarks.$$b || exit 1; done

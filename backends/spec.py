@@ -43,6 +43,8 @@ class BackendSpec:
     device: Device = "cpu"
     vram_gb: float = 0.0
     timeout_s: float = 600.0
+    max_workers: int = 0
+    """Cap on parallel workers of this backend (0: one per job). For memory-hungry CPU models."""
     sidecars: tuple[str, ...] = ()
     """Suffixes of files written beside the .INFO, e.g. ``BEATS_GRID``."""
     entry: str = ""

@@ -20,7 +20,8 @@ from tui.profiles import load
 from tui.runlog import RunLog, read_events
 
 FAKES = ",".join(f"tests.fake_backends.{m}" for m in
-                 ("noop", "crashy", "hangy", "exitcrash", "printer", "slowprogress", "needsmodel", "dependent"))
+                 ("noop", "crashy", "hangy", "exitcrash", "printer", "slowprogress", "needsmodel", "dependent",
+                  "single"))
 
 
 @pytest.fixture(autouse=True)
@@ -368,3 +369,12 @@ def test_digital_silence_has_null_levels_with_the_reason(tmp_path):
     info = info_of(ds / "silence")
     assert info["peak_dbfs"] is None and info["rms_dbfs"] is None and info["duration_seconds"] == 1.0
     assert "digital silence" in info["_mirdeck"]["audio_info"]["notes"]["peak_dbfs"]
+
+
+def test_max_workers_caps_a_memory_hungry_module(tmp_path):
+    ds = tiny_dataset(tmp_path / "ds", [f"t{i}" for i in range(4)])
+    pids = set()
+    events, stats = run_engine(ds, only=["single", "noop"], jobs=2,
+                               on_event=lambda engine, e: pids.add(e.pid)
+                               if e.name == "worker_started" and e.module == "single" else None)
+    assert stats["single"].done == 4 and len(pids) == 1

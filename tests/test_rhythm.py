@@ -108,6 +108,7 @@ def test_noise_has_no_tempo(click_dataset):
     assert info["bpm"] is None and info["bpm_is_defined"] == 0
     assert info["beat_confidence"] < 1.5
     assert info["syncopation"] is None and info["on_beat_ratio"] is None
+    assert "no clear pulse" in info["_mirdeck"]["rhythm"]["notes"]["bpm"]
 
 
 def test_too_short_and_silent_audio_are_bad_input(click_dataset):

@@ -254,6 +254,8 @@ class Engine:
             else:
                 spec = self.specs[name]
                 limit = self.jobs if spec.device == "cpu" else 1
+                if spec.max_workers:
+                    limit = min(limit, spec.max_workers)
                 self.pools[name] = ModulePool(self, name, spec.entry, limit)
         return self.pools[name]
 

@@ -8,7 +8,7 @@ onsets on four signals cost less than the beat tracker). The tracker's beats lag
 strongest onset near it (see ``rhythm_measures.snap_beats``), and a tracker answer at half the
 pulse is doubled when the onsets show the pulse (``rhythm_measures.doubled_pulse``). essentia has
 no downbeat tracker, so no ``.DOWNBEATS`` file is written. The descriptors built on these times live in
-``backends/rhythm_measures.py``; every key is defined in docs/features-rhythm-timbral.md.
+``backends/rhythm_measures.py``; every key is defined in docs/features.md.
 """
 from __future__ import annotations
 
@@ -106,6 +106,9 @@ class Rhythm(Extractor):
             beats, bpm = rm.snap_beats(rm.insert_midpoints(beats), onsets, strengths), 2 * bpm
         defined = len(beats) >= rm.MIN_BEATS_FOR_TEMPO and confidence >= MIN_BEAT_CONFIDENCE
         grid = beats if defined else np.zeros(0)
+        if not defined:
+            track.note("bpm", f"no clear pulse: {len(beats)} beats at tracker confidence "
+                              f"{confidence:.2f} (needs {rm.MIN_BEATS_FOR_TEMPO} and {MIN_BEAT_CONFIDENCE})")
         ioi_mean, ioi_std = rm.ioi_stats(onsets)
         features = {
             "bpm": float(bpm) if defined else None,

@@ -21,6 +21,9 @@ SPEC = BackendSpec(
     audio=(AudioNeed("mix", None),),
     # The package can loop forever on pathological audio; the engine kills the worker after this.
     timeout_s=900,
+    # timbral_models peaks near 11.5 GB on a 7.5-minute track: two at once would not fit a
+    # 24 GB machine. One worker; the other cores go to the other modules.
+    max_workers=1,
 )
 
 # The package's loudness normalisation needs 0.4 s; its attack-time and onset steps need a few
