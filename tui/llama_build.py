@@ -273,6 +273,17 @@ def describe(variant: str = "cpu") -> str:
             f"in {s['build_seconds']} s with {s['compiler']}\n  variant flags: {flags}")
 
 
+def describe_for_profile(name: str | None = None) -> str:
+    """``describe`` for the build the profile asks for (``[llama] build``; the default profile if None)."""
+    from tui.profiles import ProfileError, default_name
+    from tui.profiles import load as load_profile
+    try:
+        profile = load_profile(name or default_name())
+    except ProfileError as exc:
+        return f"llama.cpp: cannot read the profile: {exc}"
+    return describe(str(profile.llama.get("build", "cpu")))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bin/build-llama", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", help="read [llama] build and gpu_targets from this profile")
