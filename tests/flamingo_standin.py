@@ -52,6 +52,7 @@ def _tokenizer(source: Path):
     tokens, merges = strings("tokenizer.ggml.tokens"), strings("tokenizer.ggml.merges")
     types = list(reader.fields["tokenizer.ggml.token_type"].parts[-1])
     vocab = {tok: i for i, tok in enumerate(tokens)}
+    merges = [tuple(m.split(" ", 1)) for m in merges]
     special = [t for t, kind in zip(tokens, types) if kind == 3]  # 3 = control token
     tok = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, bos_token=None,
                          eos_token="<|im_end|>", pad_token="<|endoftext|>")
