@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ SCRIPT_WORDS = (" warm", " bass", " drums", "’s")
 HIDDEN = 64
 
 
+@functools.cache
 def llama_source() -> Path:
     """The pinned llama.cpp source tree (fetched and extracted by the build script when needed)."""
     root = Path(__file__).resolve().parent.parent
@@ -38,6 +40,7 @@ def llama_source() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
+@functools.cache
 def _tokenizer(source: Path):
     sys.path.insert(0, str(source / "gguf-py"))
     import gguf
