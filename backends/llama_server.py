@@ -38,6 +38,14 @@ class ServedAnswer:
     """Audio slices the server encoded while answering (0 when the audio came from the cache)."""
 
 
+def _die_with_parent() -> None:
+    """In the server child: SIGTERM it when the worker dies, so a killed worker leaves no server behind."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -62,7 +70,8 @@ class LlamaServer:
             cmd += ["-t", str(threads)]
         self.command = cmd
         started = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_parent)
         self._wait_ready(startup_timeout_s)
         self.load_seconds = time.monotonic() - started
 
