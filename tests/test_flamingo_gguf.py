@@ -18,7 +18,8 @@ import soundfile
 from tests.helpers import events_named, info_of, run_engine, sine, write_track
 from tui import paths
 
-pytestmark = pytest.mark.slow
+# The first test may build llama.cpp (~10 min on 2 cores) inside its setup: more than the default timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = "flamingo_gguf"
 KEYS = ("full", "technical", "genre_mood", "instrumentation", "structure")
