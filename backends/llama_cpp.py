@@ -2,7 +2,7 @@
 
 ``llama-mtmd-cli`` prints only the answer on stdout (``"\\n" + text + "\\n\\n"``) and everything else
 on stderr; with ``--log-prefix`` an error line starts with ``E ``. Never pass ``--log-disable``
-(it empties stdout too) nor ``-lv 0`` (it hides the errors).
+(it empties stdout too) nor ``-lv 0`` (it hides the errors); ``-lv 4`` adds the perf timings.
 """
 from __future__ import annotations
 
@@ -86,7 +86,8 @@ _NUM = r"([0-9]+(?:\.[0-9]+)?)"
 _LOAD = re.compile(r"\bload time\s*=\s*" + _NUM + r" ms")
 _PROMPT = re.compile(r"prompt eval time\s*=\s*" + _NUM + r" ms /\s*([0-9]+) tokens")
 _EVAL = re.compile(r"(?<!prompt )\beval time\s*=\s*" + _NUM + r" ms /\s*([0-9]+) runs.*?" + _NUM + r" tokens per second")
-_SLICE = re.compile(r"slice encoded in ([0-9]+) ms")
+# llama-mtmd-cli reports one line per encoded media batch, the server's helper one per slice.
+_SLICE = re.compile(r"(?:slice encoded in|mtmd batch encoding done in) ([0-9]+) ms")
 
 
 def parse_log(stderr: str) -> LlamaLog:
@@ -129,7 +130,7 @@ def mtmd_cli_command(tool: Path, *, model: Path, mmproj: Path, audio: Path, prom
     cmd = [str(tool), "-m", str(model), "--mmproj", str(mmproj), "--audio", str(audio), "-p", prompt,
            "-n", str(sampling.max_tokens), "-c", str(ctx_size), "--gpu-layers", str(gpu_layers),
            "--temp", repr(sampling.temperature), "--top-p", repr(sampling.top_p), "--seed", str(sampling.seed),
-           "--log-prefix", "--no-warmup"]
+           "--log-prefix", "--no-log-timestamps", "--perf", "-lv", "4", "--no-warmup"]
     if system:
         cmd += ["-sys", system]
     if threads:

@@ -65,7 +65,7 @@ class LlamaServer:
         self._log_offset = 0
         cmd = [str(tool), "-m", str(model), "--mmproj", str(mmproj), "-c", str(ctx_size),
                "--gpu-layers", str(gpu_layers), "--host", "127.0.0.1", "--port", str(self.port),
-               "-np", "1", "--no-webui", "--log-prefix", "--no-warmup"]
+               "-np", "1", "--no-webui", "--log-prefix", "--no-log-timestamps", "--perf", "--no-warmup"]
         if threads:
             cmd += ["-t", str(threads)]
         self.command = cmd
