@@ -108,11 +108,18 @@ def parse_log(stderr: str) -> LlamaLog:
     return log
 
 
-def answer_from_stdout(stdout: str) -> str:
-    """The answer inside llama-mtmd-cli's stdout framing (one leading newline, newlines at the end)."""
-    if stdout.startswith("\n"):
-        stdout = stdout[1:]
-    return stdout.rstrip("\n")
+def answer_from_stdout(stdout: bytes | str) -> str:
+    """The answer inside llama-mtmd-cli's stdout framing (one leading newline, newlines at the end).
+
+    A token limit can cut a multi-byte character in half; the dangling bytes at the end are dropped
+    (as llama-server does), not turned into a replacement character.
+    """
+    import codecs
+
+    data = stdout.encode("utf-8") if isinstance(stdout, str) else stdout
+    if data.startswith(b"\n"):
+        data = data[1:]
+    return codecs.getincrementaldecoder("utf-8")(errors="replace").decode(data.rstrip(b"\n"), final=False)
 
 
 @dataclass(frozen=True)
@@ -151,7 +158,7 @@ def run_mtmd_cli(cmd: list[str], *, audio_label: str, timeout_s: float | None = 
         raise classify_failure(log.errors or stderr.strip().splitlines()[-5:], audio_label=audio_label,
                                model=cmd[cmd.index("-m") + 1], mmproj=cmd[cmd.index("--mmproj") + 1],
                                returncode=done.returncode)
-    return answer_from_stdout(done.stdout.decode("utf-8", errors="replace")), log, stderr
+    return answer_from_stdout(done.stdout), log, stderr
 
 
 def classify_failure(errors: list[str], *, audio_label: str, model: str, mmproj: str,

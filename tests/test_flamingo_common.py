@@ -64,6 +64,8 @@ def test_cli_stdout_framing():
     assert answer_from_stdout("\nA warm groove.\n\n\n") == "A warm groove."  # stopped by the model
     assert answer_from_stdout("\nfirst line\nsecond\n\n") == "first line\nsecond"  # stopped by -n
     assert answer_from_stdout("\n\n\n") == ""
+    # A limit that cuts a character in half: the dangling bytes go, earlier bad bytes stay visible.
+    assert answer_from_stdout(b"\nSent\xe2\x80 ok \xe2\x80\n\n") == "Sent\ufffd ok "
 
 
 def test_context_is_sized_from_audio_length():

@@ -146,7 +146,7 @@ class FlamingoGGUF(Extractor):
                          "generated_tokens": totals["generated_tokens"], "questions": per_question}
 
     def _served(self, track, tool, s, wav, duration):
-        from backends.llama_cpp import Sampling, context_size
+        from backends.llama_cpp import TOKENS_PER_WINDOW, Sampling, audio_windows, context_size
         from backends.llama_server import LlamaServer
 
         prompts = s["prompts"]
@@ -179,13 +179,14 @@ class FlamingoGGUF(Extractor):
             per_question[prompt.name] = {
                 "prompt_tokens": reply.prompt_tokens, "cached_tokens": reply.cached_tokens,
                 "generated_tokens": reply.generated_tokens, "prompt_eval_ms": round(reply.prompt_ms, 2),
-                "eval_ms": round(reply.generate_ms, 2), "audio_slices": reply.audio_encodes,
-                "finish_reason": reply.finish_reason}
-        totals = _sum(per_question, ("audio_slices", "prompt_tokens", "generated_tokens", "cached_tokens"))
-        # The audio counts as encoded for this track when any question had to encode a slice.
+                "eval_ms": round(reply.generate_ms, 2), "finish_reason": reply.finish_reason,
+                # The server's own count: fewer cached prompt tokens than the audio holds means
+                # the audio was (re-)encoded for this question.
+                "audio_encoded": reply.cached_tokens < audio_windows(duration) * TOKENS_PER_WINDOW}
+        totals = _sum(per_question, ("prompt_tokens", "generated_tokens", "cached_tokens"))
         return answers, {"model_loads": 1 if loaded_now else 0, "server_starts": self.server_starts,
                          "server_load_s": round(srv.load_seconds, 3), "server_ctx": srv.ctx_size,
-                         "audio_encodes": sum(1 for q in per_question.values() if q["audio_slices"]),
+                         "audio_encodes": sum(1 for q in per_question.values() if q["audio_encoded"]),
                          "prompt_tokens_evaluated": totals["prompt_tokens"],
                          "prompt_tokens_cached": totals["cached_tokens"],
                          "generated_tokens": totals["generated_tokens"], "questions": per_question}
