@@ -87,15 +87,15 @@ def test_per_prompt_and_served_give_identical_text_and_served_encodes_audio_once
     assert all(q["prompt_tokens"] >= 750 for q in pp["questions"].values())  # audio every time
 
     events, _ = run_engine(data, only=[MODULE], overwrite=[MODULE], module_options=opts)
-    assert not events_named(events, "ModuleFailed")
+    assert not events_named(events, "module_failed")
     served = {t.name: features(t) for t in tracks}
     assert served == per_prompt
     assert all(isinstance(v, str) and v for f in served.values() for v in f.values())
     assert info_of(tracks[0])["music_flamingo_model"] == "gguf_standin-random"
 
     provs = [prov(t) for t in tracks]
-    # One llama-server for the whole run: the model loaded once, on the first track.
-    assert [p["model_loads"] for p in provs] == [1, 0, 0]
+    # One llama-server for the whole run: the model loaded once, on whichever track came first.
+    assert sorted(p["model_loads"] for p in provs) == [0, 0, 1]
     assert {p["server_starts"] for p in provs} == {1}
     for p in provs:
         assert p["mode"] == "served" and p["audio_encodes"] == 1
@@ -151,7 +151,7 @@ def test_other_formats_and_awkward_names(tmp_path, standins, small_prompts):
                     str(m4a_dir / "full_mix.m4a")], check=True)
     opts = options(standins["random"], small_prompts, temperature=0)
     events, _ = run_engine(root, only=[MODULE], module_options=opts)
-    assert not events_named(events, "ModuleFailed"), events_named(events, "ModuleFailed")
+    assert not events_named(events, "module_failed"), events_named(events, "module_failed")
     for folder in (ogg, wav, m4a_dir):
         assert all(features(folder).values())
 
@@ -167,11 +167,11 @@ def test_missing_model_wrong_projector_and_unreadable_audio(tmp_path, standins, 
         events, _ = run_engine(data, only=[MODULE], overwrite=[MODULE],
                                module_options={MODULE: {**options(standins["random"], small_prompts)[MODULE], **opts}})
         return {e.track.split("/")[-1] if "/" in e.track else e.track: (e.kind, e.message)
-                for e in events_named(events, "ModuleFailed")}
+                for e in events_named(events, "module_failed")}
 
     gone = failures(model_file=str(tmp_path / "nothere.gguf"))
     assert {k for k, _ in gone.values()} <= {"model_missing", "bad_input"}
-    assert any(kind == "model_missing" and "nothere.gguf" in msg for kind, msg in gone.values())
+    assert any(kind == "model_missing" and "nothere.gguf" in msg for kind, msg in gone.values()), gone
 
     for mode in ("served", "per_prompt"):
         wrong = failures(mmproj_file=str(model), mode=mode)  # a language model is no projector
