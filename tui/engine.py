@@ -234,6 +234,9 @@ class Engine:
         env = self.profile.child_env(module)
         env["MIRDECK_MODELS_DIR"] = str(paths.models_dir())
         env["PYTHONUNBUFFERED"] = "1"
+        # The profile's [llama] table (build variant, GPU layers, threads) for the llama.cpp backends.
+        for key, value in self.profile.llama.items():
+            env[f"MIRDECK_LLAMA_{key.upper()}"] = str(value)
         # The worker imports ``backends`` from this checkout whatever the caller's sys.path was.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.ROOT), env.get("PYTHONPATH", "")]))
         return env
