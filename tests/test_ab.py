@@ -123,7 +123,7 @@ def test_question_metrics_are_none_where_not_recorded():
 @pytest.mark.slow
 def test_ab_two_tracks_on_the_standin_never_touches_info_until_a_winner(tmp_path):
     from tests.test_flamingo_hf import small_prompts, standin
-    from tui.ab import run_ab, track_folders
+    from tui.ab import _report_name, run_ab, track_folders
     from tui.profiles import load
 
     root = tmp_path / "dataset"
@@ -147,7 +147,7 @@ def test_ab_two_tracks_on_the_standin_never_touches_info_until_a_winner(tmp_path
         for prompt in PROMPT_NAMES:
             entry = report["prompts"][prompt]
             assert entry["hf"]["tokens"] >= 1 and entry["hf"]["seconds"] > 0
-        assert (tmp_path / "ab" / f"{report['track']}.md").is_file()
+        assert (tmp_path / "ab" / f"{_report_name(report['track'])}.md").is_file()
     assert summary["backends"]["hf"]["ok_tracks"] == 2
     # Choosing a winner writes exactly that back end's keys into the real .INFO.
     from tui.ab import BACKENDS

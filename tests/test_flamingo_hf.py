@@ -65,7 +65,7 @@ def test_run_writes_gguf_keys_with_one_load_one_encode_and_shared_limits(two_tra
     events, stats = run_engine(two_tracks, only=["flamingo_hf"], overwrite=["flamingo_hf"], jobs=1,
                                module_options={"flamingo_hf": {"model_dir": str(standin(architecture)),
                                                                "prompts_file": str(prompts_file)}})
-    assert stats["flamingo_hf"].done == 2, [e for e in events if e.name == "ModuleFailed"]
+    assert stats["flamingo_hf"].done == 2, [e for e in events if e.name == "module_failed"]
     prompts = load_prompts(prompts_file)
     loads = []
     for folder in sorted(two_tracks.iterdir()):

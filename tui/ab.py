@@ -272,7 +272,7 @@ class MemorySampler:
             self.probe = None
 
     def on_event(self, event) -> None:
-        if event.name == "WorkerStarted" and event.module in BACKENDS.values():
+        if event.name == "worker_started" and event.module in BACKENDS.values():
             self.pids.setdefault(event.module, set()).add(event.pid)
 
     def start(self) -> None:
