@@ -335,6 +335,8 @@ def cmd_models(args) -> int:
         for entry in manifest.values():
             ok, word = status(entry)
             print(f"{'✓' if ok else '✗'} {entry.name:<28} {entry.backend:<14} {word}   {entry.licence}")
+        from tui.llama_build import describe_for_profile
+        print(describe_for_profile())
         return 0
     unknown = [n for n in args.names if n not in manifest]
     if unknown or not args.names:

@@ -1,0 +1,210 @@
+"""Music Flamingo (GGUF, llama.cpp): five text descriptions of each track.
+
+Keys: ``music_flamingo_full``, ``_technical``, ``_genre_mood``, ``_instrumentation``, ``_structure``
+(the model's answer to each question of the prompts file, normalised for T5 tokenizers; null when the
+model answered nothing, with the reason in provenance) and ``music_flamingo_model`` (e.g. ``gguf_Q8_0``).
+
+Two modes (option ``mode``):
+- ``served`` (default): one ``llama-server`` per worker; the model loads once per run and each track's
+  audio is encoded once, the other questions reuse it from the server's prompt cache.
+- ``per_prompt``: one ``llama-mtmd-cli`` run per question (model load + audio encode every time).
+
+The audio handed to llama.cpp is always a temporary 16 kHz mono WAV written from the engine's decoded
+PCM, so the source format (m4a, ogg, ...) and awkward names (commas, quotes) never reach llama.cpp.
+
+Options (profile ``[backend.flamingo_gguf.options]`` or per run): ``mode``, ``quant`` (Q8_0, Q6_K,
+IQ3_M), ``model_file`` + ``mmproj_file`` (explicit paths) with ``model_label``, ``prompts_file``,
+``temperature``, ``top_p``, ``seed``, ``gpu_layers``, ``threads``, ``ctx_size``.
+"""
+from __future__ import annotations
+
+from backends.flamingo_common import FEATURE_KEYS, MODEL_KEY
+from backends.spec import AudioNeed, BackendSpec, Extractor
+
+SPEC = BackendSpec(
+    name="flamingo_gguf",
+    version="1",
+    description="Music Flamingo (GGUF via llama.cpp): five text descriptions per track",
+    keys=(*FEATURE_KEYS, MODEL_KEY),
+    audio=(AudioNeed("mix", 16000),),
+    models=("music_flamingo_q8_0", "music_flamingo_mmproj"),
+    device="gpu",
+    vram_gb=10.0,
+    timeout_s=3600,
+)
+
+SAMPLE_RATE = 16000
+# Quantisations users run, with their manifest names and files.
+QUANTS = {
+    "Q8_0": ("music_flamingo_q8_0", "music-flamingo-hf.Q8_0.gguf"),
+    "Q6_K": ("music_flamingo_q6_k", "music-flamingo-hf.i1-Q6_K.gguf"),
+    "IQ3_M": ("music_flamingo_iq3_m", "music-flamingo-hf.i1-IQ3_M.gguf"),
+}
+MMPROJ = ("music_flamingo_mmproj", "music-flamingo-hf.mmproj-f16.gguf")
+MODES = ("served", "per_prompt")
+
+
+class FlamingoGGUF(Extractor):
+    def __init__(self):
+        super().__init__(device="cpu")
+        self.server = None
+        self.server_starts = 0
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+    # -- configuration -------------------------------------------------------------------------
+    def _settings(self, options: dict) -> dict:
+        import os
+        from pathlib import Path
+
+        from backends import models
+        from backends.flamingo_common import load_prompts, prompts_path
+        from backends.protocol import BackendError, ModelMissing
+
+        mode = options.get("mode", "served")
+        if mode not in MODES:
+            raise BackendError(f"flamingo_gguf: option mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if options.get("model_file"):
+            model = Path(options["model_file"])
+            mmproj = Path(options.get("mmproj_file") or "")
+            for path in (model, mmproj):
+                if not path.is_file():
+                    raise ModelMissing(f"flamingo_gguf: model file {path} does not exist "
+                                       "(options model_file / mmproj_file)")
+            label = options.get("model_label") or f"gguf_{model.stem}"
+        else:
+            quant = options.get("quant", "Q8_0")
+            if quant not in QUANTS:
+                raise BackendError(f"flamingo_gguf: option quant must be one of {', '.join(QUANTS)}, not {quant!r}")
+            model = models.require(*QUANTS[quant])
+            mmproj = models.require(*MMPROJ)
+            label = f"gguf_{quant}"
+        env_int = lambda name, default: int(os.environ.get(name) or default)  # noqa: E731
+        prompts = load_prompts(prompts_path(options), overrides={
+            k: options.get(k) for k in ("temperature", "top_p", "seed")})
+        return {"mode": mode, "model": model, "mmproj": mmproj, "label": label, "prompts": prompts,
+                "gpu_layers": int(options.get("gpu_layers", env_int("MIRDECK_LLAMA_GPU_LAYERS", 0))),
+                "threads": int(options.get("threads", env_int("MIRDECK_LLAMA_THREADS", 0))) or None,
+                "ctx_min": int(options.get("ctx_size", env_int("MIRDECK_LLAMA_CTX_SIZE", 0)))}
+
+    # -- one track -----------------------------------------------------------------------------
+    def process(self, track):
+        import os
+        import tempfile
+
+        from backends.flamingo_common import KEY_PREFIX, normalise_text
+        from backends.llama_cpp import build_stamp, tool_path
+
+        s = self._settings(track.options)
+        tool = tool_path("llama-server" if s["mode"] == "served" else "llama-mtmd-cli")
+        data, _ = track.audio("mix", SAMPLE_RATE)
+        duration = data.shape[0] / SAMPLE_RATE
+        with tempfile.TemporaryDirectory(prefix="mirdeck-flamingo-") as tmp:
+            # A fixed safe name: the track's own name (commas, quotes) never reaches llama.cpp.
+            wav = os.path.join(tmp, "audio.wav")
+            _write_mono_wav(wav, data)
+            if s["mode"] == "served":
+                answers, stats = self._served(track, tool, s, wav, duration)
+            else:
+                answers, stats = self._per_prompt(track, tool, s, wav, duration)
+        features, empty = {}, []
+        for name, raw in answers.items():
+            text = normalise_text(raw)
+            features[KEY_PREFIX + name] = text or None
+            if not text:
+                empty.append(name)
+        features[MODEL_KEY] = s["label"]
+        self.model_provenance = {
+            "model": s["label"], "model_file": str(s["model"]), "mmproj_file": str(s["mmproj"]),
+            "mode": s["mode"], **s["prompts"].provenance(), **build_stamp(tool), **stats,
+            **({"empty_answers": empty, "empty_reason": "the model stopped before writing any text"}
+               if empty else {}),
+        }
+        return features
+
+    def _per_prompt(self, track, tool, s, wav, duration):
+        from backends.llama_cpp import Sampling, context_size, mtmd_cli_command, run_mtmd_cli
+
+        prompts = s["prompts"]
+        answers, per_question = {}, {}
+        for i, prompt in enumerate(prompts.prompts):
+            track.progress(i / len(prompts.prompts), prompt.name)
+            sampling = Sampling(prompts.temperature, prompts.top_p, prompts.seed, prompt.max_tokens)
+            ctx = max(s["ctx_min"], context_size(duration, prompt.max_tokens))
+            cmd = mtmd_cli_command(tool, model=s["model"], mmproj=s["mmproj"], audio=wav, prompt=prompt.text,
+                                   sampling=sampling, ctx_size=ctx, gpu_layers=s["gpu_layers"],
+                                   threads=s["threads"], system=prompts.system)
+            text, log, _ = run_mtmd_cli(cmd, audio_label=track.mix.path)
+            answers[prompt.name] = text
+            per_question[prompt.name] = log.provenance()
+        totals = _sum(per_question, ("audio_slices", "prompt_tokens", "generated_tokens"))
+        return answers, {"model_loads": len(prompts.prompts), "audio_encodes": len(prompts.prompts),
+                         "prompt_tokens_evaluated": totals["prompt_tokens"],
+                         "generated_tokens": totals["generated_tokens"], "questions": per_question}
+
+    def _served(self, track, tool, s, wav, duration):
+        from backends.llama_cpp import Sampling, context_size
+        from backends.llama_server import LlamaServer
+
+        prompts = s["prompts"]
+        longest = max(p.max_tokens for p in prompts.prompts)
+        need = max(s["ctx_min"], context_size(duration, longest))
+        key = (str(s["model"]), str(s["mmproj"]), s["gpu_layers"], s["threads"])
+        srv = self.server
+        if srv is not None and (not srv.alive() or srv.ctx_size < need or srv.key != key):
+            srv.close()  # a longer track, other weights or a dead server: start again, once
+            srv = self.server = None
+        if srv is None:
+            track.progress(0.0, "loading model")
+            srv = LlamaServer(tool, model=s["model"], mmproj=s["mmproj"], ctx_size=need,
+                              gpu_layers=s["gpu_layers"], threads=s["threads"])
+            srv.key = key
+            self.server = srv
+            self.server_starts += 1
+            loaded_now = True
+        else:
+            loaded_now = False
+        with open(wav, "rb") as fh:
+            audio = fh.read()
+        answers, per_question = {}, {}
+        for i, prompt in enumerate(prompts.prompts):
+            track.progress(i / len(prompts.prompts), prompt.name)
+            sampling = Sampling(prompts.temperature, prompts.top_p, prompts.seed, prompt.max_tokens)
+            reply = srv.ask(audio_wav=audio, prompt=prompt.text, sampling=sampling, system=prompts.system,
+                            audio_label=track.mix.path)
+            answers[prompt.name] = reply.text
+            per_question[prompt.name] = {
+                "prompt_tokens": reply.prompt_tokens, "cached_tokens": reply.cached_tokens,
+                "generated_tokens": reply.generated_tokens, "prompt_eval_ms": round(reply.prompt_ms, 2),
+                "eval_ms": round(reply.generate_ms, 2), "audio_slices": reply.audio_encodes,
+                "finish_reason": reply.finish_reason}
+        totals = _sum(per_question, ("audio_slices", "prompt_tokens", "generated_tokens", "cached_tokens"))
+        # The audio counts as encoded for this track when any question had to encode a slice.
+        return answers, {"model_loads": 1 if loaded_now else 0, "server_starts": self.server_starts,
+                         "server_load_s": round(srv.load_seconds, 3), "server_ctx": srv.ctx_size,
+                         "audio_encodes": sum(1 for q in per_question.values() if q["audio_slices"]),
+                         "prompt_tokens_evaluated": totals["prompt_tokens"],
+                         "prompt_tokens_cached": totals["cached_tokens"],
+                         "generated_tokens": totals["generated_tokens"], "questions": per_question}
+
+
+def _sum(per_question: dict, fields) -> dict:
+    return {f: sum(int(q.get(f) or 0) for q in per_question.values()) for f in fields}
+
+
+def _write_mono_wav(path: str, data) -> None:
+    """16 kHz mono float WAV: the channel mean, as llama.cpp would downmix it itself."""
+    import numpy as np
+    import soundfile
+
+    mono = data.mean(axis=1, dtype=np.float32) if data.ndim == 2 else np.asarray(data, dtype=np.float32)
+    soundfile.write(path, mono, SAMPLE_RATE, subtype="FLOAT")
+
+
+def create() -> FlamingoGGUF:
+    # Nothing heavy to load here: the model is loaded by llama.cpp on the first track, because the
+    # mode, weights and context size come with the run's options.
+    return FlamingoGGUF()

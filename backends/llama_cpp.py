@@ -1,0 +1,171 @@
+"""Running the bundled llama.cpp tools: finding them, sizing the context, one ``llama-mtmd-cli`` call, its logs.
+
+``llama-mtmd-cli`` prints only the answer on stdout (``"\\n" + text + "\\n\\n"``) and everything else
+on stderr; with ``--log-prefix`` an error line starts with ``E ``. Never pass ``--log-disable``
+(it empties stdout too) nor ``-lv 0`` (it hides the errors).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backends.protocol import BackendError, BadInput, ErrorKind, ModelMissing
+
+ROOT = Path(__file__).resolve().parent.parent
+# llama.cpp pads each 30 s audio window to the encoder's full length: 750 embeddings per window
+# after Music Flamingo's projector, whatever part of the window holds sound.
+AUDIO_WINDOW_S = 30.0
+TOKENS_PER_WINDOW = 750
+# Chat template, system text and question: the longest mirdeck prompt is ~60 tokens; leave room.
+TEXT_BUDGET = 256
+
+
+def build_variant() -> str:
+    """The profile's llama.cpp build (``[llama] build``, passed by the engine), default cpu."""
+    return os.environ.get("MIRDECK_LLAMA_BUILD", "cpu") or "cpu"
+
+
+def tool_path(name: str) -> Path:
+    """Path of a llama.cpp tool; ``ModelMissing`` with the build command if it is not built."""
+    override = os.environ.get("MIRDECK_LLAMA_BIN_DIR")
+    variant = build_variant()
+    path = Path(override) / name if override else ROOT / "bin" / "llama" / variant / "bin" / name
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        hint = ("check $MIRDECK_LLAMA_BIN_DIR" if override
+                else f"build it with: bin/build-llama --variant {variant}")
+        raise ModelMissing(f"llama.cpp's {name} is not built (expected {path}); {hint}")
+    return path
+
+
+def build_stamp(tool: Path) -> dict:
+    """How the tool was built (``stamp.json`` beside ``bin/``), or {} for a foreign binary."""
+    try:
+        stamp = json.loads((tool.resolve().parent.parent / "stamp.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"llama_source": f"{stamp.get('package')} {stamp.get('version')}",
+            "llama_build": stamp.get("key"), "llama_variant": stamp.get("variant")}
+
+
+def audio_windows(duration_s: float) -> int:
+    """How many 30 s encoder windows llama.cpp cuts ``duration_s`` seconds of audio into (>= 1)."""
+    return max(1, math.ceil(duration_s / AUDIO_WINDOW_S - 1e-9))
+
+
+def context_size(duration_s: float, max_tokens: int) -> int:
+    """Tokens of context one question about ``duration_s`` seconds of audio needs, rounded up to 256."""
+    need = audio_windows(duration_s) * TOKENS_PER_WINDOW + TEXT_BUDGET + max_tokens
+    return int(math.ceil(need / 256) * 256)
+
+
+@dataclass
+class LlamaLog:
+    """What the stderr of one llama.cpp run says: timings (ms), token counts and error lines."""
+
+    model_load_ms: float | None = None
+    audio_encode_ms: float = 0.0
+    audio_slices: int = 0
+    prompt_eval_ms: float | None = None
+    prompt_tokens: int | None = None
+    eval_ms: float | None = None
+    generated_tokens: int | None = None
+    tokens_per_second: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def provenance(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "errors" and v is not None}
+        return out
+
+
+_NUM = r"([0-9]+(?:\.[0-9]+)?)"
+_LOAD = re.compile(r"\bload time\s*=\s*" + _NUM + r" ms")
+_PROMPT = re.compile(r"prompt eval time\s*=\s*" + _NUM + r" ms /\s*([0-9]+) tokens")
+_EVAL = re.compile(r"(?<!prompt )\beval time\s*=\s*" + _NUM + r" ms /\s*([0-9]+) runs.*?" + _NUM + r" tokens per second")
+_SLICE = re.compile(r"slice encoded in ([0-9]+) ms")
+
+
+def parse_log(stderr: str) -> LlamaLog:
+    log = LlamaLog()
+    for line in stderr.splitlines():
+        if line.startswith("E "):
+            log.errors.append(line[2:].strip())
+        if m := _SLICE.search(line):
+            log.audio_encode_ms += float(m.group(1))
+            log.audio_slices += 1
+        elif m := _PROMPT.search(line):
+            log.prompt_eval_ms, log.prompt_tokens = float(m.group(1)), int(m.group(2))
+        elif m := _EVAL.search(line):
+            log.eval_ms, log.generated_tokens = float(m.group(1)), int(m.group(2))
+            log.tokens_per_second = float(m.group(3))
+        elif m := _LOAD.search(line):
+            log.model_load_ms = float(m.group(1))
+    return log
+
+
+def answer_from_stdout(stdout: str) -> str:
+    """The answer inside llama-mtmd-cli's stdout framing (one leading newline, newlines at the end)."""
+    if stdout.startswith("\n"):
+        stdout = stdout[1:]
+    return stdout.rstrip("\n")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """One question's sampling: temperature >= 0 (0 = greedy), top-p in (0, 1], seed >= 0, token limit."""
+
+    temperature: float
+    top_p: float
+    seed: int
+    max_tokens: int
+
+
+def mtmd_cli_command(tool: Path, *, model: Path, mmproj: Path, audio: Path, prompt: str, sampling: Sampling,
+                     ctx_size: int, gpu_layers: int, threads: int | None, system: str = "") -> list[str]:
+    cmd = [str(tool), "-m", str(model), "--mmproj", str(mmproj), "--audio", str(audio), "-p", prompt,
+           "-n", str(sampling.max_tokens), "-c", str(ctx_size), "--gpu-layers", str(gpu_layers),
+           "--temp", repr(sampling.temperature), "--top-p", repr(sampling.top_p), "--seed", str(sampling.seed),
+           "--log-prefix", "--no-warmup"]
+    if system:
+        cmd += ["-sys", system]
+    if threads:
+        cmd += ["-t", str(threads)]
+    return cmd
+
+
+def run_mtmd_cli(cmd: list[str], *, audio_label: str, timeout_s: float | None = None) -> tuple[str, LlamaLog, str]:
+    """Run one question; returns (raw answer, parsed log, stderr). Failures become classified errors."""
+    try:
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise BackendError(f"llama-mtmd-cli did not answer within {timeout_s:.0f} s on {audio_label}",
+                           kind=ErrorKind.TIMEOUT) from None
+    stderr = done.stderr.decode("utf-8", errors="replace")
+    log = parse_log(stderr)
+    if done.returncode != 0:
+        raise classify_failure(log.errors or stderr.strip().splitlines()[-5:], audio_label=audio_label,
+                               model=cmd[cmd.index("-m") + 1], mmproj=cmd[cmd.index("--mmproj") + 1],
+                               returncode=done.returncode)
+    return answer_from_stdout(done.stdout.decode("utf-8", errors="replace")), log, stderr
+
+
+def classify_failure(errors: list[str], *, audio_label: str, model: str, mmproj: str,
+                     returncode: int | None = None) -> BackendError:
+    """Turn llama.cpp's error lines into the error kind the engine acts on."""
+    text = " | ".join(errors)[-1500:] or f"exit status {returncode}"
+    lowered = text.lower()
+    if "audio" in lowered and ("load" in lowered or "decode" in lowered or "read" in lowered) \
+            and "mmproj" not in lowered and "clip" not in lowered:
+        return BadInput(f"{audio_label}: llama.cpp could not read the audio: {text}")
+    if "mmproj" in lowered or "clip" in lowered or "projector" in lowered or "mtmd" in lowered:
+        return ModelMissing(f"the projector {mmproj} could not be used with {model} "
+                            f"(wrong or damaged mmproj file? fetch the matching one): {text}")
+    if "model" in lowered and ("load" in lowered or "open" in lowered):
+        return ModelMissing(f"llama.cpp could not load the model {model} (damaged file? fetch it again): {text}")
+    if "out of memory" in lowered or "failed to allocate" in lowered:
+        return BackendError(f"llama.cpp ran out of memory on {audio_label}: {text}", kind=ErrorKind.OUT_OF_MEMORY)
+    return BackendError(f"llama-mtmd-cli failed on {audio_label} (rc {returncode}): {text}")

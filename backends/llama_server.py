@@ -1,0 +1,161 @@
+"""One ``llama-server`` per worker: the model loads once, and each track's audio is encoded once.
+
+The five questions about a track are sent as chat requests whose content is the audio followed by
+the question, with the same system text. They share the prefix (template start + audio), so the
+server's prompt cache (one slot) answers questions two to five without re-encoding the audio; its
+``timings.cache_n`` says how many prompt tokens came from the cache.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from backends.llama_cpp import Sampling, classify_failure, parse_log
+from backends.protocol import BackendError, ErrorKind
+
+
+@dataclass
+class ServedAnswer:
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    """Prompt tokens evaluated for this question (those not taken from the cache)."""
+    cached_tokens: int
+    """Prompt tokens reused from the server's prompt cache."""
+    generated_tokens: int
+    prompt_ms: float
+    generate_ms: float
+    audio_encodes: int
+    """Audio slices the server encoded while answering (0 when the audio came from the cache)."""
+
+
+def _die_with_parent() -> None:
+    """In the server child: SIGTERM it when the worker dies, so a killed worker leaves no server behind."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LlamaServer:
+    """A running ``llama-server`` for one (model, projector, context size, GPU layers)."""
+
+    def __init__(self, tool: Path, *, model: Path, mmproj: Path, ctx_size: int, gpu_layers: int,
+                 threads: int | None = None, startup_timeout_s: float = 600.0):
+        self.model, self.mmproj, self.ctx_size, self.gpu_layers = model, mmproj, ctx_size, gpu_layers
+        self.port = _free_port()
+        self._logdir = tempfile.TemporaryDirectory(prefix="mirdeck-llama-server-")
+        self.log_path = Path(self._logdir.name) / "server.log"
+        self._log = open(self.log_path, "w+b")
+        self._log_offset = 0
+        cmd = [str(tool), "-m", str(model), "--mmproj", str(mmproj), "-c", str(ctx_size),
+               "--gpu-layers", str(gpu_layers), "--host", "127.0.0.1", "--port", str(self.port),
+               "-np", "1", "--no-webui", "--log-prefix", "--no-warmup"]
+        if threads:
+            cmd += ["-t", str(threads)]
+        self.command = cmd
+        started = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_parent)
+        self._wait_ready(startup_timeout_s)
+        self.load_seconds = time.monotonic() - started
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                log = self.new_log()
+                self.close()
+                raise classify_failure(parse_log(log).errors or log.strip().splitlines()[-5:],
+                                       audio_label="(server start)", model=str(self.model),
+                                       mmproj=str(self.mmproj), returncode=self.proc.returncode)
+            try:
+                with urllib.request.urlopen(self._url("/health"), timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        self.close()
+        raise BackendError(f"llama-server did not become ready within {timeout_s:.0f} s", kind=ErrorKind.TIMEOUT)
+
+    def _url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def new_log(self) -> str:
+        """Server log written since the last call."""
+        self._log.flush()
+        with open(self.log_path, "rb") as fh:
+            fh.seek(self._log_offset)
+            data = fh.read()
+        self._log_offset += len(data)
+        return data.decode("utf-8", errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def ask(self, *, audio_wav: bytes, prompt: str, sampling: Sampling, system: str = "",
+            audio_label: str, timeout_s: float | None = None) -> ServedAnswer:
+        """One question about one audio clip (WAV bytes)."""
+        messages = []
+        if system:
+            messages.append({"role": "system", "content": system})
+        # Audio before the question: the cached prefix then covers the audio for every question.
+        messages.append({"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {"data": base64.b64encode(audio_wav).decode("ascii"),
+                                                    "format": "wav"}},
+            {"type": "text", "text": prompt}]})
+        body = {"messages": messages, "max_tokens": sampling.max_tokens, "temperature": sampling.temperature,
+                "top_p": sampling.top_p, "seed": sampling.seed, "cache_prompt": True, "stream": False}
+        request = urllib.request.Request(self._url("/v1/chat/completions"), data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        self.new_log()  # skip what came before, so the slices counted below are this question's
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+                reply = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", errors="replace")[:1000]
+            errors = parse_log(self.new_log()).errors or [detail]
+            raise classify_failure(errors, audio_label=audio_label, model=str(self.model),
+                                   mmproj=str(self.mmproj), returncode=exc.code) from None
+        except (TimeoutError, socket.timeout):
+            raise BackendError(f"llama-server did not answer within {timeout_s:.0f} s on {audio_label}",
+                               kind=ErrorKind.TIMEOUT) from None
+        except (urllib.error.URLError, ConnectionError) as exc:
+            raise BackendError(f"llama-server stopped answering on {audio_label}: {exc}; log: {self.log_path}",
+                               kind=ErrorKind.CRASH if not self.alive() else ErrorKind.INTERNAL) from None
+        log = parse_log(self.new_log())
+        timings = reply.get("timings", {})
+        choice = reply["choices"][0]
+        return ServedAnswer(text=choice["message"].get("content") or "", finish_reason=choice.get("finish_reason"),
+                            prompt_tokens=int(timings.get("prompt_n", 0)), cached_tokens=int(timings.get("cache_n", 0)),
+                            generated_tokens=int(timings.get("predicted_n", 0)),
+                            prompt_ms=float(timings.get("prompt_ms", 0.0)),
+                            generate_ms=float(timings.get("predicted_ms", 0.0)), audio_encodes=log.audio_slices)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        if not os.environ.get("MIRDECK_KEEP_SERVER_LOG"):
+            self._logdir.cleanup()
