@@ -12,6 +12,7 @@ mean nothing; they prove the plumbing.
 """
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -55,7 +56,8 @@ def _musicflamingo(out: Path, behaviour: str, seed: int) -> None:
 
     from tests import flamingo_standin as gguf_standin
 
-    tokenizer = gguf_standin._tokenizer(gguf_standin.llama_source())
+    # A copy: the GGUF helper caches its tokenizer per process, and this one gets two more tokens.
+    tokenizer = copy.deepcopy(gguf_standin._tokenizer(gguf_standin.llama_source()))
     tokenizer.add_special_tokens({"additional_special_tokens": ["<|sound_bos|>", "<|sound_eos|>"]},
                                  replace_extra_special_tokens=False)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<sound>", "<|sound_bos|>", "<|sound_eos|>", "<|im_end|>")}
