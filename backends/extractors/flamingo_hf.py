@@ -15,8 +15,9 @@ folder; default ``<models>/music-flamingo-hf``), ``dtype`` (float32, bfloat16, f
 ``attn_implementation`` (sdpa, eager, flash_attention_2), ``device`` (cpu, cuda; default: cuda when
 torch sees one), ``prefix_cache`` (true/false), ``prompts_file``, ``temperature``, ``top_p``, ``seed``,
 ``top_k`` and ``min_p`` (default 40 and 0.05: llama.cpp's defaults, so an A/B compares one sampler).
-Read once, when the worker starts: the environment variables are the worker's, set by the profile
-before torch is imported.
+The model loads on the first track and is kept while ``model_dir``, ``dtype``, ``attn_implementation``
+and ``device`` stay the same. The profile's environment variables are the worker's from its start,
+so they are in place before torch is imported.
 """
 from __future__ import annotations
 
