@@ -45,6 +45,10 @@ class BackendSpec:
     timeout_s: float = 600.0
     sidecars: tuple[str, ...] = ()
     """Suffixes of files written beside the .INFO, e.g. ``BEATS_GRID``."""
+    alternative_to: str = ""
+    """A backend that writes exactly the same keys another way (e.g. Music Flamingo through
+    transformers instead of llama.cpp). A run uses the alternative only when ``--only`` names it,
+    never both at once; ``mirdeck ab`` compares the two."""
     entry: str = ""
     """Import path of the module with ``create``; filled in by the registry."""
 
