@@ -215,3 +215,15 @@ def test_bad_audio_and_missing_model_are_named(tmp_path, af3):
     track = _track(tmp_path, _tone(1.0), {"model_dir": str(tmp_path / "nowhere")})
     with pytest.raises(ModelMissing, match="huggingface-cli download nvidia/music-flamingo-hf"):
         FlamingoHF().process(track)
+
+
+def test_the_two_back_ends_are_alternatives_never_run_together():
+    from backends.registry import RegistryError, all_specs
+    from tui.plan import resolve_modules
+
+    specs = all_specs()
+    assert set(specs["flamingo_hf"].keys) == set(specs["flamingo_gguf"].keys)
+    assert "flamingo_hf" not in resolve_modules(specs)  # a plain run uses the GGUF back end
+    assert resolve_modules(specs, only=["flamingo_hf"]) == ["flamingo_hf"]
+    with pytest.raises(RegistryError, match="write the same keys"):
+        resolve_modules(specs, only=["flamingo_hf", "flamingo_gguf"])

@@ -34,6 +34,7 @@ SPEC = BackendSpec(
     device="gpu",
     vram_gb=15.0,
     timeout_s=3600,
+    alternative_to="flamingo_gguf",
 )
 
 DEFAULT_DIR = "music-flamingo-hf"
