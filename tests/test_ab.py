@@ -95,6 +95,7 @@ def test_report_has_every_field_for_two_tracks(tmp_path):
     md = (tmp_path / "One.md").read_text()
     assert "Deep house at 124 BPM" in md and "A deep house groove" in md and "| peak GPU memory | n/a | n/a |" in md
     assert s["backends"]["gguf"]["ok_tracks"] == 1 and s["backends"]["gguf"]["failed_tracks"] == 1
+    assert s["compared_tracks"] == 1 and s["fair"]
     assert s["backends"]["hf"]["generated_tokens"] == 2 * 5 * 40
     assert s["prompts"]["full"]["facts"]["tempo"] == {"agree": 1}
     summary_md = (tmp_path / "summary.md").read_text()

@@ -104,7 +104,9 @@ def summary(reports: list[dict[str, Any]]) -> dict[str, Any]:
         return round(sum(values) / len(values), 4) if values else None
 
     out: dict[str, Any] = {"tracks": len(reports), "fair": all(r["fair"] for r in reports), "backends": {},
-                           "prompts": {}}
+                           "prompts": {},
+                           "compared_tracks": sum(1 for r in reports
+                                                  if all(b.get("ok") for b in r["backends"].values()))}
     for side in BACKENDS:
         per = [r["backends"].get(side, {}) for r in reports]
         q = [r["prompts"][p].get(side, {}) for r in reports for p in PROMPT_NAMES]
@@ -187,7 +189,8 @@ def track_markdown(report: dict[str, Any]) -> str:
 
 def summary_markdown(s: dict[str, Any], reports: list[dict[str, Any]]) -> str:
     lines = ["# A/B summary: GGUF (llama.cpp) vs HF transformers", "",
-             f"{s['tracks']} tracks; comparison {'fair' if s['fair'] else '**UNFAIR** (see the track reports)'}.",
+             f"{s['tracks']} tracks, {s['compared_tracks']} with answers from both back ends; prompts and "
+             f"sampling {'identical' if s['fair'] else '**NOT identical** (UNFAIR: see the track reports)'}.",
              "Similarity: ROUGE-L F1 over lower-cased words (longest common word subsequence; 1 = same "
              "wording in the same order, 0 = no shared words; blind to paraphrase, hence the fact columns).",
              "", "| | GGUF | HF |", "|---|---|---|"]

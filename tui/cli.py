@@ -311,8 +311,9 @@ def cmd_ab(args) -> int:
     except (ValueError, WinnerRefused) as exc:
         return _fail(str(exc))
     for side, numbers in summary["backends"].items():
+        na = lambda v: "n/a" if v is None else f"{v:g}"  # noqa: E731
         print(f"{side:>5}: {numbers['ok_tracks']} ok, {numbers['failed_tracks']} failed, "
-              f"{numbers['seconds_per_track']} s/track, {numbers['tokens_per_s']} tokens/s")
+              f"{na(numbers['seconds_per_track'])} s/track, {na(numbers['tokens_per_s'])} tokens/s")
     print(f"summary: {(out / 'summary.md').resolve()}")
     if args.winner:
         print(f"wrote the {args.winner} answers into the tracks' .INFO files")
