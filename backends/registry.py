@@ -59,17 +59,24 @@ def get(name: str) -> BackendSpec:
 def check_conflicts(specs) -> None:
     """Two backends may not write the same key, and requirements must exist without cycles."""
     specs = list(specs)
+    by_name = {s.name: s for s in specs}
     owner: dict[str, str] = {}
     for spec in specs:
+        if spec.alternative_to:
+            other = by_name.get(spec.alternative_to)
+            if other is None:
+                raise RegistryError(f"{spec.name} is an alternative to unknown backend {spec.alternative_to!r}")
+            if set(other.keys) != set(spec.keys) or other.optional_keys != spec.optional_keys:
+                raise RegistryError(f"{spec.name} is an alternative to {other.name} but writes other keys")
         for key in spec.keys:
             if key.startswith("_"):
                 raise RegistryError(f"{spec.name}: key {key!r} starts with '_', reserved for provenance")
-            if key in owner:
+            if key in owner and not _alternatives(spec, by_name[owner[key]]):
                 raise RegistryError(f"key {key!r} is produced by both {owner[key]} and {spec.name}")
-            owner[key] = spec.name
+            owner.setdefault(key, spec.name)
     for spec in specs:
         for key, other in owner.items():
-            if other != spec.name and spec.produces(key) and key not in spec.keys:
+            if other != spec.name and spec.produces(key) and key not in spec.keys and not _alternatives(spec, by_name[other]):
                 raise RegistryError(f"{spec.name}'s pattern covers {key!r}, a key of {other}")
     names = {s.name for s in specs}
     for spec in specs:
@@ -77,6 +84,10 @@ def check_conflicts(specs) -> None:
             if dep not in names:
                 raise RegistryError(f"{spec.name} requires unknown backend {dep!r}")
     order_by_requirements({s.name: s for s in specs}, names)
+
+
+def _alternatives(a: BackendSpec, b: BackendSpec) -> bool:
+    return a.alternative_to == b.name or b.alternative_to == a.name
 
 
 def order_by_requirements(specs: dict[str, BackendSpec], wanted) -> list[str]:

@@ -47,6 +47,10 @@ class BackendSpec:
     """Cap on parallel workers of this backend (0: one per job). For memory-hungry CPU models."""
     sidecars: tuple[str, ...] = ()
     """Suffixes of files written beside the .INFO, e.g. ``BEATS_GRID``."""
+    alternative_to: str = ""
+    """A backend that writes exactly the same keys another way (e.g. Music Flamingo through
+    transformers instead of llama.cpp). A run uses the alternative only when ``--only`` names it,
+    never both at once; ``mirdeck ab`` compares the two."""
     entry: str = ""
     """Import path of the module with ``create``; filled in by the registry."""
 

@@ -82,6 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("modules", help="list the extractors, their keys and needs")
 
+    p = sub.add_parser("ab", help="compare the two Music Flamingo back ends (GGUF vs transformers) on tracks")
+    p.add_argument("tracks", nargs="+", type=Path, help="track folders, or dataset folders (every track in them)")
+    p.add_argument("--profile", "-p", default=None, help="environment profile (default: cpu)")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default: ./mirdeck-ab/<time>)")
+    p.add_argument("--prompts", type=Path, default=None, help="prompts file for both back ends (default: the shared one)")
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--gguf-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option for flamingo_gguf only (quant, mode, model_file, ...)")
+    p.add_argument("--hf-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option for flamingo_hf only (model_dir, dtype, attn_implementation, ...)")
+    p.add_argument("--winner", choices=["gguf", "hf"], default=None,
+                   help="write this back end's answers into the tracks' .INFO (otherwise nothing is written there)")
+    p.add_argument("--jobs", "-j", type=int, default=1)
+
     p = sub.add_parser("models", help="show installed models; 'models fetch NAME...' downloads them")
     p.add_argument("action", nargs="?", choices=["list", "fetch"], default="list")
     p.add_argument("names", nargs="*")
@@ -310,6 +326,62 @@ def cmd_modules(args) -> int:
         print(f"    reads: {needs or 'nothing'}" + (f"; requires: {', '.join(spec.requires)}" if spec.requires else "")
               + (f"; models: {', '.join(spec.models)}" if spec.models else ""))
     return 0
+
+
+def _option_pairs(items: list[str]) -> dict:
+    import json
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(_fail(f"option {item!r} must look like KEY=VALUE"))
+        try:
+            options[key] = json.loads(value)  # numbers, true/false
+        except ValueError:
+            options[key] = value
+    return options
+
+
+def cmd_ab(args) -> int:
+    import time
+
+    from tui.ab import ABOptions, WinnerRefused, run_ab, track_folders
+    from tui.profiles import ProfileError, default_name, load
+
+    try:
+        profile = load(args.profile or default_name())
+    except ProfileError as exc:
+        return _fail(str(exc))
+    missing = [str(p) for p in args.tracks if not p.is_dir()]
+    if missing:
+        return _fail(f"not a folder: {', '.join(missing)}")
+    tracks, problems = track_folders(args.tracks)
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    if not tracks:
+        return _fail("no tracks to compare")
+    out = args.out or Path("mirdeck-ab") / time.strftime("%Y%m%d-%H%M%S")
+    if out.exists() and any(out.iterdir()):
+        return _fail(f"{out}: report folder exists and is not empty")
+    sampling = {"temperature": args.temperature, "top_p": args.top_p, "seed": args.seed}
+    options = ABOptions(prompts_file=args.prompts, sampling={k: v for k, v in sampling.items() if v is not None},
+                        backend_options={"gguf": _option_pairs(args.gguf_option), "hf": _option_pairs(args.hf_option)},
+                        winner=args.winner, jobs=args.jobs)
+    print(f"A/B on {len(tracks)} tracks; reports in {out.resolve()}", file=sys.stderr)
+    try:
+        summary, _ = run_ab(tracks, profile, out, options)
+    except (ValueError, WinnerRefused) as exc:
+        return _fail(str(exc))
+    for side, numbers in summary["backends"].items():
+        na = lambda v: "n/a" if v is None else f"{v:g}"  # noqa: E731
+        print(f"{side:>5}: {numbers['ok_tracks']} ok, {numbers['failed_tracks']} failed, "
+              f"{na(numbers['seconds_per_track'])} s/track, {na(numbers['tokens_per_s'])} tokens/s")
+    print(f"summary: {(out / 'summary.md').resolve()}")
+    if args.winner:
+        print(f"wrote the {args.winner} answers into the tracks' .INFO files")
+    ok = summary["fair"] and all(n["failed_tracks"] == 0 for n in summary["backends"].values())
+    return 0 if ok else 1
 
 
 def cmd_models(args) -> int:

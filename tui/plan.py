@@ -61,8 +61,14 @@ def resolve_modules(specs: dict[str, BackendSpec], only: Iterable[str] | None = 
     for name in only + skip:
         if name not in specs:
             raise RegistryError(f"unknown module {name!r}; known modules: {', '.join(specs)}")
-    wanted = set(only) if only else {n for n in specs if not n.startswith("_")}
+    # An alternative back end (same keys, another way) runs only when asked for by name.
+    wanted = set(only) if only else {n for n in specs if not n.startswith("_") and not specs[n].alternative_to}
     wanted -= set(skip)
+    for name in wanted:
+        alt = specs[name].alternative_to
+        if alt and alt in wanted:
+            raise RegistryError(f"{name} and {alt} write the same keys; run one of them "
+                                "('mirdeck ab' compares the two)")
     # Requirements come along even when not asked for; they are skipped per track when done.
     frontier = list(wanted)
     while frontier:

@@ -1,0 +1,194 @@
+"""Music Flamingo (HF transformers, full precision): the same five descriptions as ``flamingo_gguf``.
+
+Keys: ``music_flamingo_full``, ``_technical``, ``_genre_mood``, ``_instrumentation``, ``_structure``
+(answers to the shared prompts file, normalised for T5 tokenizers exactly like the GGUF back end; null
+when the model answered nothing, with the reason in provenance) and ``music_flamingo_model``
+(``transformers_bf16``, ``transformers_fp32``; ``..._2601`` for the MusicFlamingo checkpoint).
+
+The model loads once per worker. Per track the engine's decoded 16 kHz PCM (never the file again) is
+featurised and encoded once; with ``prefix_cache`` on (default) the key/value cache of the shared
+prefix (system text, user turn start, audio) is computed once and each question evaluates only its
+own tokens. Provenance counts featurisations, audio encodes, prefix evaluations and tokens.
+
+Options (profile ``[backend.flamingo_hf.options]`` or per run): ``model_dir`` (a local checkpoint
+folder; default ``<models>/music-flamingo-hf``), ``dtype`` (float32, bfloat16, float16),
+``attn_implementation`` (sdpa, eager, flash_attention_2), ``device`` (cpu, cuda; default: cuda when
+torch sees one), ``prefix_cache`` (true/false), ``prompts_file``, ``temperature``, ``top_p``, ``seed``,
+``top_k`` and ``min_p`` (default 40 and 0.05: llama.cpp's defaults, so an A/B compares one sampler).
+The model loads on the first track and is kept while ``model_dir``, ``dtype``, ``attn_implementation``
+and ``device`` stay the same. The profile's environment variables are the worker's from its start,
+so they are in place before torch is imported.
+"""
+from __future__ import annotations
+
+from backends.flamingo_common import FEATURE_KEYS, MODEL_KEY
+from backends.spec import AudioNeed, BackendSpec, Extractor
+
+SPEC = BackendSpec(
+    name="flamingo_hf",
+    version="1",
+    description="Music Flamingo (HF transformers): five text descriptions per track, same keys as flamingo_gguf",
+    keys=(*FEATURE_KEYS, MODEL_KEY),
+    audio=(AudioNeed("mix", 16000),),
+    models=("music_flamingo_hf",),
+    device="gpu",
+    vram_gb=15.0,
+    timeout_s=3600,
+    alternative_to="flamingo_gguf",
+)
+
+DEFAULT_DIR = "music-flamingo-hf"
+# llama.cpp's sampler defaults (llama-server and llama-mtmd-cli apply them unless told otherwise):
+# the HF side uses the same ones so the two back ends sample from the same truncated distribution.
+LLAMA_TOP_K = 40
+LLAMA_MIN_P = 0.05
+
+
+class FlamingoHF(Extractor):
+    def __init__(self):
+        super().__init__(device="cpu")
+        self.loaded = None
+        self.loaded_key = None
+        self.model_loads = 0
+        self.tracks_done = 0
+
+    def close(self) -> None:
+        if self.loaded is not None:
+            self.loaded = None
+            from backends.flamingo_transformers import release_memory
+
+            release_memory()
+
+    def _model(self, options: dict, track):
+        from pathlib import Path
+
+        from backends import models
+        from backends.flamingo_transformers import load
+
+        folder = Path(options["model_dir"]) if options.get("model_dir") else models.models_dir() / DEFAULT_DIR
+        if not folder.is_dir():
+            raise models_missing(folder)
+        key = (str(folder), options.get("dtype", "float32"), options.get("attn_implementation", "sdpa"),
+               options.get("device"))
+        if self.loaded is None or self.loaded_key != key:
+            self.close()
+            track.progress(0.0, "loading model")
+            self.loaded = load(folder, dtype=key[1], attn_implementation=key[2], device=key[3])
+            self.loaded_key = key
+            self.model_loads += 1
+            self.device = self.loaded.device
+        return self.loaded
+
+    def process(self, track):
+        import resource
+
+        from backends.flamingo_common import KEY_PREFIX, load_prompts, normalise_text, prompts_path
+        from backends.flamingo_transformers import OutOfMemoryInModel, Sampling, TrackSession
+        from backends.protocol import BackendError, OutOfMemory
+
+        options = track.options
+        prompts = load_prompts(prompts_path(options), overrides={
+            k: options.get(k) for k in ("temperature", "top_p", "seed")})
+        reuse = _flag(options.get("prefix_cache", True), "prefix_cache")
+        top_k, min_p = int(options.get("top_k", LLAMA_TOP_K)), float(options.get("min_p", LLAMA_MIN_P))
+        if top_k < 0 or not 0 <= min_p < 1:
+            raise BackendError(f"flamingo_hf: top_k must be >= 0 and min_p in [0, 1), not {top_k}, {min_p}")
+        loaded = self._model(options, track)
+        data, _ = track.audio("mix", 16000)
+        mono = data.mean(axis=1) if data.ndim == 2 else data
+        before = dict(loaded.stats)
+        _reset_peak(loaded.device)
+        where = track.mix.path
+        track.progress(0.05, "encoding audio")
+        try:
+            session = TrackSession(loaded, mono, system=prompts.system, label=where, reuse_prefix=reuse)
+        except OutOfMemoryInModel as exc:
+            raise OutOfMemory(f"flamingo_hf: out of memory encoding the audio of {where} ({exc}); "
+                              "nothing was written for this track") from None
+        answers, questions = {}, {}
+        try:
+            for i, prompt in enumerate(prompts.prompts):
+                track.progress(0.1 + 0.9 * i / len(prompts.prompts), prompt.name)
+                sampling = Sampling(prompts.temperature, prompts.top_p, prompts.seed, prompt.max_tokens,
+                                    top_k=top_k, min_p=min_p)
+                try:
+                    answer = session.ask(prompt.text, sampling)
+                except OutOfMemoryInModel as exc:
+                    raise OutOfMemory(
+                        f"flamingo_hf: out of memory on {where}, prompt {prompt.name!r} "
+                        f"({i} of {len(prompts.prompts)} answered; nothing was written for this track): {exc}"
+                    ) from None
+                answers[prompt.name] = answer.text
+                questions[prompt.name] = {"max_tokens": prompt.max_tokens, **answer.provenance()}
+        finally:
+            session.free()
+        self.tracks_done += 1
+        features, empty = {}, []
+        for name, raw in answers.items():
+            text = normalise_text(raw)
+            features[KEY_PREFIX + name] = text or None
+            if not text:
+                empty.append(name)
+        features[MODEL_KEY] = loaded.label
+        counts = {k: loaded.stats[k] - before[k] for k in loaded.stats}
+        self.model_provenance = {
+            "model": loaded.label, "model_dir": str(loaded.folder), "architecture": loaded.architecture,
+            "dtype": loaded.dtype, "attn_implementation": loaded.attn_implementation,
+            "torch_device": loaded.device, **prompts.provenance(), "top_k": top_k, "min_p": min_p,
+            "prefix_cache": "reused" if reuse else "off",
+            "model_loads": self.model_loads, "model_load_s": round(loaded.load_seconds, 3),
+            "tracks_this_worker": self.tracks_done, **counts,
+            "audio_windows": session.windows, "audio_tokens": session.audio_tokens,
+            "prefix_tokens": session.prefix_tokens, "audio_seconds_heard": round(session.seconds_heard, 3),
+            **({"audio_truncated": True} if session.truncated else {}),
+            "prompt_tokens_evaluated": sum(q["prompt_tokens_evaluated"] for q in questions.values()),
+            "prompt_tokens_cached": sum(q["prompt_tokens_cached"] for q in questions.values()),
+            "generated_tokens": sum(q["generated_tokens"] for q in questions.values()),
+            "peak_gpu_bytes": _peak(loaded.device),
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "questions": questions,
+            **({"empty_answers": empty, "empty_reason": "the model stopped before writing any text"}
+               if empty else {}),
+        }
+        return features
+
+
+def models_missing(folder):
+    from backends.protocol import ModelMissing
+
+    return ModelMissing(
+        f"flamingo_hf: no checkpoint folder at {folder}; download it on a machine with internet: "
+        f"huggingface-cli download nvidia/music-flamingo-hf --local-dir {folder} "
+        "(or set [backend.flamingo_hf.options] model_dir to a local checkpoint folder)")
+
+
+def _flag(value, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "on", "off"):
+        return value.lower() in ("true", "1", "on")
+    from backends.protocol import BackendError
+
+    raise BackendError(f"flamingo_hf: option {name} must be true or false, not {value!r}")
+
+
+def _reset_peak(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak(device: str):
+    """Peak GPU memory torch allocated for this track, in bytes; None on CPU (not a GPU number)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.max_memory_allocated())
+    return None
+
+
+def create() -> FlamingoHF:
+    # The checkpoint, dtype and device come with the run's options (the first request), so the model
+    # loads on the first track and stays loaded for the rest of the run.
+    return FlamingoHF()
