@@ -159,3 +159,46 @@ def test_ab_two_tracks_on_the_standin_never_touches_info_until_a_winner(tmp_path
     info = json.loads((tracks[0].folder / "Alpha.INFO").read_text())
     assert {k for k in info if k.startswith("music_flamingo_")} == set(FEATURE_KEYS) | {MODEL_KEY}
     assert info["_mirdeck"]["flamingo_hf"]["chosen_by"] == "mirdeck ab --winner hf"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_ab_with_both_back_ends_answering_on_the_standins(tmp_path):
+    """Both sides real: llama-server with the converted GGUF stand-in, transformers with the same
+    stand-in's HF folder; identical prompts, limits and sampling; every report field filled."""
+    import hashlib
+    import subprocess
+
+    from tests import flamingo_standin
+    from tests.test_flamingo_hf import small_prompts, standin
+    from tui import paths
+    from tui.ab import run_ab, track_folders
+    from tui.profiles import load
+
+    root_dir = Path(__file__).resolve().parent.parent
+    built = subprocess.run([str(root_dir / "bin" / "build-llama"), "--variant", "cpu"], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-3000:]
+    digest = hashlib.sha256(Path(flamingo_standin.__file__).read_bytes()).hexdigest()[:12]
+    model, mmproj = flamingo_standin.build(paths.cache_dir() / "test-standins" / digest, "random")
+
+    root = tmp_path / "dataset"
+    write_track(root, "Alpha", sine(220.0, 6.0))
+    write_track(root, "Beta, with a comma", sine(330.0, 4.0))
+    tracks, _ = track_folders([root])
+    options = ABOptions(prompts_file=small_prompts(tmp_path / "p.toml", temperature=0.0),
+                        backend_options={"hf": {"model_dir": str(standin("audioflamingo3"))},
+                                         "gguf": {"model_file": str(model), "mmproj_file": str(mmproj),
+                                                  "model_label": "gguf_standin-random"}})
+    summary, reports = run_ab(tracks, load("cpu"), tmp_path / "ab", options)
+    assert not any((t.folder / f"{t.folder.name}.INFO").exists() for t in tracks)
+    for report in reports:
+        for side in ("gguf", "hf"):
+            assert report["backends"][side]["ok"], report["backends"][side]
+        for prompt in PROMPT_NAMES:
+            entry = report["prompts"][prompt]
+            for side in ("gguf", "hf"):
+                assert entry[side]["tokens"] >= 1 and entry[side]["seconds"] > 0
+            if entry["gguf"]["text"] and entry["hf"]["text"]:
+                assert 0.0 <= entry["rouge_l_f1"] <= 1.0
+    assert summary["backends"]["gguf"]["ok_tracks"] == 2 and summary["backends"]["hf"]["ok_tracks"] == 2
+    assert (tmp_path / "ab" / "summary.md").is_file() and (tmp_path / "ab" / "summary.json").is_file()
