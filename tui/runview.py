@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from tui import events as ev
+from tui.engine import ModuleStats
 from tui.gpu.model import GpuSnapshot
 
 LEVELS = ("stderr", "info", "warning", "error")
@@ -21,16 +22,10 @@ HISTORY = 60  # samples of GPU/CPU history kept for the sparklines
 
 
 @dataclass
-class ModuleRow:
-    name: str
-    planned: int = 0
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
-    not_applicable: int = 0
-    audio_seconds: float = 0.0
-    wall_seconds: float = 0.0
-    last_rtf: float | None = None
+class ModuleRow(ModuleStats):
+    """The engine's counters of one module plus what only the screen needs."""
+
+    name: str = ""
     running: int = 0
     unavailable: str = ""
     pids: set[int] = field(default_factory=set)
@@ -38,10 +33,7 @@ class ModuleRow:
     """Bytes: the most GPU memory this module's workers held at once (None: never seen on a GPU)."""
     last_error: str = ""
 
-    @property
-    def rtf(self) -> float | None:
-        """Realtime factor over the run: audio seconds / wall seconds (None before any result)."""
-        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else None
+    rtf = ModuleStats.realtime_factor
 
     @property
     def finished(self) -> int:
@@ -102,7 +94,7 @@ class RunView:
         self.profile = ""
         self.log_dir = ""
         self.modules: dict[str, ModuleRow] = {}
-        self.decode = ModuleRow("decode")
+        self.decode = ModuleRow(name="decode")
         self.tracks_total = 0
         self.tracks_started = 0
         self.tracks_finished = 0
@@ -148,7 +140,7 @@ class RunView:
         self.dataset, self.profile, self.log_dir = e.dataset, e.profile, e.log_dir
         self.started_at = e.time
         for name in e.modules:
-            self.modules[name] = ModuleRow(name, planned=e.planned.get(name, 0), skipped=e.skipped.get(name, 0))
+            self.modules[name] = ModuleRow(name=name, planned=e.planned.get(name, 0), skipped=e.skipped.get(name, 0))
         self.tracks_total = max(e.planned.values(), default=0)
         self.add_log("info", "", f"run started: {e.tracks} tracks, modules {', '.join(e.modules)}; "
                                  f"log in {e.log_dir}", at=e.time)
