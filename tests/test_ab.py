@@ -99,7 +99,7 @@ def test_report_has_every_field_for_two_tracks(tmp_path):
     assert s["backends"]["hf"]["generated_tokens"] == 2 * 5 * 40
     assert s["prompts"]["full"]["facts"]["tempo"] == {"agree": 1}
     summary_md = (tmp_path / "summary.md").read_text()
-    assert "ROUGE-L F1" in summary_md and "[Two, with comma](Two, with comma.md)" in summary_md
+    assert "ROUGE-L F1" in summary_md and "[Two, with comma](Two%2C%20with%20comma.md)" in summary_md
     assert json.loads((tmp_path / "summary.json").read_text())["tracks"] == ["One", "Two, with comma"]
 
 
@@ -202,3 +202,4 @@ def test_ab_with_both_back_ends_answering_on_the_standins(tmp_path):
                 assert 0.0 <= entry["rouge_l_f1"] <= 1.0
     assert summary["backends"]["gguf"]["ok_tracks"] == 2 and summary["backends"]["hf"]["ok_tracks"] == 2
     assert (tmp_path / "ab" / "summary.md").is_file() and (tmp_path / "ab" / "summary.json").is_file()
+

@@ -17,6 +17,7 @@ import json
 import os
 import threading
 import time
+from urllib.parse import quote
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -206,7 +207,7 @@ def summary_markdown(s: dict[str, Any], reports: list[dict[str, Any]]) -> str:
         show = lambda d: ", ".join(f"{k} {v}" for k, v in d.items()) or "n/a"  # noqa: E731
         lines.append(f"| {prompt} | {_num(entry['rouge_l_f1'])} | {show(f['tempo'])} | {show(f['key'])} | "
                      f"{_num(f['genre_jaccard'])} |")
-    lines += ["", "Tracks:", ""] + [f"- [{r['track']}]({_report_name(r['track'])}.md)" for r in reports]
+    lines += ["", "Tracks:", ""] + [f"- [{r['track']}]({quote(_report_name(r['track']) + '.md')})" for r in reports]
     return "\n".join(lines) + "\n"
 
 
