@@ -71,7 +71,8 @@ class Rhythm(Extractor):
                            f"tracking (needs at least {MIN_SECONDS:g} s)")
         return mono
 
-    def onsets(self, mono):
+    @staticmethod
+    def onsets(mono):
         """Onset times (s) and strengths: librosa's onset envelope at each onset, the mean
         rise in log power (dB) over 128 mel bands from one frame to the next."""
         import librosa
@@ -148,4 +149,7 @@ class Rhythm(Extractor):
 
 
 def create() -> Rhythm:
+    from backends.numba_warmup import warm
+
+    warm()  # before hello: parallel workers must not write librosa's numba cache at once
     return Rhythm()
