@@ -6,6 +6,7 @@ GPU and host probes are read in a thread so a slow driver never blocks the scree
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -53,6 +54,10 @@ class LiveRunScreen(Screen):
         self._latest_features: dict = {}
         self._latest_for = ""
         self.set_class(self.app.size.width < NARROW, "narrow")
+        # The app's long-lived objects (DOM, styles, the view) moved out of the collector's sight:
+        # every frame allocates many short-lived strips, and each full collection would walk the
+        # ~100k objects Textual keeps alive (a few % of a core at 4 Hz in benchmarks/dashboard.py).
+        self.call_after_refresh(gc.freeze)
         self.redraw()
         self.set_interval(1 / self.app.refresh_hz, self.redraw)
         if self.app.probe_interval > 0:

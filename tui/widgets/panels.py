@@ -1,10 +1,9 @@
 """Small read-only panels: tracks in flight, GPU, CPU/RAM, the latest finished track."""
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
-
 from rich.table import Table
 from rich.text import Text
+from textual.strip import Strip
 from textual.widget import Widget
 
 from tui.runview import RunView
@@ -12,15 +11,19 @@ from tui.widgets import format as fmt
 
 
 class Panel(Widget):
-    DEFAULT_CSS = "Panel { text-wrap: nowrap; text-overflow: ellipsis; }"
-    """Shows one renderable. A new one repaints only this widget; the screen's layout is
+    """Shows styled text lines. A new content repaints only this widget; the screen's layout is
     recomputed only when the number of lines changes (a relayout of the whole screen at every
-    tick was most of the dashboard's CPU use)."""
+    tick was most of the dashboard's CPU use).
+
+    Lines are turned into strips here, once per content and width, instead of through Textual's
+    general renderable pipeline: at 4 Hz that pipeline cost 1-6 ms per panel per frame (the
+    module table most), this costs a tenth of that (see benchmarks/dashboard.py)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._content: RenderableType = Text("")
+        self._content = Text("")
         self._lines = -1
+        self._strips: tuple[int, list[Strip]] | None = None
 
     grow_only = False
     """Keep the tallest height seen (padding with blank lines): a panel whose line count
@@ -34,20 +37,42 @@ class Panel(Widget):
         self._key = key
         return False
 
-    def show(self, content: RenderableType, lines: int) -> None:
+    def show(self, content: Text, lines: int) -> None:
         if self.grow_only and lines < self._lines:
-            content = Group(content, Text("\n" * (self._lines - lines - 1)))
+            content = content.copy()
+            content.append("\n" * (self._lines - lines))
             lines = self._lines
         self._content = content
+        self._strips = None
         self.refresh(layout=lines != self._lines)
         self._lines = lines
 
     @property
-    def content(self) -> RenderableType:
+    def content(self) -> Text:
         return self._content
 
-    def render(self) -> RenderableType:
+    def render(self) -> Text:  # what Textual measures and what tests read
         return self._content
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return max(1, len(self._content.plain.split("\n")))
+
+    def _line_strips(self, width: int) -> list[Strip]:
+        if self._strips is None or self._strips[0] != width:
+            base = self.rich_style
+            strips = []
+            for line in self._content.split("\n", allow_blank=True):
+                if line.cell_len > width:
+                    line.truncate(width, overflow="ellipsis")
+                segments = list(line.render(self.app.console))
+                strips.append(Strip(segments, line.cell_len).apply_style(base).extend_cell_length(width, base))
+            self._strips = (width, strips)
+        return self._strips[1]
+
+    def render_line(self, y: int) -> Strip:
+        width = self.content_region.width
+        strips = self._line_strips(width)
+        return strips[y] if y < len(strips) else Strip.blank(width, self.rich_style)
 
 
 def joined(lines: list[Text]) -> Text:
