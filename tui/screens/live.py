@@ -95,7 +95,9 @@ class LiveRunScreen(Screen):
         self.query_one(InFlightPanel).render_view(view, now, main_width - 4)
         self.query_one(GpuPanel).render_view(view, side_width - 2)
         self.query_one(HostPanel).render_view(view, side_width - 2)
-        self.query_one(LatestPanel).render_view(view, self._latest_features, side_width - 2)
+        # Features only under the name of the track they were read from (they are read once a second).
+        features = self._latest_features if self._latest_for == view.latest_track else {}
+        self.query_one(LatestPanel).render_view(view, features, side_width - 2, now)
         self.query_one(LogPane).render_view(view)
 
     def action_cycle_level(self) -> None:

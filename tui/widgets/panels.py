@@ -199,9 +199,19 @@ class LatestPanel(Panel):
     def on_mount(self) -> None:
         self.border_title = "latest track"
 
-    def render_view(self, view: RunView, features: dict, width: int = 30) -> None:
+    EVERY_S = 1.0
+    """At most one new track per second: on a fast run a track finishes every few milliseconds and
+    a panel that changed at every frame cost a tenth of the dashboard's CPU for a name nobody can
+    read at that speed."""
+
+    def render_view(self, view: RunView, features: dict, width: int = 30, now: float = 0.0) -> None:
+        shown = getattr(self, "_key", None)
+        if (shown and shown[0] and view.latest_track != shown[0] and not view.finished_at
+                and now - getattr(self, "_shown_at", 0.0) < self.EVERY_S):
+            return
         if self.unchanged((view.latest_track, id(features), width, len(view.latest_outcome))):
             return
+        self._shown_at = now
         if not view.latest_track:
             self.show(Text("no track finished yet", style="dim"), 1)
             return
