@@ -44,7 +44,7 @@ async def test_setup_choose_profile_start_watch_open_track_on_the_demo(tmp_path)
         # Only audio_info runs: untick every other module (test backends, model-based ones).
         table = setup.query_one("#module-list")
         table.focus()
-        for name in [n for n in setup.chosen if n != "audio_info"]:
+        for name in [n for n, on in setup.chosen.items() if on and n != "audio_info"]:
             table.move_cursor(row=table.get_row_index(name), column=0)
             await pilot.press("space")
         assert [n for n, on in setup.chosen.items() if on] == ["audio_info"]

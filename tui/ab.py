@@ -331,11 +331,14 @@ def shared_options(options: ABOptions) -> dict[str, Any]:
             "top_p": prompts.top_p, "seed": prompts.seed}
 
 
-def run_ab(tracks, profile, out_dir: Path, options: ABOptions, on_event=None) -> tuple[dict, list[dict]]:
+def run_ab(tracks, profile, out_dir: Path, options: ABOptions, on_event=None,
+           stop: threading.Event | None = None) -> tuple[dict, list[dict]]:
     """Run both back ends on ``tracks`` (TrackFolder list) and write the reports into ``out_dir``.
 
     One engine run per back end, one after the other, each on its own mirror: both write the same
-    keys, and each has the machine (and the GPU) to itself while it is timed.
+    keys, and each has the machine (and the GPU) to itself while it is timed. ``stop`` (set from
+    another thread, e.g. the dashboard quitting) kills the workers at once; the reports then say
+    which tracks did not run.
     """
     from tui.engine import Engine, RunOptions
 
@@ -361,7 +364,10 @@ def run_ab(tracks, profile, out_dir: Path, options: ABOptions, on_event=None) ->
             engine.subscribe(sampler.on_event)
             if on_event:
                 engine.subscribe(on_event)
-            asyncio.run(engine.run())
+            if stop is not None and stop.is_set():
+                unavailable[side] = "the A/B was stopped before this back end ran"
+                continue
+            asyncio.run(_run_until_stopped(engine, stop))
     finally:
         sampler.stop()
     keys = [KEY_PREFIX + p for p in PROMPT_NAMES] + [MODEL_KEY]
@@ -384,6 +390,17 @@ def run_ab(tracks, profile, out_dir: Path, options: ABOptions, on_event=None) ->
     if options.winner:
         apply_winner(reports, tracks, mirrors, options.winner, out_dir)
     return s, reports
+
+
+async def _run_until_stopped(engine, stop: threading.Event | None) -> None:
+    run = asyncio.ensure_future(engine.run())
+    stopped = False
+    while not run.done():
+        if stop is not None and stop.is_set() and not stopped:
+            engine.stop(immediate=True)
+            stopped = True
+        await asyncio.wait({run}, timeout=0.2)
+    run.result()
 
 
 class WinnerRefused(Exception):

@@ -32,7 +32,7 @@ class MirdeckApp(App):
     def __init__(self, *, engine=None, dataset: Path | None = None, profile: str | None = None,
                  view: RunView | None = None, probe=None, host_reader: Callable[[Iterable[int]], HostReading] | None = None,
                  clock: Callable[[], float] = time.time, refresh_hz: float = 4.0, probe_interval: float = 1.0,
-                 specs=None):
+                 specs=None, ab_options=None):
         super().__init__()
         self.engine = engine
         self.dataset = Path(engine.dataset) if engine is not None else (Path(dataset) if dataset else None)
@@ -45,6 +45,10 @@ class MirdeckApp(App):
         self.host_reader = host_reader or read_host
         self._specs = specs
         self.run_task: asyncio.Task | None = None
+        self.ab_options = ab_options  # tui.ab.ABOptions for an A/B started here (tests: stand-in models)
+        self.ab_progress = None
+        self.ab_task: asyncio.Task | None = None
+        self.pending_ab: tuple | None = None  # (dataset, profile, tracks) to compare after the run
         self.quit_when_done = False
         self.exit_code = 0
 
@@ -69,10 +73,18 @@ class MirdeckApp(App):
         else:
             self.push_screen(SetupScreen(self.dataset, self.profile_name))
 
-    def start_from_setup(self, dataset: Path, profile, *, only: list[str], overwrite: list[str]) -> None:
+    def start_from_setup(self, dataset: Path, profile, *, only: list[str], overwrite: list[str],
+                         ab_tracks: int = 0) -> None:
+        """Start the run; with ``ab_tracks`` the Flamingo A/B on that many tracks follows it (or
+        starts at once when no other module is ticked)."""
         from tui.engine import Engine, RunOptions
         from tui.screens.live import LiveRunScreen
 
+        self.pending_ab = (Path(dataset), profile, ab_tracks) if ab_tracks else None
+        if not only and self.pending_ab:
+            self.dataset = Path(dataset)
+            self.start_pending_ab(replace=True)
+            return
         engine = Engine(dataset, profile, RunOptions(only=only, overwrite=overwrite), specs=self.specs)
         self.dataset = engine.dataset
         self.view = RunView(clock=self.clock)
@@ -101,12 +113,52 @@ class MirdeckApp(App):
             if self.engine.plan is not None:
                 self.view.tracks_total = len(self.engine.plan.tracks)
             self.view.version += 1
+        if self.pending_ab and not self.view.stopped and not self.view.fatal and not self.quit_when_done:
+            self.start_pending_ab()
+            return
+        if self.quit_when_done:
+            self.exit(self.exit_code)
+
+    # -- A/B ----------------------------------------------------------------------------------------
+    def start_pending_ab(self, *, replace: bool = False) -> None:
+        """Run both Flamingo back ends on tracks spread over the dataset, in a thread (``run_ab``
+        drives its own engines), and show the A/B view with its progress."""
+        from tui.ab import ABOptions
+        from tui.ab_view import ABProgress, dataset_ab_dir, evenly_spaced
+        from tui.dataset import scan
+        from tui.screens.ab import ABScreen
+
+        dataset, profile, count = self.pending_ab
+        self.pending_ab = None
+        tracks = evenly_spaced(scan(dataset).tracks, count)
+        out = dataset_ab_dir(dataset) / time.strftime("%Y%m%d-%H%M%S")
+        self.ab_progress = progress = ABProgress(len(tracks), out)
+        if not tracks:
+            progress.error, progress.finished = f"{dataset}: no tracks to compare", time.time()
+        else:
+            self.ab_task = asyncio.create_task(self._run_ab(tracks, profile, out, progress,
+                                                            self.ab_options or ABOptions()))
+        (self.switch_screen if replace else self.push_screen)(ABScreen(progress=progress))
+
+    async def _run_ab(self, tracks, profile, out: Path, progress, options) -> None:
+        from tui.ab import run_ab
+
+        try:
+            await asyncio.to_thread(run_ab, tracks, profile, out, options, progress, progress.stop)
+        except Exception as exc:  # the view says what went wrong; the dashboard stays up
+            progress.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            progress.finished = time.time()
         if self.quit_when_done:
             self.exit(self.exit_code)
 
     @property
     def running(self) -> bool:
         return self.run_task is not None and not self.run_task.done()
+
+    @property
+    def ab_running(self) -> bool:
+        return self.ab_task is not None and not self.ab_task.done()
 
     # -- probes (called from a thread by the live screen) -------------------------------------------
     def read_probes(self, pids: list[int]):
@@ -157,6 +209,14 @@ class MirdeckApp(App):
             self.view.add_log("info", "", "paused: requests in flight finish, no new ones start")
 
     def action_request_quit(self) -> None:
+        if self.ab_running and not self.running:
+            if self.quit_when_done:
+                self.exit(self.exit_code)  # second press: on_unmount kills the A/B's workers
+                return
+            self.ab_progress.stop.set()
+            self.quit_when_done = True
+            self.notify("stopping the A/B (its workers are killed); press again to leave at once")
+            return
         if not self.running:
             self.exit(self.exit_code)
             return
@@ -174,9 +234,10 @@ class MirdeckApp(App):
             self.push_screen(HelpScreen())
 
     def action_ab(self) -> None:
-        from tui.screens.misc import ABScreen
+        from tui.screens.ab import ABScreen
 
-        self.push_screen(ABScreen())
+        if not isinstance(self.screen, ABScreen):
+            self.push_screen(ABScreen(progress=self.ab_progress))
 
     def action_track(self, track: str = "") -> None:
         from tui.dataset import scan
@@ -208,6 +269,9 @@ class MirdeckApp(App):
 
     async def shutdown_engine(self) -> None:
         """Never leave workers behind: a graceful stop gets a while, then everything is killed."""
+        if self.ab_running:
+            self.ab_progress.stop.set()
+            await asyncio.wait({self.ab_task}, timeout=QUIT_GRACE_S)
         if not self.running:
             return
         if not self.engine._stopping:

@@ -1,4 +1,4 @@
-"""The help screen and the A/B placeholder."""
+"""The help screen."""
 from __future__ import annotations
 
 from rich.table import Table
@@ -6,8 +6,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Static
+from textual.screen import ModalScreen
+from textual.widgets import Static
 
 KEYS = [
     ("live run", ""),
@@ -16,11 +16,15 @@ KEYS = [
     ("space", "pause (no new requests start) / resume"),
     ("t", "open the track detail (the newest failure first)"),
     ("l / m", "log: cycle the level filter / the module filter"),
-    ("a", "A/B view of the two Flamingo back ends"),
+    ("a", "A/B view: the two Flamingo back ends' texts side by side"),
     ("q, ctrl+c", "quit (while running: stop gracefully first; twice: stop now)"),
     ("set-up", ""),
     ("space / o", "module checklist: run this module / overwrite its done tracks"),
-    ("ctrl+s", "start the run"),
+    ("ctrl+s", "start the run (with Flamingo back end A/B: the comparison after it)"),
+    ("A/B view", ""),
+    ("up / down", "choose the track"),
+    ("[ / ]", "older / newer A/B report"),
+    ("r", "look for new reports"),
     ("everywhere", ""),
     ("ctrl+p", "command palette (every action by name)"),
     ("?", "this help; escape closes it"),
@@ -51,18 +55,3 @@ class HelpScreen(ModalScreen):
             yield Static(Text("\nRTF = audio seconds / wall seconds of a module (higher is faster). "
                               "Peak VRAM = most GPU memory the module's workers held, from the GPU probe.",
                               style="dim"))
-
-
-class ABScreen(Screen):
-    BINDINGS = [Binding("escape", "app.pop_screen", "back")]
-
-    def compose(self) -> ComposeResult:
-        with VerticalScroll():
-            yield Static(Text.assemble(
-                ("A/B view\n\n", "bold"),
-                "Shows the texts of the two Music Flamingo back ends (GGUF through llama-mtmd-cli and "
-                "full transformers) side by side per prompt, with their timings and GPU memory.\n\n",
-                ("Not available yet: this build has no Flamingo back end installed, so there is "
-                 "nothing to compare. It appears here once both back ends exist and a run uses "
-                 "the A/B choice on the set-up screen.", "yellow")), id="ab-text")
-        yield Footer()

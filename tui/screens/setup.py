@@ -19,6 +19,15 @@ from tui.profiles import ProfileError, list_names, load
 from tui.setup_model import DatasetSummary, env_diff, env_lines, flamingo_backends, readiness, summarise_dataset
 
 CHECK = {True: Text("[x]"), False: Text("[ ]")}
+FLAMINGO_CHOICES = {"gguf": "GGUF (llama.cpp)", "hf": "transformers",
+                    "ab": "A/B: both, on N tracks after the run"}
+FLAMINGO_MODULES = {"gguf": "flamingo_gguf", "hf": "flamingo_hf"}
+
+
+def flamingo_choices(specs) -> list[str]:
+    """The back-end choices this build offers: each installed back end, and A/B when both are."""
+    installed = [side for side, module in FLAMINGO_MODULES.items() if module in specs]
+    return installed + (["ab"] if len(installed) == 2 else [])
 STATE_STYLE = {"ready": "green", "model missing": "bold red", "binary missing": "bold red"}
 
 
@@ -56,15 +65,18 @@ class SetupScreen(Screen):
             with Horizontal(id="start-row"):
                 flamingo = flamingo_backends(specs)
                 if flamingo:
-                    with RadioSet(id="flamingo"):
-                        yield RadioButton("GGUF (llama-mtmd-cli)", value=True)
-                        yield RadioButton("transformers")
-                        yield RadioButton("A/B: both")
+                    with Horizontal(id="flamingo-box"):
+                        with RadioSet(id="flamingo"):
+                            offered = flamingo_choices(specs)
+                            for choice in offered:
+                                yield RadioButton(FLAMINGO_CHOICES[choice], value=choice == offered[0], name=choice)
+                        yield Input(value="5", type="integer", id="ab-count",
+                                    tooltip="how many tracks the A/B compares, spread over the dataset")
                 else:
                     yield Static(Text.assemble(("Flamingo back end: ", "bold"), (
                         "none installed in this build yet. The choice (GGUF quantisation through "
                         "llama-mtmd-cli, full transformers, or A/B of both) appears here once one is.",
-                        "dim")), id="flamingo")
+                        "dim")), id="flamingo-box")
                 yield Button("Start run  ctrl+s", id="start", variant="success")
         yield Footer()
 
@@ -76,14 +88,18 @@ class SetupScreen(Screen):
         self.query_one("#dataset-box").border_title = "dataset"
         self.query_one("#profiles").border_title = "profile"
         self.query_one("#module-list").border_title = "modules  (space: run it · o: overwrite done tracks)"
-        if isinstance(self.query_one("#flamingo"), RadioSet):
-            self.query_one("#flamingo").border_title = "Flamingo back end"
+        if self.query("#flamingo"):
+            self.query_one("#flamingo-box").border_title = "Flamingo back end"
+            self.query_one("#ab-count").border_title = "A/B tracks"
+            self.query_one("#ab-count").display = False
         table = self.query_one("#module-list", DataTable)
         for label in ("run", "module", "device", "complete", "state", "overwrite", "description"):
             table.add_column(label, key=label)
         for name in self.app.specs:
             self.chosen[name] = True
             self.overwrite[name] = False
+        if "flamingo_gguf" in self.chosen and "flamingo_hf" in self.chosen:
+            self.chosen["flamingo_hf"] = False  # one back end per run; GGUF is the default choice
         options = self.query_one("#profiles", OptionList)
         names = list_names()
         wanted = self.profile_name if self.profile_name in names else ("cpu" if "cpu" in names else None)
@@ -204,6 +220,26 @@ class SetupScreen(Screen):
         elif column == "overwrite":
             self.action_toggle_overwrite()
 
+    # -- Flamingo back end -------------------------------------------------------------------------
+    def flamingo_choice(self) -> str | None:
+        """``gguf``, ``hf`` or ``ab``; None when no Flamingo back end is installed."""
+        radios = self.query("#flamingo")
+        if not radios or not isinstance(radios.first(), RadioSet):
+            return None
+        pressed = radios.first().pressed_button
+        return pressed.name if pressed is not None else "gguf"
+
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        if event.radio_set.id != "flamingo":
+            return
+        self.query_one("#ab-count").display = event.pressed.name == "ab"
+        # The module list follows: only the chosen back end runs (both, in the A/B, on their own).
+        choice = event.pressed.name
+        for side, module in FLAMINGO_MODULES.items():
+            if module in self.chosen:
+                self.chosen[module] = choice == side
+        self.fill_modules()
+
     # -- start -----------------------------------------------------------------------------------
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "start":
@@ -217,9 +253,20 @@ class SetupScreen(Screen):
         if self.profile is None:
             self.notify("pick a profile first", severity="error")
             return
-        only = [n for n, on in self.chosen.items() if on]
-        if not only:
+        choice = self.flamingo_choice()
+        ab_tracks = 0
+        if choice == "ab":
+            try:
+                ab_tracks = int(self.query_one("#ab-count", Input).value)
+            except ValueError:
+                ab_tracks = 0
+            if ab_tracks < 1:
+                self.notify("A/B: say how many tracks to compare (1 or more)", severity="error")
+                return
+        # The A/B runs both Flamingo back ends itself, on mirrors, never into the .INFO files.
+        only = [n for n, on in self.chosen.items() if on and not (choice == "ab" and n in FLAMINGO_MODULES.values())]
+        if not only and not ab_tracks:
             self.notify("no module is ticked: tick at least one (space)", severity="error")
             return
-        overwrite = [n for n, on in self.overwrite.items() if on and self.chosen[n]]
-        self.app.start_from_setup(dataset, self.profile, only=only, overwrite=overwrite)
+        overwrite = [n for n in only if self.overwrite[n]]
+        self.app.start_from_setup(dataset, self.profile, only=only, overwrite=overwrite, ab_tracks=ab_tracks)
