@@ -36,6 +36,7 @@ class SetupScreen(Screen):
         Binding("ctrl+s", "start", "start run"),
         Binding("space", "toggle_run", "run module", show=False),
         Binding("o", "toggle_overwrite", "overwrite", show=False),
+        Binding("a", "app.ab", "A/B view"),
         Binding("question_mark", "app.help", "help"),
         Binding("ctrl+q", "app.quit", "quit"),
     ]
