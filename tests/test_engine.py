@@ -21,7 +21,7 @@ from tui.runlog import RunLog, read_events
 
 FAKES = ",".join(f"tests.fake_backends.{m}" for m in
                  ("noop", "crashy", "hangy", "exitcrash", "printer", "slowprogress", "needsmodel", "dependent",
-                  "single"))
+                  "single", "slowstart"))
 
 
 @pytest.fixture(autouse=True)
@@ -378,3 +378,20 @@ def test_max_workers_caps_a_memory_hungry_module(tmp_path):
                                on_event=lambda engine, e: pids.add(e.pid)
                                if e.name == "worker_started" and e.module == "single" else None)
     assert stats["single"].done == 4 and len(pids) == 1
+
+
+def test_no_second_worker_when_the_first_drains_the_rest_before_it_could_start(tmp_path, monkeypatch):
+    # 1.5 s to start, 20 ms per track: one worker finishes 12 tracks long before a second is ready.
+    monkeypatch.setenv("MIRDECK_TEST_STARTUP_S", "1.5")
+    ds = tiny_dataset(tmp_path / "ds", [f"T{i:02d}" for i in range(12)], seconds=0.1)
+    events, stats = run_engine(ds, only=["slowstart"], jobs=2, module_options={"slowstart": {"seconds": 0.02}})
+    assert stats["slowstart"].done == 12
+    assert len([e for e in events_named(events, "worker_started") if e.module == "slowstart"]) == 1
+
+
+def test_a_second_worker_starts_when_the_remaining_work_is_long_beside_its_start_up(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIRDECK_TEST_STARTUP_S", "0")
+    ds = tiny_dataset(tmp_path / "ds", [f"T{i:02d}" for i in range(8)], seconds=0.1)
+    events, stats = run_engine(ds, only=["slowstart"], jobs=2, module_options={"slowstart": {"seconds": 0.4}})
+    assert stats["slowstart"].done == 8
+    assert len([e for e in events_named(events, "worker_started") if e.module == "slowstart"]) == 2

@@ -91,25 +91,57 @@ class ModulePool:
         # More workers start only once one has said hello: a module whose model is missing
         # then costs one start, not one per parallel track.
         self.proven = False
+        self.served = 0  # requests handed a worker so far
+        self.startup_s: float | None = None  # mean start-up (import, model load) of its workers
+        self.request_s: float | None = None  # recent mean time a request holds a worker
+        self._since: dict[int, float] = {}
+
+    def worth_another_worker(self) -> bool | None:
+        """Whether starting one more worker finishes this module's remaining requests sooner than
+        waiting for the busy ones: not when they would drain the rest before a new worker had even
+        imported its libraries (at the end of a run, or for a module whose requests are short
+        beside its start-up). None: no request has finished yet to judge by."""
+        if self.count == 0 or self.startup_s is None:
+            return True
+        if self.request_s is None:
+            return None
+        remaining = max(1, self.engine.planned_requests(self.name) - self.served)
+        return remaining * self.request_s / self.count > self.startup_s
 
     async def acquire(self) -> WorkerProcess:
+        waited_a_start = False
         async with self.cond:
             while True:
                 if self.unavailable:
                     raise self.unavailable
                 if self.idle:
-                    return self.idle.pop()
+                    return self._hand_out(self.idle.pop())
                 if self.count < self.limit and (self.proven or self.count == 0):
-                    self.count += 1
-                    break
+                    worth = self.worth_another_worker()
+                    if worth or (worth is None and waited_a_start):
+                        self.count += 1
+                        break
+                    if worth is None:
+                        # Unknown request time: a busy worker that frees up within one start-up
+                        # time serves sooner than a new one would.
+                        try:
+                            await asyncio.wait_for(self.cond.wait(), self.startup_s)
+                        except asyncio.TimeoutError:
+                            waited_a_start = True
+                        continue
                 await self.cond.wait()
         try:
-            return await self._start()
+            return self._hand_out(await self._start())
         except BaseException:
             async with self.cond:
                 self.count -= 1
                 self.cond.notify_all()
             raise
+
+    def _hand_out(self, worker: WorkerProcess) -> WorkerProcess:
+        self.served += 1
+        self._since[worker.pid] = time.perf_counter()
+        return worker
 
     async def _start(self) -> WorkerProcess:
         engine = self.engine
@@ -125,9 +157,10 @@ class ModulePool:
                                         reason="crash"))
             raise ModuleUnavailable("crash", f"{self.name} worker failed to start: {exc}") from exc
         self.workers.add(worker)
+        startup = time.perf_counter() - began
+        self.startup_s = startup if self.startup_s is None else (self.startup_s + startup) / 2
         engine.emit(ev.WorkerStarted(module=self.name, pid=worker.pid, device=hello.get("device", "?"),
-                                     ready=bool(hello.get("ready")),
-                                     startup_seconds=round(time.perf_counter() - began, 3)))
+                                     ready=bool(hello.get("ready")), startup_seconds=round(startup, 3)))
         if not hello.get("ready"):
             error = hello.get("error") or {}
             self.unavailable = ModuleUnavailable(error.get("kind", "internal"),
@@ -141,12 +174,17 @@ class ModulePool:
         return worker
 
     async def release(self, worker: WorkerProcess) -> None:
+        since = self._since.pop(worker.pid, None)
+        if since is not None:
+            held = time.perf_counter() - since
+            self.request_s = held if self.request_s is None else 0.8 * self.request_s + 0.2 * held
         async with self.cond:
             self.idle.append(worker)
             self.cond.notify()
 
     async def retire(self, worker: WorkerProcess, reason: str) -> None:
         """Take a worker out of the pool (dead, hung or no longer needed) and reap it."""
+        self._since.pop(worker.pid, None)
         returncode = await worker.stop(grace=1 if reason != "shutdown" else 10)
         self.workers.discard(worker)
         if reason == "shutdown" and returncode not in (0, None):
@@ -249,6 +287,14 @@ class Engine:
 
     def _uses_cpu_slot(self, spec: BackendSpec) -> bool:
         return spec.device == "cpu" or self.profile.device == "cpu"
+
+    def planned_requests(self, name: str) -> int:
+        """Requests a pool serves over the whole run: one per planned track of a module, and one
+        decode per track that has work."""
+        if name == "decode":
+            return len(self.plan.tracks) if self.plan is not None else 0
+        stats = self.stats.get(name)
+        return stats.planned if stats is not None else 0
 
     def _pool(self, name: str) -> ModulePool:
         if name not in self.pools:

@@ -1,0 +1,20 @@
+"""Slow to start (like a worker importing TensorFlow), then quick or slow per request: lets tests
+check when the engine thinks one more worker is worth its start-up."""
+import os
+import time
+
+from backends.spec import BackendSpec, Extractor
+
+SPEC = BackendSpec(name="slowstart", version="1", description="test: slow start-up", keys=("slowstart_ok",),
+                   audio=(), timeout_s=60)
+
+
+class SlowStart(Extractor):
+    def process(self, track):
+        time.sleep(float(track.options.get("seconds", 0.01)))
+        return {"slowstart_ok": 1}
+
+
+def create():
+    time.sleep(float(os.environ.get("MIRDECK_TEST_STARTUP_S", "0")))
+    return SlowStart()
