@@ -120,12 +120,17 @@ class RunView:
         self.host = HostReading()
         self.cpu_history: deque = deque(maxlen=HISTORY)
         self.fatal = ""
+        self._handlers: dict[str, Callable | None] = {}
 
     # -- events ---------------------------------------------------------------------------------
     def __call__(self, event: ev.Event) -> None:
-        handler = getattr(self, f"_on_{event.name}", None)
+        # A fast run sends thousands of events a second: the handler lookup is cached per name.
+        try:
+            handler = self._handlers[event.name]
+        except KeyError:
+            handler = self._handlers[event.name] = getattr(type(self), f"_on_{event.name}", None)
         if handler is not None:
-            handler(event)
+            handler(self, event)
             self.version += 1
 
     def add_log(self, level: str, module: str, message: str, *, track: str = "", pid: int = 0,
