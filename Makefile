@@ -3,7 +3,7 @@
 #   make test   set up (with the test tools), then run the whole test suite
 VENV ?= .venv
 
-.PHONY: setup setup-test demo test bench
+.PHONY: setup setup-test demo test bench screenshots
 
 setup:
 	bin/setup
@@ -19,3 +19,8 @@ test: setup-test
 
 bench: setup-test
 	for b in engine dsp rhythm_timbral essentia_tf audiobox dashboard; do $(VENV)/bin/python -m benchmarks.$$b || exit 1; done
+
+# The README's screenshots are the dashboard's snapshot tests' SVGs (tests/test_dashboard_snapshots.py).
+screenshots:
+	for f in tests/__snapshots__/test_dashboard_snapshots/test_*.svg; do \
+	  n=$$(basename $$f .svg); cp $$f docs/screenshots/$${n#test_}.svg; done
