@@ -12,8 +12,9 @@ the same interpolator's outputs, but only for the blocks that can hold the true 
   times ``G`` does not exceed the best true peak found so far cannot raise it and is skipped, as
   is every quieter block after it.
 
-The candidate blocks are filtered in float32 with NumPy (libebur128 accumulates in double and
-rounds each output to float32: the two differ by about 1e-6 relative, 1e-5 dB). The sample peak
+The candidate blocks are filtered in float32 with NumPy, in folded form (see ``folded``: the
+filter is symmetric, so half the multiplies); libebur128 accumulates in double and rounds each
+output to float32: the two differ by about 1e-6 relative, 1e-5 dB. The sample peak
 is part of the answer, as libebur128 reports ``max(true peak, sample peak)``.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ TAPS = 49
 # the candidates, large enough that NumPy's per-call overhead stays small.
 BLOCK = 1024
 # Candidate blocks filtered per NumPy batch; the best peak is updated between batches.
-BATCH = 32
+BATCH = 16
 
 
 def oversampling(rate: int) -> int:
@@ -69,8 +70,7 @@ def true_peak(data: np.ndarray, rate: int) -> tuple[float, dict[str, int]]:
     stats = {"blocks": blocks, "interpolated": 0}
     if factor == 1 or best == 0.0:
         return best, stats
-    coeffs = branches(factor).astype(np.float32)
-    history = coeffs.shape[1] - 1
+    history = branches(factor).shape[1] - 1
     # An output of block k also reads the last samples of block k - 1.
     reach = peaks.copy()
     reach[1:] = np.maximum(peaks[1:], peaks[:-1])
@@ -81,7 +81,7 @@ def true_peak(data: np.ndarray, rate: int) -> tuple[float, dict[str, int]]:
         if not batch:
             break  # the order is descending: no later block can do better either
         stats["interpolated"] += len(batch)
-        best = max(best, _interpolated_peak(flat, frames, channels, batch, coeffs, history))
+        best = max(best, _interpolated_peak(flat, frames, channels, batch, factor, history))
     return best, stats
 
 
@@ -96,7 +96,35 @@ def _block_peaks(flat: np.ndarray, frames: int, channels: int) -> np.ndarray:
     return peaks
 
 
-def _interpolated_peak(flat, frames, channels, blocks, coeffs, history) -> float:
+@lru_cache(maxsize=4)
+def folded(factor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The branches in folded form, ``(middle, even, odd)`` each ``[tap < half]``.
+
+    The window and the sinc are symmetric, so the half-sample branch reads the same backwards
+    (``middle``) and the quarter and three-quarter branches are each other's reverse. With
+    ``P_t = x[n-t] + x[n-(L-1-t)]`` and ``D_t = x[n-t] - x[n-(L-1-t)]`` the half-sample output
+    is ``sum middle·P`` and the other two are ``S ± Q`` with ``S = sum even·P``,
+    ``Q = sum odd·D``: the larger of their magnitudes is ``|S| + |Q|``. Half the multiplies.
+    At 2× only ``middle`` exists (``even`` and ``odd`` are empty).
+    """
+    rows = branches(factor)
+    taps = rows.shape[1]
+    assert taps % 2 == 0, "folding needs an even number of taps per branch"
+    half = taps // 2
+    if factor == 2:
+        mid = rows[0]
+        quarter = np.zeros((0, taps))
+    else:
+        assert factor == 4
+        mid, quarter = rows[1], rows[:1]
+        assert np.allclose(rows[2], quarter[0, ::-1], rtol=0, atol=1e-12)
+    assert np.allclose(mid, mid[::-1], rtol=0, atol=1e-12)
+    even = ((quarter + quarter[:, ::-1]) / 2)[:, :half].reshape(-1)
+    odd = ((quarter - quarter[:, ::-1]) / 2)[:, :half].reshape(-1)
+    return (mid[:half].astype(np.float32), even.astype(np.float32), odd.astype(np.float32))
+
+
+def _interpolated_peak(flat, frames, channels, blocks, factor, history) -> float:
     """Largest |output| of the interpolator over the given blocks' frames, every branch and
     channel, with the filter history libebur128 would have there (zeros before the start)."""
     width = (BLOCK + history) * channels
@@ -109,18 +137,30 @@ def _interpolated_peak(flat, frames, channels, blocks, coeffs, history) -> float
         segments[row, offset:offset + len(src)] = src
         if stop - k * BLOCK < BLOCK:
             partial = (row, stop - k * BLOCK)
-    out = np.empty((len(blocks), BLOCK * channels), dtype=np.float32)
-    term = np.empty_like(out)
-    best = 0.0
+    middle, even, odd = folded(factor)
     span = BLOCK * channels
-    for branch in coeffs:
-        # Output at frame n of the block: sum_t c[t] * x[n - t]; tap t starts t frames earlier.
-        base = history * channels
-        np.multiply(segments[:, base:base + span], branch[0], out=out)
-        for t in range(1, len(branch)):
-            lo = base - t * channels
-            np.multiply(segments[:, lo:lo + span], branch[t], out=term)
-            out += term
+    base = history * channels
+    shape = (len(blocks), span)
+    mid_out, pair_sum, pair_diff = np.zeros(shape, np.float32), np.empty(shape, np.float32), np.empty(shape, np.float32)
+    sym, anti, term = np.zeros(shape, np.float32), np.zeros(shape, np.float32), np.empty(shape, np.float32)
+    for t in range(len(middle)):
+        # Output at frame n of the block reads x[n - t] (t frames earlier) and its mirror tap.
+        near = segments[:, base - t * channels:base - t * channels + span]
+        far_lo = base - (history - t) * channels
+        far = segments[:, far_lo:far_lo + span]
+        np.add(near, far, out=pair_sum)
+        mid_out += np.multiply(pair_sum, middle[t], out=term)
+        if len(even):
+            sym += np.multiply(pair_sum, even[t], out=term)
+            np.subtract(near, far, out=pair_diff)
+            anti += np.multiply(pair_diff, odd[t], out=term)
+    peaks = [mid_out]
+    if len(even):
+        np.abs(sym, out=sym)
+        np.abs(anti, out=anti)
+        peaks.append(np.add(sym, anti, out=sym))
+    best = 0.0
+    for out in peaks:
         if partial:  # libebur128 has no outputs past the last frame
             out[partial[0], partial[1] * channels:] = 0.0
         best = max(best, float(out.max()), -float(out.min()))
