@@ -141,8 +141,8 @@ def _interpolated_peak(flat, frames, channels, blocks, factor, history) -> float
     span = BLOCK * channels
     base = history * channels
     shape = (len(blocks), span)
-    mid_out, pair_sum, pair_diff = np.zeros(shape, np.float32), np.empty(shape, np.float32), np.empty(shape, np.float32)
-    sym, anti, term = np.zeros(shape, np.float32), np.zeros(shape, np.float32), np.empty(shape, np.float32)
+    mid_out, sym, anti = (np.zeros(shape, np.float32) for _ in range(3))
+    pair_sum, pair_diff, term = (np.empty(shape, np.float32) for _ in range(3))
     for t in range(len(middle)):
         # Output at frame n of the block reads x[n - t] (t frames earlier) and its mirror tap.
         near = segments[:, base - t * channels:base - t * channels + span]
