@@ -96,8 +96,20 @@ def resample(data: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 
 def to_mono(data: np.ndarray) -> np.ndarray:
-    """Average of the channels, shape ``[frames]``."""
-    return data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    """Average of the channels, shape ``[frames]`` float32 (the same values as
+    ``data.mean(axis=1, dtype=np.float32)``)."""
+    channels = data.shape[1]
+    if channels == 1:
+        return data[:, 0]
+    if channels >= 8:  # NumPy sums 8 or more values pairwise; keep its order there
+        return data.mean(axis=1, dtype=np.float32)
+    # NumPy's mean over a short row axis costs 10x this column sum (0.27 s vs 0.03 s for
+    # 2 minutes of stereo); below 8 values it adds in order too, so the result is identical.
+    total = np.add(data[:, 0], data[:, 1], dtype=np.float32)
+    for c in range(2, channels):
+        total += data[:, c]
+    total /= np.float32(channels)
+    return total
 
 
 def write_pcm(path: str | os.PathLike, data: np.ndarray) -> None:

@@ -1,6 +1,6 @@
 """Realtime factor and peak memory of the DSP backends on a synthesised 7.5-minute track.
 
-    python -m benchmarks.dsp [--seconds 450] [--repeat 2]
+    python -m benchmarks.dsp [--seconds 450] [--repeat 2] [--only loudness ...]
 
 Writes a 44.1 kHz stereo FLAC mix with four stems (drums, bass, other, vocals), decodes each file
 once (as the engine's decode step does, timed), then runs each module in its real worker process
@@ -161,6 +161,12 @@ def references(arrays: dict) -> list[tuple[str, float]]:
         state = ebur.R128State(2, RATE, mode)
         state.add_frames(np.ascontiguousarray(mix, dtype=np.float32).reshape(-1), len(mix))
         done(label, started)
+
+    from backends.true_peak import true_peak
+
+    started = clock()
+    true_peak(mix, RATE)
+    done("loudness split: mix true peak, pruned (ours)", started)
     return rows
 
 
@@ -169,6 +175,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=450.0, help="track length (default 7.5 min)")
     parser.add_argument("--repeat", type=int, default=2, help="requests per module; the best is reported")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference implementations")
+    parser.add_argument("--only", choices=MODULES, action="append", help="run only these modules (repeatable)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="mirdeck-bench-") as tmp:
@@ -185,12 +192,12 @@ def main(argv=None) -> int:
             print("-" * 90)
             print(f"{'decode 5 FLAC files once (shared)':<44} {decode_seconds:>7.2f} {audio / decode_seconds:>9.0f}")
             total_wall = total_cpu = 0.0
-            for module in MODULES:
+            for module in args.only or MODULES:
                 walls, cpus, peak = run_worker(module, folder, sources, args.repeat)
                 wall, cpu = min(walls), min(cpus)
                 total_wall, total_cpu = total_wall + wall, total_cpu + cpu
                 print(f"{module:<44} {wall:>7.2f} {audio / wall:>9.0f} {cpu:>7.2f} {audio / cpu:>9.0f} {peak:>9.0f}")
-            print(f"{'all five modules, one after another':<44} {total_wall:>7.2f} {audio / total_wall:>9.0f} "
+            print(f"{'these modules, one after another':<44} {total_wall:>7.2f} {audio / total_wall:>9.0f} "
                   f"{total_cpu:>7.2f} {audio / total_cpu:>9.0f}")
             if not args.no_reference:
                 print("\nreference implementations (same audio, this process; wall and CPU):")
