@@ -7,17 +7,18 @@ against the unaccelerated package on the same audio):
 * ``filter_design2`` designs the same 1/3-octave Butterworth filters again on every 93 ms window
   (two thirds of booming, sharpness and warmth): its result depends only on its scalar arguments,
   so it is cached.
+* ``filter_third_octaves_downsample`` designs the same Chebyshev anti-aliasing filter at every
+  octave of every window: ``timbral_util`` sees a ``scipy`` whose ``signal.cheby1`` is cached.
 * ``specific_loudness`` is computed on identical windows by booming and by sharpness: cached by
   the window's bytes for the duration of one track (:func:`track_cache` clears it).
 * ``sample_and_hold_envelope_calculation`` is a per-sample Python loop (~6 s per 30 s of audio,
   run by hardness, depth and warmth): the same recurrence, compiled with numba (a librosa
   dependency), in the same float64 arithmetic.
-* ``get_bandwidth_array`` (hardness) builds one float64 spectrogram with a 32-sample hop over the
-  whole file and multiplies it by itself: ~24 MB per second of audio, 11 GB of peak memory on a
-  7.5-minute track. Here the same spectrogram is computed in blocks of frames, three times over
-  (global normalisation, then the level range, then the package's own per-frame loop, kept as it
-  is), so memory stays at a few hundred MB whatever the length. Each frame's FFT, sums and
-  comparisons see exactly the numbers they saw before.
+* ``get_bandwidth_array`` (hardness: 4096-sample frames every 128 samples) builds one float64
+  spectrogram of the whole file (11 GB with its temporaries on a 7.5-minute track) and then
+  searches each frame's rollon with one ``np.sum`` per bin. Here the same spectrogram is computed
+  in blocks of frames, once, each block's per-frame work done with whole-block operations, and the rollon confirmed with the package's own sums,
+  so memory stays near 100 MB whatever the length and every bandwidth is bit for bit the same.
 * The package calls Python's ``max``/``min`` on NumPy vectors tens of thousands of times (reverb,
   hardness): inside the package's modules those names resolve to versions that use NumPy's
   reduction for 1-D numeric arrays, with the builtin as fallback (and for NaN, where the two differ).
@@ -120,11 +121,21 @@ def _cached_filter_design(original):
     return filter_design2
 
 
-BANDWIDTH_BLOCK_FRAMES = 16384  # 257 bins x 16384 frames x 8 bytes = 34 MB per block
+BANDWIDTH_BLOCK_VALUES = 4 << 20  # spectrogram values per block: 32 MB of float64
 
 
 def _blockwise_bandwidth_array(original):
-    """``get_bandwidth_array`` for its default (hardness's) settings, one block of frames at a time."""
+    """``get_bandwidth_array`` one block of spectrogram frames at a time, its per-frame loop done
+    for a whole block at once.
+
+    Hardness calls it with 4096-sample frames every 128 samples: the package's whole-file float64
+    spectrogram is 2049 x 345 values per second of audio (5.6 MB/s; the 7.5-minute track needed
+    11 GB with its temporaries), and its per-frame rollon search calls ``np.sum`` once per bin
+    below the rollon (hundreds of calls per frame). Here each block's columns are the very same
+    numbers (scipy computes every segment independently); the frame level, rolloff and rollon
+    are found with whole-block operations, and the rollon is then confirmed with the package's own
+    ``np.sum(seg[:k])`` on both sides of it, so every comparison the package makes sees the same
+    values and the bandwidths come out bit for bit the same (tests/test_timbral.py)."""
     import numpy as np
     from scipy.signal import spectrogram
 
@@ -133,63 +144,99 @@ def _blockwise_bandwidth_array(original):
                             low_bandwidth_method='Percentile', normalisation_method='RMS_Time_Window'):
         x = np.asarray(audio_samples)
         n_frames = (len(x) - nperseg) // overlap_step + 1 if len(x) >= nperseg else 0
-        if (low_bandwidth_method != 'Percentile' or normalisation_method != 'RMS_Time_Window'
-                or x.ndim != 1 or n_frames <= BANDWIDTH_BLOCK_FRAMES):
+        if (low_bandwidth_method != 'Percentile' or normalisation_method not in ('RMS_Time_Window', 'none')
+                or x.ndim != 1 or n_frames < 2 or return_centroid):
             return original(audio_samples, fs, nperseg, overlap_step, rolloff_thresh,
                             rollon_thresh_percent, log_bandwidth, return_centroid,
                             low_bandwidth_method, normalisation_method)
         noverlap = nperseg - overlap_step
+        block_frames = max(64, BANDWIDTH_BLOCK_VALUES // (nperseg // 2 + 1))
 
         def blocks():
-            for first in range(0, n_frames, BANDWIDTH_BLOCK_FRAMES):
-                last = min(n_frames, first + BANDWIDTH_BLOCK_FRAMES)
+            for first in range(0, n_frames, block_frames):
+                last = min(n_frames, first + block_frames)
                 piece = x[first * overlap_step:(last - 1) * overlap_step + nperseg]
                 f, _, spec = spectrogram(piece, fs, window='boxcar', nperseg=nperseg,
                                          noverlap=noverlap, scaling='density', mode='magnitude')
+                if norm is not None:
+                    spec /= norm
                 yield f, spec
 
-        # Pass 1: the package divides the spectrogram by its largest frame RMS.
-        norm = builtins.max(float(np.max(np.sqrt(np.sum(spec * spec, axis=0)))) for _, spec in blocks())
-        # Pass 2: the range of the per-frame level sets the package's "quiet frame" threshold.
-        levels = np.concatenate([np.sum(spec / norm, axis=0) for _, spec in blocks()])
+        norm = None
+        if normalisation_method == 'RMS_Time_Window':  # the largest frame RMS, over the whole file
+            norm = builtins.max(float(np.max(np.sqrt(np.sum(spec * spec, axis=0)))) for _, spec in blocks())
+        # One pass: per frame its level, rolloff and rollon (none depends on the quiet-frame
+        # threshold, which needs every frame's level first), kept as a few numbers per frame.
+        levels, tpowers, rollons, rolloffs, has_rolloffs = [], [], [], [], []
+        for f, spec in blocks():
+            levels.append(np.sum(spec, axis=0))  # the package's level_with_time, column by column
+            frames = np.ascontiguousarray(spec.T)  # one row per frame: np.sum(row) is np.sum(seg)
+            tpower = np.sum(frames, axis=1)
+            above = frames >= rolloff_thresh
+            has_rolloffs.append(above.any(axis=1))
+            rolloffs.append(frames.shape[1] - 1 - np.argmax(above[:, ::-1], axis=1))
+            rollon_thresh = tpower * rollon_thresh_percent
+            counters = np.argmax(np.cumsum(frames, axis=1) >= rollon_thresh[:, None], axis=1) + 1
+            for i in range(frames.shape[0]):
+                seg, counter, thresh = frames[i], int(counters[i]), rollon_thresh[i]
+                # The package's answer: the first k with np.sum(seg[:k]) >= thresh, counting from 1.
+                while counter > 1 and np.sum(seg[:counter - 1]) >= thresh:
+                    counter -= 1
+                while np.sum(seg[:counter]) < thresh:
+                    counter += 1
+                counters[i] = counter
+            tpowers.append(tpower)
+            rollons.append(counters)
+        levels = np.concatenate(levels)
         max_l, min_l = np.max(levels), np.min(levels)
         min_tpower = (0.1 * (max_l - min_l)) + min_l
-        # Pass 3: the package's per-frame loop, unchanged, block by block.
-        rollon, rolloff, bandwidth, centroid, centroid_power = [], [], [], [], []
-        for f, spec in blocks():
-            spec /= norm
-            for time_count in range(spec.shape[1]):
-                seg = spec[:, time_count]
-                tpower = np.sum(seg)
-                if tpower > min_tpower:
-                    rollon_counter = 1
-                    cumulative_power = np.sum(seg[:rollon_counter])
-                    rollon_thresh = tpower * rollon_thresh_percent
-                    while cumulative_power < rollon_thresh:
-                        rollon_counter += 1
-                        cumulative_power = np.sum(seg[:rollon_counter])
-                    rollon.append(f[rollon_counter - 1])
-                    rolloff_idx = np.where(seg >= rolloff_thresh)[0]
-                    if len(rolloff_idx):
-                        rolloff_idx = rolloff_idx[-1]
-                        rolloff.append(f[rolloff_idx])
-                        if log_bandwidth:
-                            bandwidth.append(np.log(f[rolloff_idx] / float(f[rollon_counter - 1])))
-                        else:
-                            bandwidth.append(f[rolloff_idx] - f[rollon_counter - 1])
-                    else:
-                        bandwidth.append(0)
-                    centroid.append(np.sum(seg * f) / np.sum(seg))
-                    centroid_power.append(tpower)
+        bandwidth: list = []
+        for tpower, counters, rolloff_idx, has_rolloff in zip(tpowers, rollons, rolloffs, has_rolloffs):
+            for i in range(len(tpower)):
+                if tpower[i] > min_tpower and has_rolloff[i]:
+                    high, low = f[rolloff_idx[i]], f[counters[i] - 1]
+                    bandwidth.append(np.log(high / float(low)) if log_bandwidth else high - low)
                 else:
                     bandwidth.append(0)
         # scipy's own frame times for the whole signal (boundary=None, padded=False).
         t = np.arange(nperseg / 2, len(x) - nperseg / 2 + 1, nperseg - noverlap) / float(fs)
-        if return_centroid:
-            return bandwidth, t, f, np.average(centroid, weights=centroid_power)
         return bandwidth, t, f
 
     return get_bandwidth_array
+
+
+def _scipy_with_cached_cheby1():
+    """What ``timbral_util`` sees as ``scipy``: the real module, except that ``signal.cheby1``
+    remembers its filters. ``filter_third_octaves_downsample`` designs the same anti-aliasing
+    filter (``cheby1(2, 0.1, 0.4)``) at every octave of every 93 ms window: a third of
+    specific_loudness's time. Nothing else in the process sees the change."""
+    import types
+
+    import scipy
+    import scipy.signal
+
+    @functools.lru_cache(maxsize=64)
+    def designed(*args):
+        return scipy.signal.cheby1(*args)
+
+    def cheby1(*args, **kwargs):
+        if kwargs or not all(isinstance(a, (int, float)) for a in args):
+            return scipy.signal.cheby1(*args, **kwargs)
+        return tuple(c.copy() for c in designed(*args))
+
+    class Signal(types.ModuleType):
+        def __getattr__(self, name):
+            return getattr(scipy.signal, name)
+
+    class Scipy(types.ModuleType):
+        def __getattr__(self, name):
+            return getattr(scipy, name)
+
+    signal = Signal("scipy.signal")
+    signal.cheby1 = cheby1
+    proxy = Scipy("scipy")
+    proxy.signal = signal
+    return proxy
 
 
 @contextlib.contextmanager
@@ -219,4 +266,5 @@ def install(package) -> None:
     util.specific_loudness = _cached_specific_loudness(util.specific_loudness)
     util.sample_and_hold_envelope_calculation = _compiled_sample_and_hold()
     util.get_bandwidth_array = _blockwise_bandwidth_array(util.get_bandwidth_array)
+    util.scipy = _scipy_with_cached_cheby1()
     util._mirdeck_accelerated = True
