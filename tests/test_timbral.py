@@ -155,3 +155,34 @@ def test_blockwise_bandwidth_array_is_the_package_function_with_bounded_memory(m
         assert len(got[0]) == len(expected[0]) and any(b > 0 for b in expected[0])
         assert [float(b) for b in got[0]] == [float(b) for b in expected[0]]
         assert np.array_equal(got[1], expected[1]) and np.array_equal(got[2], expected[2])
+
+
+def test_blockwise_hpss_is_librosas_whole_signal_separation_bit_for_bit():
+    """hardness's harmonic/percussive split chunk by chunk: the same samples as librosa's
+    stft -> hpss -> istft on the whole signal, also with chunks far smaller than the median
+    filter, and through the package's own get_percussive_audio."""
+    import librosa
+
+    from backends import timbral_compat, timbral_speedups
+
+    t = _t()
+    y = _noise(4) * np.exp(-((t % 0.5) / 0.05)) + 0.3 * np.sin(2 * np.pi * 110 * t)
+    harmonic, percussive = librosa.decompose.hpss(librosa.stft(y))
+    expected = librosa.istft(harmonic), librosa.istft(percussive)
+    for chunk in (5, 64, 600):
+        got = timbral_speedups.blockwise_hpss_audio(y, chunk_frames=chunk)
+        assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+    assert not np.array_equal(expected[0], expected[1])
+
+    package = timbral_compat.load()
+    timbral_speedups.install(package)
+    long_enough = np.tile(y, 8)  # past HPSS_MIN_FRAMES, so the chunked path runs
+    assert 1 + len(long_enough) // 512 >= timbral_speedups.HPSS_MIN_FRAMES
+    util = package.timbral_util
+    real = util.librosa
+    try:
+        util.librosa = timbral_compat._positional_librosa()  # the package without the chunking
+        expected_ratio = util.get_percussive_audio(long_enough, return_ratio=True)
+    finally:
+        util.librosa = real
+    assert util.get_percussive_audio(long_enough, return_ratio=True) == expected_ratio
