@@ -14,6 +14,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backends.flamingo_common import SAMPLER_ORDER, Sampling  # noqa: F401 (Sampling: re-exported)
 from backends.protocol import BackendError, BadInput, ErrorKind, ModelMissing
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,22 +123,31 @@ def answer_from_stdout(stdout: bytes | str) -> str:
     return codecs.getincrementaldecoder("utf-8")(errors="replace").decode(data.rstrip(b"\n"), final=False)
 
 
-@dataclass(frozen=True)
-class Sampling:
-    """One question's sampling: temperature >= 0 (0 = greedy), top-p in (0, 1], seed >= 0, token limit."""
+def sampler_flags(sampling: Sampling) -> list[str]:
+    """Every sampler setting as llama.cpp flags, with the sampler chain named explicitly.
 
-    temperature: float
-    top_p: float
-    seed: int
-    max_tokens: int
+    ``--samplers`` replaces llama.cpp's default chain (which also holds dry, top-n-sigma, typical-p
+    and xtc, and applies temperature last) with the one both back ends share, so no llama.cpp default
+    takes part in the draw.
+    """
+    return ["--temp", repr(sampling.temperature), "--top-k", str(sampling.top_k), "--top-p", repr(sampling.top_p),
+            "--min-p", repr(sampling.min_p), "--repeat-penalty", repr(sampling.repeat_penalty),
+            "--repeat-last-n", str(sampling.repeat_last_n), "--samplers", ";".join(SAMPLER_ORDER),
+            "--seed", str(sampling.seed)]
+
+
+def sampler_json(sampling: Sampling) -> dict:
+    """The same settings as llama-server's request fields."""
+    return {"temperature": sampling.temperature, "top_k": sampling.top_k, "top_p": sampling.top_p,
+            "min_p": sampling.min_p, "repeat_penalty": sampling.repeat_penalty,
+            "repeat_last_n": sampling.repeat_last_n, "samplers": list(SAMPLER_ORDER), "seed": sampling.seed}
 
 
 def mtmd_cli_command(tool: Path, *, model: Path, mmproj: Path, audio: Path, prompt: str, sampling: Sampling,
                      ctx_size: int, gpu_layers: int, threads: int | None, system: str = "") -> list[str]:
     cmd = [str(tool), "-m", str(model), "--mmproj", str(mmproj), "--audio", str(audio), "-p", prompt,
            "-n", str(sampling.max_tokens), "-c", str(ctx_size), "--gpu-layers", str(gpu_layers),
-           "--temp", repr(sampling.temperature), "--top-p", repr(sampling.top_p), "--seed", str(sampling.seed),
-           "--log-prefix", "--no-log-timestamps", "--perf", "-lv", "4", "--no-warmup"]
+           *sampler_flags(sampling), "--log-prefix", "--no-log-timestamps", "--perf", "-lv", "4", "--no-warmup"]
     if system:
         cmd += ["-sys", system]
     if threads:

@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from backends.llama_cpp import Sampling, classify_failure, parse_log
+from backends.llama_cpp import Sampling, classify_failure, parse_log, sampler_json
 from backends.protocol import BackendError, ErrorKind
 
 
@@ -120,8 +120,8 @@ class LlamaServer:
             {"type": "input_audio", "input_audio": {"data": base64.b64encode(audio_wav).decode("ascii"),
                                                     "format": "wav"}},
             {"type": "text", "text": prompt}]})
-        body = {"messages": messages, "max_tokens": sampling.max_tokens, "temperature": sampling.temperature,
-                "top_p": sampling.top_p, "seed": sampling.seed, "cache_prompt": True, "stream": False}
+        body = {"messages": messages, "max_tokens": sampling.max_tokens, **sampler_json(sampling),
+                "cache_prompt": True, "stream": False}
         request = urllib.request.Request(self._url("/v1/chat/completions"), data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
         self.new_log()  # skip what came before, so the slices counted below are this question's

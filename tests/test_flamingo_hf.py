@@ -31,8 +31,8 @@ def standin(architecture: str, behaviour: str = "random") -> Path:
 
 def small_prompts(path: Path, *, temperature: float = 0.0) -> Path:
     """A prompts file with the shared format and tiny token limits (a stand-in's words are noise)."""
-    lines = ['version = "test-small-1"', "", "[sampling]", f"temperature = {temperature}", "top_p = 0.9",
-             "seed = 7", ""]
+    lines = ['version = "test-small-1"', "", "[sampling]", f"temperature = {temperature}", "top_k = 40",
+             "top_p = 0.9", "min_p = 0.05", "repeat_penalty = 1.0", "repeat_last_n = 64", "seed = 7", ""]
     for name in PROMPT_NAMES:
         lines += [f"[prompt.{name}]", f"max_tokens = {LIMITS[name]}", f'text = "Question about {name}?"', ""]
     path.write_text("\n".join(lines), encoding="utf-8")
