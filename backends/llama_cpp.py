@@ -18,10 +18,16 @@ from backends.flamingo_common import SAMPLER_ORDER, Sampling  # noqa: F401 (Samp
 from backends.protocol import BackendError, BadInput, ErrorKind, ModelMissing
 
 ROOT = Path(__file__).resolve().parent.parent
-# llama.cpp pads each 30 s audio window to the encoder's full length: 750 embeddings per window
-# after Music Flamingo's projector, whatever part of the window holds sound.
+# llama.cpp cuts the mel spectrogram into 30 s windows (3000 frames of 10 ms) and pads each to the
+# encoder's full length: 750 embeddings per window after Music Flamingo's projector, whatever part of
+# the window holds sound. It first appends 30 s of silence to the audio and drops the last incomplete
+# window, so a track of exactly 30 s gets two windows (the second all silence).
 AUDIO_WINDOW_S = 30.0
 TOKENS_PER_WINDOW = 750
+SAMPLE_RATE = 16000
+HOP = 160          # samples per mel frame
+FFT = 400          # samples per FFT frame (the reflective padding adds FFT / 2 at each end)
+FRAMES_PER_WINDOW = 3000
 # Chat template, system text and question: the longest mirdeck prompt is ~60 tokens; leave room.
 TEXT_BUDGET = 256
 
@@ -54,8 +60,16 @@ def build_stamp(tool: Path) -> dict:
 
 
 def audio_windows(duration_s: float) -> int:
-    """How many 30 s encoder windows llama.cpp cuts ``duration_s`` seconds of audio into (>= 1)."""
-    return max(1, math.ceil(duration_s / AUDIO_WINDOW_S - 1e-9))
+    """How many 30 s encoder windows llama.cpp cuts ``duration_s`` seconds of 16 kHz audio into (>= 1).
+
+    Its whisper preprocessor's arithmetic: 30 s of zeros plus FFT / 2 reflected samples at each end
+    are added, mel frames are counted as ``(padded - FFT) // HOP + 1``, and only whole 3000-frame
+    windows are kept. So 20 s -> 1, 29.99 s -> 2, 30 s -> 2, 35 s -> 2, 60 s -> 3 (not ceil(d / 30)).
+    """
+    samples = max(int(round(duration_s * SAMPLE_RATE)), FFT // 2 + 1)
+    padded = samples + SAMPLE_RATE * int(AUDIO_WINDOW_S) + 2 * (FFT // 2)
+    frames = (padded - FFT) // HOP + 1
+    return max(1, frames // FRAMES_PER_WINDOW)
 
 
 def context_size(duration_s: float, max_tokens: int) -> int:

@@ -26,7 +26,7 @@ def standin(architecture: str, behaviour: str = "random") -> Path:
     """Built once per machine (the build takes minutes here) and reused by later runs."""
     from tests.flamingo_hf_standin import build
 
-    return build(paths.cache_dir() / "standins" / f"hf-{architecture}-{behaviour}-v1", architecture, behaviour)
+    return build(paths.cache_dir() / "standins" / f"hf-{architecture}-{behaviour}-v2", architecture, behaviour)
 
 
 def small_prompts(path: Path, *, temperature: float = 0.0) -> Path:
