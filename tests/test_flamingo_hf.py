@@ -213,7 +213,7 @@ def test_bad_audio_and_missing_model_are_named(tmp_path, af3):
     with pytest.raises(BadInput, match="no audio"):
         TrackSession(af3, np.zeros(0, dtype=np.float32), label="empty.wav")
     track = _track(tmp_path, _tone(1.0), {"model_dir": str(tmp_path / "nowhere")})
-    with pytest.raises(ModelMissing, match="huggingface-cli download nvidia/music-flamingo-hf"):
+    with pytest.raises(ModelMissing, match="mirdeck models fetch music_flamingo_hf"):
         FlamingoHF().process(track)
 
 

@@ -150,8 +150,8 @@ def models_missing(folder):
 
     return ModelMissing(
         f"flamingo_hf: no checkpoint folder at {folder}; download it on a machine with internet: "
-        f"huggingface-cli download nvidia/music-flamingo-hf --local-dir {folder} "
-        "(or set [backend.flamingo_hf.options] model_dir to a local checkpoint folder)")
+        "mirdeck models fetch music_flamingo_hf (or music_flamingo_2601_hf, then set model_dir to its "
+        "folder), or set [backend.flamingo_hf.options] model_dir to a local checkpoint folder")
 
 
 def _flag(value, name: str) -> bool:
