@@ -9,11 +9,12 @@ transformers' for the same weights and the same audio framing.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
 
-from backends.flamingo_common import load_prompts, prompts_path
+from backends.flamingo_common import load_prompts
 from benchmarks.flamingo_framing import gguf_of, gguf_side, hf_side, tone
 from tests.test_flamingo_gguf import llama_bin_dir  # noqa: F401 (fixture: builds llama.cpp once)
 from tests.test_flamingo_hf import standin
@@ -36,18 +37,13 @@ def both(llama_bin_dir):  # noqa: F811
     server.close()
 
 
-@pytest.fixture(scope="module")
-def with_system(tmp_path_factory):
-    text = prompts_path().read_text().replace('version = "', 'system = "You describe music for a dataset."\nversion = "')
-    path = tmp_path_factory.mktemp("prompts") / "system.toml"
-    path.write_text(text)
-    return load_prompts(path)
-
-
-@pytest.mark.parametrize("which", ["default system turn", "system from the prompts file"])
-def test_text_token_ids_of_every_prompt_are_identical_on_both_back_ends(both, with_system, which):
+@pytest.mark.parametrize("system", ["(the prompts file's)", "", "You describe music for a dataset."])
+def test_text_token_ids_of_every_prompt_are_identical_on_both_back_ends(both, system):
+    """Shipped system text, none (the template's own default turn) and another one."""
     loaded, server = both
-    prompts = load_prompts() if which == "default system turn" else with_system
+    prompts = load_prompts()
+    if system != "(the prompts file's)":
+        prompts = dataclasses.replace(prompts, system=system)
     samples = tone(20.0)
     for prompt in prompts.prompts:
         g = gguf_side(server, samples, prompt.text, prompts.system, loaded.audio_token)
