@@ -34,6 +34,35 @@ class Prompt:
     max_tokens: int
 
 
+# Every sampler setting both back ends take from the prompts file's [sampling] table. All are
+# required: a key left out would let llama.cpp (top-k 40, min-p 0.05, top-p 0.95) or transformers
+# (no truncation) fill in its own default, and the two back ends would sample differently.
+SAMPLING_KEYS = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed")
+# The one sampler order both back ends use: transformers' own (penalty, temperature, top-k, top-p,
+# min-p), passed to llama.cpp explicitly because its default order applies temperature last.
+SAMPLER_ORDER = ("penalties", "temperature", "top_k", "top_p", "min_p")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """One question's decoding settings, the same for both back ends.
+
+    ``temperature`` >= 0 (0 = greedy: the penalty still applies, then argmax); ``top_k`` >= 0 (0 = off);
+    ``top_p`` in (0, 1] (1 = off); ``min_p`` in [0, 1) (0 = off); ``repeat_penalty`` > 0 (1 = off) over
+    the last ``repeat_last_n`` text tokens (prompt text and answer; audio positions are not tokens);
+    ``seed`` >= 0; ``max_tokens`` >= 1. The defaults here mean "off", never a library's default.
+    """
+
+    temperature: float
+    top_p: float
+    seed: int
+    max_tokens: int
+    top_k: int = 0
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+
+
 @dataclass(frozen=True)
 class PromptSet:
     """The prompts of one file, in ``PROMPT_NAMES`` order, and the sampling they are run with."""
@@ -48,11 +77,24 @@ class PromptSet:
     top_p: float
     """Nucleus sampling mass, in (0, 1]."""
     seed: int
+    top_k: int = 0
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
     system: str = ""
+
+    def sampling(self, prompt: Prompt) -> Sampling:
+        """The decoding settings of one question: this file's [sampling] and the question's token limit."""
+        return Sampling(temperature=self.temperature, top_p=self.top_p, seed=self.seed,
+                        max_tokens=prompt.max_tokens, top_k=self.top_k, min_p=self.min_p,
+                        repeat_penalty=self.repeat_penalty, repeat_last_n=self.repeat_last_n)
+
+    def sampling_provenance(self) -> dict:
+        return {**{k: getattr(self, k) for k in SAMPLING_KEYS}, "sampler_order": list(SAMPLER_ORDER)}
 
     def provenance(self) -> dict:
         return {"prompt_version": self.version, "prompts_file": self.path, "prompts_sha256": self.sha256,
-                "temperature": self.temperature, "top_p": self.top_p, "seed": self.seed}
+                **self.sampling_provenance()}
 
 
 def prompts_path(options: dict | None = None) -> Path:
@@ -62,7 +104,7 @@ def prompts_path(options: dict | None = None) -> Path:
 
 
 def load_prompts(path: str | os.PathLike | None = None, *, overrides: dict | None = None) -> PromptSet:
-    """Read and check a prompts file; ``overrides`` may set temperature, top_p and seed for one run."""
+    """Read and check a prompts file; ``overrides`` may set any ``SAMPLING_KEYS`` value for one run."""
     path = Path(path) if path else DEFAULT_PROMPTS
     try:
         raw_bytes = path.read_bytes()
@@ -99,19 +141,35 @@ def load_prompts(path: str | os.PathLike | None = None, *, overrides: dict | Non
         prompts.append(Prompt(name=name, text=text.strip(), max_tokens=limit))
 
     sampling = {**raw.get("sampling", {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    temperature, top_p, seed = sampling.get("temperature"), sampling.get("top_p"), sampling.get("seed")
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature < 0:
-        fail(f"[sampling] `temperature` must be a number >= 0, not {temperature!r}")
-    if not isinstance(top_p, (int, float)) or isinstance(top_p, bool) or not 0 < top_p <= 1:
-        fail(f"[sampling] `top_p` must be a number in (0, 1], not {top_p!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        fail(f"[sampling] `seed` must be an integer >= 0, not {seed!r}")
+    missing = [k for k in SAMPLING_KEYS if k not in sampling]
+    if missing:
+        fail(f"[sampling] must set every sampler setting explicitly (so neither back end falls back to "
+             f"its own defaults); missing: {', '.join(missing)}")
+    unknown = sorted(set(raw.get("sampling", {})) - set(SAMPLING_KEYS))
+    if unknown:
+        fail(f"[sampling] has unknown keys {', '.join(unknown)}; known: {', '.join(SAMPLING_KEYS)}")
+
+    def number(key: str, ok, rule: str, *, integer: bool = False):
+        value = sampling[key]
+        kinds = (int,) if integer else (int, float)
+        if not isinstance(value, kinds) or isinstance(value, bool) or not ok(value):
+            fail(f"[sampling] `{key}` must be {rule}, not {value!r}")
+        return value if integer else float(value)
+
+    temperature = number("temperature", lambda v: v >= 0, "a number >= 0")
+    top_p = number("top_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
+    top_k = number("top_k", lambda v: v >= 0, "an integer >= 0 (0 = off)", integer=True)
+    min_p = number("min_p", lambda v: 0 <= v < 1, "a number in [0, 1) (0 = off)")
+    repeat_penalty = number("repeat_penalty", lambda v: v > 0, "a number > 0 (1 = off)")
+    repeat_last_n = number("repeat_last_n", lambda v: v >= 1, "an integer >= 1", integer=True)
+    seed = number("seed", lambda v: v >= 0, "an integer >= 0", integer=True)
     system = raw.get("system", "")
     if not isinstance(system, str):
         fail("`system` must be a string")
     return PromptSet(version=version.strip(), path=str(path), sha256=hashlib.sha256(raw_bytes).hexdigest(),
-                     prompts=tuple(prompts), temperature=float(temperature), top_p=float(top_p),
-                     seed=seed, system=system.strip())
+                     prompts=tuple(prompts), temperature=temperature, top_p=top_p, seed=seed,
+                     top_k=top_k, min_p=min_p, repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n,
+                     system=system.strip())
 
 
 # Characters that T5's SentencePiece vocabulary lacks or splits oddly, mapped to the ASCII the

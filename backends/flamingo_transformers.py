@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backends.flamingo_common import Sampling  # noqa: F401 (re-exported for callers)
 from backends.protocol import BackendError, BadInput, ModelMissing
 
 ARCHITECTURES = {
@@ -39,22 +40,6 @@ SAMPLE_RATE = 16000
 
 class OutOfMemoryInModel(Exception):
     """torch ran out of (GPU or host) memory inside the model; the caller names track and prompt."""
-
-
-@dataclass
-class Sampling:
-    """One question's decoding settings.
-
-    ``temperature`` >= 0 (0 = greedy); ``top_p`` in (0, 1]; ``top_k`` >= 0 (0 = off);
-    ``min_p`` in [0, 1) (0 = off); ``seed`` >= 0; ``max_tokens`` >= 1.
-    """
-
-    temperature: float
-    top_p: float
-    seed: int
-    max_tokens: int
-    top_k: int = 0
-    min_p: float = 0.0
 
 
 @dataclass
@@ -296,8 +281,9 @@ class TrackSession:
             self.loaded.stats["prefix_evaluations"] += 1
             cached, evaluated = 0, embeds.shape[1]
         try:
+            history = self.text_ids() + suffix[0].tolist()
             tokens, first_token_s, finish = self._decode(lm, head, cache, out.last_hidden_state[:, -1:], sampling,
-                                                         began)
+                                                         began, history)
         finally:
             if self.reuse_prefix:  # back to the shared prefix for the next question
                 extra = cache.get_seq_length() - self.prefix_tokens
@@ -310,8 +296,16 @@ class TrackSession:
                       prompt_tokens_cached=int(cached), seconds=seconds, first_token_seconds=first_token_s,
                       finish_reason=finish)
 
-    def _decode(self, lm, head, cache, hidden, sampling: Sampling, began: float):
-        """Sample up to ``max_tokens``; returns (text tokens, seconds to the first token, finish reason)."""
+    def text_ids(self) -> list[int]:
+        """The prefix's text token ids, audio positions left out (llama.cpp has no token there either)."""
+        ids = self.prefix_ids[0]
+        return ids[ids != self.loaded.audio_token_id].tolist()
+
+    def _decode(self, lm, head, cache, hidden, sampling: Sampling, began: float, history: list[int]):
+        """Sample up to ``max_tokens``; returns (text tokens, seconds to the first token, finish reason).
+
+        ``history``: the prompt's text tokens, which the repeat penalty looks back over with the answer.
+        """
         import torch
 
         pick = _sampler(sampling, self.loaded.device)
@@ -319,7 +313,7 @@ class TrackSession:
         first_token_s = 0.0
         for step in range(sampling.max_tokens):
             logits = head(hidden)[:, -1, :].float()
-            token = pick(logits)
+            token = pick(logits, history + tokens)
             if step == 0:
                 first_token_s = _synced_elapsed(self.loaded.device, began)
             if token in self.loaded.eos_ids:
@@ -355,14 +349,26 @@ def _synced_elapsed(device: str, began: float) -> float:
 
 
 def _sampler(sampling: Sampling, device: str):
-    """Token picker: greedy at temperature 0, else temperature, top-k, top-p, min-p, seeded draw."""
+    """Token picker in llama.cpp's chain as mirdeck sets it (``SAMPLER_ORDER``): repeat penalty over the
+    last ``repeat_last_n`` text tokens, then temperature (0 = argmax), top-k, top-p, min-p, seeded draw.
+    """
     import torch
     from transformers.generation.logits_process import (LogitsProcessorList, MinPLogitsWarper,
+                                                        RepetitionPenaltyLogitsProcessor,
                                                         TemperatureLogitsWarper, TopKLogitsWarper,
                                                         TopPLogitsWarper)
 
+    penalty = (RepetitionPenaltyLogitsProcessor(sampling.repeat_penalty)
+               if sampling.repeat_penalty != 1.0 else None)
+
+    def penalised(logits, history):
+        if penalty is None or not history:
+            return logits
+        recent = torch.tensor([history[-sampling.repeat_last_n:]], dtype=torch.long, device=logits.device)
+        return penalty(recent, logits)
+
     if sampling.temperature == 0:
-        return lambda logits: int(torch.argmax(logits, dim=-1)[0])
+        return lambda logits, history=(): int(torch.argmax(penalised(logits, list(history)), dim=-1)[0])
     warpers = LogitsProcessorList([TemperatureLogitsWarper(sampling.temperature)])
     if sampling.top_k > 0:
         warpers.append(TopKLogitsWarper(sampling.top_k))
@@ -373,8 +379,8 @@ def _sampler(sampling: Sampling, device: str):
     # One generator per question, seeded the same: a question's answer does not depend on the order.
     generator = torch.Generator(device=device).manual_seed(sampling.seed)
 
-    def pick(logits):
-        scores = warpers(None, logits)
+    def pick(logits, history=()):
+        scores = warpers(None, penalised(logits, list(history)))
         probs = torch.softmax(scores, dim=-1)
         return int(torch.multinomial(probs, 1, generator=generator)[0, 0])
 

@@ -14,13 +14,20 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backends.flamingo_common import SAMPLER_ORDER, Sampling  # noqa: F401 (Sampling: re-exported)
 from backends.protocol import BackendError, BadInput, ErrorKind, ModelMissing
 
 ROOT = Path(__file__).resolve().parent.parent
-# llama.cpp pads each 30 s audio window to the encoder's full length: 750 embeddings per window
-# after Music Flamingo's projector, whatever part of the window holds sound.
+# llama.cpp cuts the mel spectrogram into 30 s windows (3000 frames of 10 ms) and pads each to the
+# encoder's full length: 750 embeddings per window after Music Flamingo's projector, whatever part of
+# the window holds sound. It first appends 30 s of silence to the audio and drops the last incomplete
+# window, so a track of exactly 30 s gets two windows (the second all silence).
 AUDIO_WINDOW_S = 30.0
 TOKENS_PER_WINDOW = 750
+SAMPLE_RATE = 16000
+HOP = 160          # samples per mel frame
+FFT = 400          # samples per FFT frame (the reflective padding adds FFT / 2 at each end)
+FRAMES_PER_WINDOW = 3000
 # Chat template, system text and question: the longest mirdeck prompt is ~60 tokens; leave room.
 TEXT_BUDGET = 256
 
@@ -53,8 +60,16 @@ def build_stamp(tool: Path) -> dict:
 
 
 def audio_windows(duration_s: float) -> int:
-    """How many 30 s encoder windows llama.cpp cuts ``duration_s`` seconds of audio into (>= 1)."""
-    return max(1, math.ceil(duration_s / AUDIO_WINDOW_S - 1e-9))
+    """How many 30 s encoder windows llama.cpp cuts ``duration_s`` seconds of 16 kHz audio into (>= 1).
+
+    Its whisper preprocessor's arithmetic: 30 s of zeros plus FFT / 2 reflected samples at each end
+    are added, mel frames are counted as ``(padded - FFT) // HOP + 1``, and only whole 3000-frame
+    windows are kept. So 20 s -> 1, 29.99 s -> 2, 30 s -> 2, 35 s -> 2, 60 s -> 3 (not ceil(d / 30)).
+    """
+    samples = max(int(round(duration_s * SAMPLE_RATE)), FFT // 2 + 1)
+    padded = samples + SAMPLE_RATE * int(AUDIO_WINDOW_S) + 2 * (FFT // 2)
+    frames = (padded - FFT) // HOP + 1
+    return max(1, frames // FRAMES_PER_WINDOW)
 
 
 def context_size(duration_s: float, max_tokens: int) -> int:
@@ -122,22 +137,31 @@ def answer_from_stdout(stdout: bytes | str) -> str:
     return codecs.getincrementaldecoder("utf-8")(errors="replace").decode(data.rstrip(b"\n"), final=False)
 
 
-@dataclass(frozen=True)
-class Sampling:
-    """One question's sampling: temperature >= 0 (0 = greedy), top-p in (0, 1], seed >= 0, token limit."""
+def sampler_flags(sampling: Sampling) -> list[str]:
+    """Every sampler setting as llama.cpp flags, with the sampler chain named explicitly.
 
-    temperature: float
-    top_p: float
-    seed: int
-    max_tokens: int
+    ``--samplers`` replaces llama.cpp's default chain (which also holds dry, top-n-sigma, typical-p
+    and xtc, and applies temperature last) with the one both back ends share, so no llama.cpp default
+    takes part in the draw.
+    """
+    return ["--temp", repr(sampling.temperature), "--top-k", str(sampling.top_k), "--top-p", repr(sampling.top_p),
+            "--min-p", repr(sampling.min_p), "--repeat-penalty", repr(sampling.repeat_penalty),
+            "--repeat-last-n", str(sampling.repeat_last_n), "--samplers", ";".join(SAMPLER_ORDER),
+            "--seed", str(sampling.seed)]
+
+
+def sampler_json(sampling: Sampling) -> dict:
+    """The same settings as llama-server's request fields."""
+    return {"temperature": sampling.temperature, "top_k": sampling.top_k, "top_p": sampling.top_p,
+            "min_p": sampling.min_p, "repeat_penalty": sampling.repeat_penalty,
+            "repeat_last_n": sampling.repeat_last_n, "samplers": list(SAMPLER_ORDER), "seed": sampling.seed}
 
 
 def mtmd_cli_command(tool: Path, *, model: Path, mmproj: Path, audio: Path, prompt: str, sampling: Sampling,
                      ctx_size: int, gpu_layers: int, threads: int | None, system: str = "") -> list[str]:
     cmd = [str(tool), "-m", str(model), "--mmproj", str(mmproj), "--audio", str(audio), "-p", prompt,
            "-n", str(sampling.max_tokens), "-c", str(ctx_size), "--gpu-layers", str(gpu_layers),
-           "--temp", repr(sampling.temperature), "--top-p", repr(sampling.top_p), "--seed", str(sampling.seed),
-           "--log-prefix", "--no-log-timestamps", "--perf", "-lv", "4", "--no-warmup"]
+           *sampler_flags(sampling), "--log-prefix", "--no-log-timestamps", "--perf", "-lv", "4", "--no-warmup"]
     if system:
         cmd += ["-sys", system]
     if threads:

@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from backends.llama_cpp import Sampling, classify_failure, parse_log
+from backends.llama_cpp import Sampling, classify_failure, parse_log, sampler_json
 from backends.protocol import BackendError, ErrorKind
 
 
@@ -50,6 +50,23 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def chat_messages(audio_wav: bytes, prompt: str, system: str = "") -> list[dict]:
+    """The chat request of one question: optional system turn, then the audio followed by the question.
+
+    No system turn when ``system`` is empty, so the model's own chat template supplies its default
+    one (the real checkpoints' template adds "You are a helpful assistant."), as transformers does.
+    """
+    messages = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    # Audio before the question: the cached prefix then covers the audio for every question.
+    messages.append({"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": base64.b64encode(audio_wav).decode("ascii"),
+                                                "format": "wav"}},
+        {"type": "text", "text": prompt}]})
+    return messages
 
 
 class LlamaServer:
@@ -109,19 +126,23 @@ class LlamaServer:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def post(self, path: str, body: dict, timeout_s: float | None = 60) -> dict:
+        """One JSON request to the server (``/apply-template``, ``/tokenize``, ...), its JSON answer."""
+        request = urllib.request.Request(self._url(path), data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise BackendError(f"llama-server {path}: HTTP {exc.code}: "
+                               f"{exc.read().decode('utf-8', errors='replace')[:1000]}") from None
+
     def ask(self, *, audio_wav: bytes, prompt: str, sampling: Sampling, system: str = "",
             audio_label: str, timeout_s: float | None = None) -> ServedAnswer:
         """One question about one audio clip (WAV bytes)."""
-        messages = []
-        if system:
-            messages.append({"role": "system", "content": system})
-        # Audio before the question: the cached prefix then covers the audio for every question.
-        messages.append({"role": "user", "content": [
-            {"type": "input_audio", "input_audio": {"data": base64.b64encode(audio_wav).decode("ascii"),
-                                                    "format": "wav"}},
-            {"type": "text", "text": prompt}]})
-        body = {"messages": messages, "max_tokens": sampling.max_tokens, "temperature": sampling.temperature,
-                "top_p": sampling.top_p, "seed": sampling.seed, "cache_prompt": True, "stream": False}
+        messages = chat_messages(audio_wav, prompt, system)
+        body = {"messages": messages, "max_tokens": sampling.max_tokens, **sampler_json(sampling),
+                "cache_prompt": True, "stream": False}
         request = urllib.request.Request(self._url("/v1/chat/completions"), data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
         self.new_log()  # skip what came before, so the slices counted below are this question's

@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     import torch
 
     from backends.flamingo_common import load_prompts
-    from backends.flamingo_transformers import Sampling, TrackSession
+    from backends.flamingo_transformers import TrackSession
 
     cuda = args.device.startswith("cuda")
     loaded, params = build(TINY if args.tiny else REAL, args.dtype, args.device)
@@ -123,8 +123,7 @@ def main(argv=None) -> int:
         encode_s = time.perf_counter() - began
         rows = []
         for prompt in prompts.prompts:
-            sampling = Sampling(prompts.temperature, prompts.top_p, prompts.seed, prompt.max_tokens, top_k=40,
-                                min_p=0.05)
+            sampling = prompts.sampling(prompt)
             answer = session.ask(prompt.text, sampling)
             rows.append({"prompt": prompt.name, **answer.provenance()})
             print(f"  {'reuse' if reuse else 'recompute'} {prompt.name:<16} {answer.generated_tokens:4d} tokens "

@@ -17,14 +17,20 @@ import json
 import sys
 from pathlib import Path
 
-# Same turn layout as the GGUF stand-in's tokenizer template (no default system turn), with the audio
-# placeholder first in the user turn as in the real checkpoints' processor template.
+from tests.flamingo_standin import DEFAULT_SYSTEM
+
+# The real checkpoint's processor template, rendering what the tokenizer template of
+# tests/flamingo_standin.py renders (same default system turn), with one <sound> placeholder first in
+# a user turn that has audio, then its text parts joined without a separator.
 PROCESSOR_TEMPLATE = (
-    "{% for message in messages %}"
+    "{% if messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\n" + DEFAULT_SYSTEM + "<|im_end|>\\n' }}"
+    "{% endif %}"
+    "{% for message in messages if message['content'] is not none %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' }}"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}"
-    "{% for part in message['content'] if part['type'] == 'audio' %}{{ '<sound>' }}{% endfor %}"
+    "{% if message['content'] | selectattr('type', 'equalto', 'audio') | list %}{{ '<sound>' }}{% endif %}"
     "{% for part in message['content'] if part['type'] == 'text' %}{{ part['text'] }}{% endfor %}"
     "{% endif %}"
     "{{ '<|im_end|>\\n' }}"

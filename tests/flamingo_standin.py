@@ -23,9 +23,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+# The real checkpoint's tokenizer template (transformers' AudioFlamingo3 converter writes it; the GGUF
+# converter copies it into the GGUF, where llama.cpp renders it): ChatML with a default system turn
+# "You are a helpful assistant." when the conversation has none.
+DEFAULT_SYSTEM = "You are a helpful assistant."
 CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] "
-    "+ '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    "{% if messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\n" + DEFAULT_SYSTEM + "<|im_end|>\\n' }}"
+    "{% endif %}"
+    "{% for message in messages if message['content'] is not none %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 SCRIPT_WORDS = (" warm", " bass", " drums", "’s")
 HIDDEN = 64
 

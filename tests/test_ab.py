@@ -49,7 +49,12 @@ def test_facts_are_read_and_compared_only_where_both_state_them():
 
 # ---- reports from recorded outputs ---------------------------------------------------------------
 
-SAMPLING = {"prompt_version": "v1", "prompts_sha256": "abc", "temperature": 0.7, "top_p": 0.9, "seed": 1234}
+SAMPLING = {"prompt_version": "v1", "prompts_sha256": "abc", "temperature": 0.7, "top_k": 40, "top_p": 0.9,
+            "min_p": 0.05, "repeat_penalty": 1.0, "repeat_last_n": 64, "seed": 1234,
+            "sampler_order": ["penalties", "temperature", "top_k", "top_p", "min_p"]}
+# What tests.test_flamingo_hf.small_prompts writes, as the report must record it.
+SMALL_PROMPTS_SAMPLING = {"top_k": 40, "top_p": 0.9, "min_p": 0.05, "repeat_penalty": 1.0, "repeat_last_n": 64,
+                          "seed": 7, "sampler_order": ["penalties", "temperature", "top_k", "top_p", "min_p"]}
 
 
 def recorded(side: str, texts: dict[str, str], **changes) -> BackendRun:
@@ -106,6 +111,9 @@ def test_report_has_every_field_for_two_tracks(tmp_path):
 def test_unequal_sampling_is_reported_and_blocks_a_winner(tmp_path):
     runs = {"gguf": recorded("gguf", {}), "hf": recorded("hf", {}, seed=99)}
     assert fairness(runs) == ["seed: gguf=1234 hf=99"]
+    # A sampler setting only one side applied (llama.cpp's own min-p, say) is unfair as well.
+    assert fairness({"gguf": recorded("gguf", {}), "hf": recorded("hf", {}, min_p=0.0)}) == \
+        ["min_p: gguf=0.05 hf=0.0"]
     report = track_report("T", str(tmp_path), runs)
     assert report["fair"] is False
     write_reports(tmp_path / "r", [report])
@@ -142,7 +150,7 @@ def test_ab_two_tracks_on_the_standin_never_touches_info_until_a_winner(tmp_path
     for report in reports:
         hf = report["backends"]["hf"]
         assert hf["ok"] and hf["model"] == "transformers_fp32" and hf["elapsed_s"] > 0
-        assert hf["sampling"] == {"temperature": 0.7, "top_p": 0.9, "seed": 7, "top_k": 40, "min_p": 0.05}
+        assert hf["sampling"] == {"temperature": 0.7, **SMALL_PROMPTS_SAMPLING}
         assert hf["peak_rss_bytes"] and hf["peak_rss_bytes"] > 50 << 20
         assert report["backends"]["gguf"]["ok"] is False and report["backends"]["gguf"]["error"]
         for prompt in PROMPT_NAMES:
@@ -201,5 +209,10 @@ def test_ab_with_both_back_ends_answering_on_the_standins(tmp_path):
             if entry["gguf"]["text"] and entry["hf"]["text"]:
                 assert 0.0 <= entry["rouge_l_f1"] <= 1.0
     assert summary["backends"]["gguf"]["ok_tracks"] == 2 and summary["backends"]["hf"]["ok_tracks"] == 2
+    # Both back ends recorded every sampler setting of the file, identically, so the run is fair.
+    for report in reports:
+        assert report["fair"], report["unfair_because"]
+        for side in ("gguf", "hf"):
+            assert report["backends"][side]["sampling"] == {"temperature": 0.0, **SMALL_PROMPTS_SAMPLING}
     assert (tmp_path / "ab" / "summary.md").is_file() and (tmp_path / "ab" / "summary.json").is_file()
 

@@ -26,13 +26,13 @@ def standin(architecture: str, behaviour: str = "random") -> Path:
     """Built once per machine (the build takes minutes here) and reused by later runs."""
     from tests.flamingo_hf_standin import build
 
-    return build(paths.cache_dir() / "standins" / f"hf-{architecture}-{behaviour}-v1", architecture, behaviour)
+    return build(paths.cache_dir() / "standins" / f"hf-{architecture}-{behaviour}-v2", architecture, behaviour)
 
 
 def small_prompts(path: Path, *, temperature: float = 0.0) -> Path:
     """A prompts file with the shared format and tiny token limits (a stand-in's words are noise)."""
-    lines = ['version = "test-small-1"', "", "[sampling]", f"temperature = {temperature}", "top_p = 0.9",
-             "seed = 7", ""]
+    lines = ['version = "test-small-1"', "", "[sampling]", f"temperature = {temperature}", "top_k = 40",
+             "top_p = 0.9", "min_p = 0.05", "repeat_penalty = 1.0", "repeat_last_n = 64", "seed = 7", ""]
     for name in PROMPT_NAMES:
         lines += [f"[prompt.{name}]", f"max_tokens = {LIMITS[name]}", f'text = "Question about {name}?"', ""]
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -213,7 +213,7 @@ def test_bad_audio_and_missing_model_are_named(tmp_path, af3):
     with pytest.raises(BadInput, match="no audio"):
         TrackSession(af3, np.zeros(0, dtype=np.float32), label="empty.wav")
     track = _track(tmp_path, _tone(1.0), {"model_dir": str(tmp_path / "nowhere")})
-    with pytest.raises(ModelMissing, match="huggingface-cli download nvidia/music-flamingo-hf"):
+    with pytest.raises(ModelMissing, match="mirdeck models fetch music_flamingo_hf"):
         FlamingoHF().process(track)
 
 

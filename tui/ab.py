@@ -1,6 +1,7 @@
 """``mirdeck ab``: both Music Flamingo back ends on the same tracks, compared fairly, reported.
 
-Fair means: one prompts file, and its temperature, top-p and seed passed explicitly to both back
+Fair means: one prompts file, and every sampler setting of its [sampling] table (temperature,
+top-k, top-p, min-p, repeat penalty and window, seed; ``SAMPLING_KEYS``) passed explicitly to both back
 ends as run options (so a profile's per-back-end override cannot make them differ), then checked
 again from what each back end recorded in provenance; a run where they still differ is reported
 unfair and no winner can be applied from it.
@@ -22,12 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from backends.flamingo_common import KEY_PREFIX, MODEL_KEY, PROMPT_NAMES, load_prompts, prompts_path
+from backends.flamingo_common import (KEY_PREFIX, MODEL_KEY, PROMPT_NAMES, SAMPLING_KEYS, load_prompts,
+                                      prompts_path)
 from tui import store
 from tui.ab_compare import compare_facts, rouge_l_f1
 
 BACKENDS = {"gguf": "flamingo_gguf", "hf": "flamingo_hf"}
-FAIRNESS_FIELDS = ("prompt_version", "prompts_sha256", "temperature", "top_p", "seed")
+FAIRNESS_FIELDS = ("prompt_version", "prompts_sha256", *SAMPLING_KEYS, "sampler_order")
 SAMPLE_EVERY_S = 0.5
 
 
@@ -78,8 +80,7 @@ def track_report(name: str, folder: str, runs: dict[str, BackendRun]) -> dict[st
         "backends": {side: {"module": BACKENDS[side], "ok": run.ok, "error": run.error,
                             "model": run.features.get(MODEL_KEY), "elapsed_s": run.provenance.get("elapsed_s"),
                             "prompt_version": run.provenance.get("prompt_version"),
-                            "sampling": {k: run.provenance.get(k) for k in ("temperature", "top_p", "seed",
-                                                                            "top_k", "min_p")},
+                            "sampling": {k: run.provenance.get(k) for k in (*SAMPLING_KEYS, "sampler_order")},
                             "peak_rss_bytes": run.peak_rss_bytes,
                             "peak_gpu_bytes": run.peak_gpu_bytes if run.peak_gpu_bytes is not None
                             else run.provenance.get("peak_gpu_bytes")}
@@ -316,7 +317,7 @@ class MemorySampler:
 class ABOptions:
     prompts_file: Path | None = None
     sampling: dict[str, Any] = field(default_factory=dict)
-    """temperature / top_p / seed overrides for this comparison (both back ends get the same)."""
+    """``SAMPLING_KEYS`` overrides for this comparison (both back ends get the same)."""
     backend_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per side (``gguf``, ``hf``): model choice and the like, never prompts or sampling."""
     winner: str | None = None
@@ -327,8 +328,7 @@ def shared_options(options: ABOptions) -> dict[str, Any]:
     """What both back ends must receive identically: the prompts file and its sampling, explicitly."""
     path = options.prompts_file or prompts_path({})
     prompts = load_prompts(path, overrides=options.sampling)
-    return {"prompts_file": str(Path(path).resolve()), "temperature": prompts.temperature,
-            "top_p": prompts.top_p, "seed": prompts.seed}
+    return {"prompts_file": str(Path(path).resolve()), **{k: getattr(prompts, k) for k in SAMPLING_KEYS}}
 
 
 def run_ab(tracks, profile, out_dir: Path, options: ABOptions, on_event=None,
@@ -342,7 +342,7 @@ def run_ab(tracks, profile, out_dir: Path, options: ABOptions, on_event=None,
     """
     from tui.engine import Engine, RunOptions
 
-    forbidden = {"prompts_file", "temperature", "top_p", "seed"}
+    forbidden = {"prompts_file", *SAMPLING_KEYS}
     for side, opts in options.backend_options.items():
         if forbidden & set(opts):
             raise ValueError(f"{side} options may not set {', '.join(sorted(forbidden & set(opts)))}: "

@@ -88,7 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="report folder (default: ./mirdeck-ab/<time>)")
     p.add_argument("--prompts", type=Path, default=None, help="prompts file for both back ends (default: the shared one)")
     p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--min-p", type=float, default=None)
+    p.add_argument("--repeat-penalty", type=float, default=None)
+    p.add_argument("--repeat-last-n", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--gguf-option", action="append", default=[], metavar="KEY=VALUE",
                    help="an option for flamingo_gguf only (quant, mode, model_file, ...)")
@@ -364,7 +368,9 @@ def cmd_ab(args) -> int:
     out = args.out or Path("mirdeck-ab") / time.strftime("%Y%m%d-%H%M%S")
     if out.exists() and any(out.iterdir()):
         return _fail(f"{out}: report folder exists and is not empty")
-    sampling = {"temperature": args.temperature, "top_p": args.top_p, "seed": args.seed}
+    from backends.flamingo_common import SAMPLING_KEYS
+
+    sampling = {k: getattr(args, k) for k in SAMPLING_KEYS}
     options = ABOptions(prompts_file=args.prompts, sampling={k: v for k, v in sampling.items() if v is not None},
                         backend_options={"gguf": _option_pairs(args.gguf_option), "hf": _option_pairs(args.hf_option)},
                         winner=args.winner, jobs=args.jobs)

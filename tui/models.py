@@ -1,7 +1,13 @@
-"""The model manifest and the fetch step: download with progress, resume, verify, install atomically."""
+"""The model manifest and the fetch step: download with progress, resume, verify, install atomically.
+
+Two kinds of entry: one file (``file`` + ``url``), or a Hugging Face checkpoint folder (``folder`` +
+``repo`` + ``files``), fetched file by file through the same single-file path into the folder the
+transformers back end loads from.
+"""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tomllib
 import urllib.error
@@ -20,22 +26,53 @@ class ManifestError(ValueError):
 
 
 class FetchError(Exception):
-    pass
+    def __init__(self, message: str, *, http_status: int | None = None):
+        super().__init__(message)
+        self.http_status = http_status
+
+
+@dataclass(frozen=True)
+class FolderFile:
+    """One file of a checkpoint folder; ``size``/``sha256`` only where someone has verified them."""
+
+    path: str
+    size: int | None = None
+    sha256: str | None = None
+    optional: bool = False
+    """Fetched when the repository has it; a 404 skips it (file lists of repositories drift)."""
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    file: str
-    url: str
     backend: str
+    file: str = ""
+    url: str = ""
     licence: str = ""
     size: int | None = None
     sha256: str | None = None
     description: str = ""
+    # -- checkpoint folders (Hugging Face repositories) --
+    folder: str = ""
+    """Folder under the weights folder; set for folder entries instead of ``file``/``url``."""
+    repo: str = ""
+    """``<owner>/<name>`` on Hugging Face."""
+    revision: str = "main"
+    files: tuple[FolderFile, ...] = ()
+    shards_from: str = ""
+    """A ``*.safetensors.index.json`` among ``files``: the shards its weight map names are fetched too."""
+    base_url: str = "https://huggingface.co"
+
+    @property
+    def is_folder(self) -> bool:
+        return bool(self.folder)
 
     def path(self, directory: Path | None = None) -> Path:
-        return (directory or paths.models_dir()) / self.file
+        return (directory or paths.models_dir()) / (self.folder or self.file)
+
+    def file_url(self, name: str) -> str:
+        """``<base>/<repo>/resolve/<revision>/<file>``: Hugging Face's download URL of one file."""
+        return f"{self.base_url.rstrip('/')}/{self.repo}/resolve/{self.revision}/{name}"
 
 
 def load_manifest(path: Path | None = None) -> dict[str, ModelEntry]:
@@ -50,26 +87,85 @@ def load_manifest(path: Path | None = None) -> dict[str, ModelEntry]:
     allowed = set(ModelEntry.__dataclass_fields__) - {"name"}
     for name, table in raw.get("model", {}).items():
         unknown = set(table) - allowed
-        missing = {"file", "url", "backend"} - set(table)
+        required = {"folder", "repo", "files", "backend"} if "folder" in table else {"file", "url", "backend"}
+        missing = required - set(table)
         if unknown or missing:
             problem = f"unknown fields {sorted(unknown)}" if unknown else f"missing fields {sorted(missing)}"
             raise ManifestError(f"{path}: [model.{name}]: {problem}")
+        if "folder" in table:
+            try:
+                table = {**table, "files": tuple(FolderFile(**f) for f in table["files"])}
+            except TypeError as exc:
+                raise ManifestError(f"{path}: [model.{name}] files: each needs `path` and may have "
+                                    f"`size`, `sha256`, `optional` ({exc})") from None
+            listed = {f.path for f in table["files"]}
+            if table.get("shards_from") and table["shards_from"] not in listed:
+                raise ManifestError(f"{path}: [model.{name}]: shards_from {table['shards_from']!r} "
+                                    "must be one of its files")
         entries[name] = ModelEntry(name=name, **table)
     return entries
 
 
+def folder_files(entry: ModelEntry, directory: Path | None = None) -> list[FolderFile]:
+    """The files of a folder entry: its list, plus the shards its installed index names."""
+    files = list(entry.files)
+    if entry.shards_from:
+        index = entry.path(directory) / entry.shards_from
+        if index.is_file():
+            listed = {f.path for f in files}
+            for shard in shard_names(index):
+                if shard not in listed:
+                    files.append(FolderFile(shard))
+    return files
+
+
+def shard_names(index: Path) -> list[str]:
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FetchError(f"{index}: not a safetensors index (no weight_map): {exc}") from None
+    return sorted(set(weight_map.values()))
+
+
 def status(entry: ModelEntry, directory: Path | None = None) -> tuple[bool, str]:
-    """Whether the file is installed, and a short word on what is there."""
-    path = entry.path(directory)
+    """Whether the file (or every file of the folder) is installed, and a short word on what is there."""
+    if entry.is_folder:
+        return _folder_status(entry, directory)
+    return _file_status(entry.path(directory), entry.size)
+
+
+def _file_status(path: Path, size_expected: int | None) -> tuple[bool, str]:
     if not path.is_file():
         partial = path.with_name(path.name + ".part")
         if partial.exists():
             return False, f"partial download ({partial.stat().st_size:,} bytes; fetch resumes it)"
         return False, "not installed"
     size = path.stat().st_size
-    if entry.size is not None and size != entry.size:
-        return False, f"wrong size ({size:,} bytes, expected {entry.size:,}): fetch again"
+    if size_expected is not None and size != size_expected:
+        return False, f"wrong size ({size:,} bytes, expected {size_expected:,}): fetch again"
     return True, f"{size:,} bytes"
+
+
+def _folder_status(entry: ModelEntry, directory: Path | None) -> tuple[bool, str]:
+    folder = entry.path(directory)
+    try:
+        files = folder_files(entry, directory)
+    except FetchError as exc:
+        return False, f"{exc}: fetch again"
+    problems, total, installed = [], 0, 0
+    for f in files:
+        ok, word = _file_status(folder / f.path, f.size)
+        if ok:
+            total += (folder / f.path).stat().st_size
+            installed += 1
+        elif not (f.optional and word == "not installed"):
+            problems.append(f"{f.path}: {word}")
+    if entry.shards_from and not (folder / entry.shards_from).is_file():
+        problems.append("weight shards: not known until the index is fetched")
+    if problems:
+        return False, (f"{installed} of {len(files)} files installed ({'; '.join(problems[:2])}"
+                       f"{' ...' if len(problems) > 2 else ''})")
+    return True, f"{installed} files, {total:,} bytes"
 
 
 def sha256_of(path: Path) -> str:
@@ -85,8 +181,57 @@ def fetch(entry: ModelEntry, *, directory: Path | None = None,
     """Download ``entry`` into the weights folder; resumes a ``.part`` left by an earlier try.
 
     The file appears under its final name only after its size and sha256 (where the manifest
-    gives them) are verified.
+    gives them) are verified. A folder entry is fetched file by file the same way.
     """
+    if entry.is_folder:
+        return fetch_folder(entry, directory=directory, progress=progress, timeout=timeout)
+    return _fetch_file(entry, directory=directory, progress=progress, timeout=timeout)
+
+
+def fetch_folder(entry: ModelEntry, *, directory: Path | None = None,
+                 progress: Callable[[int, int | None], None] | None = None, timeout: float = 60.0) -> Path:
+    """Every file of a checkpoint folder, each through the single-file path (resume, size, sha256).
+
+    Files already installed (under their final name, so complete and verified when they were
+    fetched) are kept. ``shards_from`` is fetched before the shards it names. ``progress`` gets the
+    bytes of this folder fetched so far and the total where every size is known.
+    """
+    folder = entry.path(directory)
+    done_bytes = 0
+
+    def one(f: FolderFile, total: int | None) -> None:
+        nonlocal done_bytes
+        single = ModelEntry(name=f"{entry.name}/{f.path}", backend=entry.backend,
+                            file=f"{entry.folder}/{f.path}", url=entry.file_url(f.path), size=f.size,
+                            sha256=f.sha256)
+        target = single.path(directory)
+        if _file_status(target, f.size)[0]:
+            done_bytes += target.stat().st_size
+            return
+        base = done_bytes
+        report = (lambda done, _total: progress(base + done, total)) if progress else None
+        try:
+            _fetch_file(single, directory=directory, progress=report, timeout=timeout)
+        except FetchError as exc:
+            if f.optional and exc.http_status == 404:
+                return
+            raise
+        done_bytes += target.stat().st_size
+
+    listed = list(entry.files)
+    first = [f for f in listed if f.path == entry.shards_from]
+    known_total = sum(f.size for f in listed) if all(f.size is not None for f in listed) else None
+    for f in first + [f for f in listed if f.path != entry.shards_from]:
+        one(f, known_total if not entry.shards_from else None)
+    if entry.shards_from:
+        extra = [f for f in folder_files(entry, directory) if f.path not in {g.path for g in listed}]
+        for f in extra:
+            one(f, None)
+    return folder
+
+
+def _fetch_file(entry: ModelEntry, *, directory: Path | None = None,
+                progress: Callable[[int, int | None], None] | None = None, timeout: float = 60.0) -> Path:
     target = entry.path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
@@ -100,7 +245,8 @@ def fetch(entry: ModelEntry, *, directory: Path | None = None,
         if exc.code == 416 and entry.size is not None and have == entry.size:
             response = None  # the .part is already complete
         else:
-            raise FetchError(f"{entry.name}: {entry.url} answered HTTP {exc.code} {exc.reason}") from exc
+            raise FetchError(f"{entry.name}: {entry.url} answered HTTP {exc.code} {exc.reason}",
+                             http_status=exc.code) from exc
     except (urllib.error.URLError, OSError) as exc:
         raise FetchError(f"{entry.name}: cannot reach {entry.url} ({getattr(exc, 'reason', exc)})") from exc
     if response is not None:
@@ -123,6 +269,11 @@ def fetch(entry: ModelEntry, *, directory: Path | None = None,
             except (OSError, urllib.error.URLError) as exc:
                 raise FetchError(f"{entry.name}: transfer broke off after {done:,} bytes ({exc}); "
                                  f"run the same fetch again to resume") from exc
+            # http.client ends a body cut short without an error; the server's own length tells. This
+            # is the only completeness check for files whose size the manifest does not know.
+            if length is not None and done < total:
+                raise FetchError(f"{entry.name}: truncated transfer ({done:,} of {total:,} bytes); "
+                                 f"run the same fetch again to resume")
     size = partial.stat().st_size
     expected = entry.size
     if expected is not None and size < expected:

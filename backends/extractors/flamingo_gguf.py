@@ -14,7 +14,8 @@ PCM, so the source format (m4a, ogg, ...) and awkward names (commas, quotes) nev
 
 Options (profile ``[backend.flamingo_gguf.options]`` or per run): ``mode``, ``quant`` (Q8_0, Q6_K,
 IQ3_M), ``model_file`` + ``mmproj_file`` (explicit paths) with ``model_label``, ``prompts_file``,
-``temperature``, ``top_p``, ``seed``, ``gpu_layers``, ``threads``, ``ctx_size``.
+any [sampling] key of the prompts file (``temperature``, ``top_k``, ``top_p``, ``min_p``,
+``repeat_penalty``, ``repeat_last_n``, ``seed``), ``gpu_layers``, ``threads``, ``ctx_size``.
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ class FlamingoGGUF(Extractor):
         from pathlib import Path
 
         from backends import models
-        from backends.flamingo_common import load_prompts, prompts_path
+        from backends.flamingo_common import SAMPLING_KEYS, load_prompts, prompts_path
         from backends.protocol import BackendError, ModelMissing
 
         mode = options.get("mode", "served")
@@ -83,8 +84,7 @@ class FlamingoGGUF(Extractor):
             mmproj = models.require(*MMPROJ)
             label = f"gguf_{quant}"
         env_int = lambda name, default: int(os.environ.get(name) or default)  # noqa: E731
-        prompts = load_prompts(prompts_path(options), overrides={
-            k: options.get(k) for k in ("temperature", "top_p", "seed")})
+        prompts = load_prompts(prompts_path(options), overrides={k: options.get(k) for k in SAMPLING_KEYS})
         return {"mode": mode, "model": model, "mmproj": mmproj, "label": label, "prompts": prompts,
                 "gpu_layers": int(options.get("gpu_layers", env_int("MIRDECK_LLAMA_GPU_LAYERS", 0))),
                 "threads": int(options.get("threads", env_int("MIRDECK_LLAMA_THREADS", 0))) or None,
@@ -126,13 +126,13 @@ class FlamingoGGUF(Extractor):
         return features
 
     def _per_prompt(self, track, tool, s, wav, duration):
-        from backends.llama_cpp import Sampling, context_size, mtmd_cli_command, run_mtmd_cli
+        from backends.llama_cpp import context_size, mtmd_cli_command, run_mtmd_cli
 
         prompts = s["prompts"]
         answers, per_question = {}, {}
         for i, prompt in enumerate(prompts.prompts):
             track.progress(i / len(prompts.prompts), prompt.name)
-            sampling = Sampling(prompts.temperature, prompts.top_p, prompts.seed, prompt.max_tokens)
+            sampling = prompts.sampling(prompt)
             ctx = max(s["ctx_min"], context_size(duration, prompt.max_tokens))
             cmd = mtmd_cli_command(tool, model=s["model"], mmproj=s["mmproj"], audio=wav, prompt=prompt.text,
                                    sampling=sampling, ctx_size=ctx, gpu_layers=s["gpu_layers"],
@@ -146,7 +146,7 @@ class FlamingoGGUF(Extractor):
                          "generated_tokens": totals["generated_tokens"], "questions": per_question}
 
     def _served(self, track, tool, s, wav, duration):
-        from backends.llama_cpp import TOKENS_PER_WINDOW, Sampling, audio_windows, context_size
+        from backends.llama_cpp import TOKENS_PER_WINDOW, audio_windows, context_size
         from backends.llama_server import LlamaServer
 
         prompts = s["prompts"]
@@ -172,7 +172,7 @@ class FlamingoGGUF(Extractor):
         answers, per_question = {}, {}
         for i, prompt in enumerate(prompts.prompts):
             track.progress(i / len(prompts.prompts), prompt.name)
-            sampling = Sampling(prompts.temperature, prompts.top_p, prompts.seed, prompt.max_tokens)
+            sampling = prompts.sampling(prompt)
             reply = srv.ask(audio_wav=audio, prompt=prompt.text, sampling=sampling, system=prompts.system,
                             audio_label=track.mix.path)
             answers[prompt.name] = reply.text

@@ -14,7 +14,8 @@ Options (profile ``[backend.flamingo_hf.options]`` or per run): ``model_dir`` (a
 folder; default ``<models>/music-flamingo-hf``), ``dtype`` (float32, bfloat16, float16),
 ``attn_implementation`` (sdpa, eager, flash_attention_2), ``device`` (cpu, cuda; default: cuda when
 torch sees one), ``prefix_cache`` (true/false), ``prompts_file``, ``temperature``, ``top_p``, ``seed``,
-``top_k`` and ``min_p`` (default 40 and 0.05: llama.cpp's defaults, so an A/B compares one sampler).
+and every other [sampling] key of the prompts file (``top_k``, ``min_p``, ``repeat_penalty``,
+``repeat_last_n``): the same file and values the GGUF back end passes to llama.cpp.
 The model loads on the first track and is kept while ``model_dir``, ``dtype``, ``attn_implementation``
 and ``device`` stay the same. The profile's environment variables are the worker's from its start,
 so they are in place before torch is imported.
@@ -38,10 +39,6 @@ SPEC = BackendSpec(
 )
 
 DEFAULT_DIR = "music-flamingo-hf"
-# llama.cpp's sampler defaults (llama-server and llama-mtmd-cli apply them unless told otherwise):
-# the HF side uses the same ones so the two back ends sample from the same truncated distribution.
-LLAMA_TOP_K = 40
-LLAMA_MIN_P = 0.05
 
 
 class FlamingoHF(Extractor):
@@ -82,17 +79,13 @@ class FlamingoHF(Extractor):
     def process(self, track):
         import resource
 
-        from backends.flamingo_common import KEY_PREFIX, load_prompts, normalise_text, prompts_path
-        from backends.flamingo_transformers import OutOfMemoryInModel, Sampling, TrackSession
-        from backends.protocol import BackendError, OutOfMemory
+        from backends.flamingo_common import KEY_PREFIX, SAMPLING_KEYS, load_prompts, normalise_text, prompts_path
+        from backends.flamingo_transformers import OutOfMemoryInModel, TrackSession
+        from backends.protocol import OutOfMemory
 
         options = track.options
-        prompts = load_prompts(prompts_path(options), overrides={
-            k: options.get(k) for k in ("temperature", "top_p", "seed")})
+        prompts = load_prompts(prompts_path(options), overrides={k: options.get(k) for k in SAMPLING_KEYS})
         reuse = _flag(options.get("prefix_cache", True), "prefix_cache")
-        top_k, min_p = int(options.get("top_k", LLAMA_TOP_K)), float(options.get("min_p", LLAMA_MIN_P))
-        if top_k < 0 or not 0 <= min_p < 1:
-            raise BackendError(f"flamingo_hf: top_k must be >= 0 and min_p in [0, 1), not {top_k}, {min_p}")
         loaded = self._model(options, track)
         data, _ = track.audio("mix", 16000)
         mono = data.mean(axis=1) if data.ndim == 2 else data
@@ -109,8 +102,7 @@ class FlamingoHF(Extractor):
         try:
             for i, prompt in enumerate(prompts.prompts):
                 track.progress(0.1 + 0.9 * i / len(prompts.prompts), prompt.name)
-                sampling = Sampling(prompts.temperature, prompts.top_p, prompts.seed, prompt.max_tokens,
-                                    top_k=top_k, min_p=min_p)
+                sampling = prompts.sampling(prompt)
                 try:
                     answer = session.ask(prompt.text, sampling)
                 except OutOfMemoryInModel as exc:
@@ -134,7 +126,7 @@ class FlamingoHF(Extractor):
         self.model_provenance = {
             "model": loaded.label, "model_dir": str(loaded.folder), "architecture": loaded.architecture,
             "dtype": loaded.dtype, "attn_implementation": loaded.attn_implementation,
-            "torch_device": loaded.device, **prompts.provenance(), "top_k": top_k, "min_p": min_p,
+            "torch_device": loaded.device, **prompts.provenance(),
             "prefix_cache": "reused" if reuse else "off",
             "model_loads": self.model_loads, "model_load_s": round(loaded.load_seconds, 3),
             "tracks_this_worker": self.tracks_done, **counts,
@@ -158,8 +150,8 @@ def models_missing(folder):
 
     return ModelMissing(
         f"flamingo_hf: no checkpoint folder at {folder}; download it on a machine with internet: "
-        f"huggingface-cli download nvidia/music-flamingo-hf --local-dir {folder} "
-        "(or set [backend.flamingo_hf.options] model_dir to a local checkpoint folder)")
+        "mirdeck models fetch music_flamingo_hf (or music_flamingo_2601_hf, then set model_dir to its "
+        "folder), or set [backend.flamingo_hf.options] model_dir to a local checkpoint folder")
 
 
 def _flag(value, name: str) -> bool:
