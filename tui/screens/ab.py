@@ -84,9 +84,17 @@ def summary_renderable(report: ABReport) -> Group:
     row("generated tokens", lambda b, f: _num(b.get("generated_tokens")))
     row("peak RSS", lambda b, f: _mem(b.get("peak_rss_bytes")))
     row("peak GPU memory", lambda b, f: _mem(b.get("peak_gpu_bytes")))
-    row("sampling", lambda b, f: ", ".join(f"{k} {v}" for k, v in (f.get("sampling") or {}).items()
-                                           if v is not None) or "n/a")
+    def sampling(settings: dict) -> str:
+        shown = [f"{k} {'→'.join(map(str, v)) if isinstance(v, list) else v}"
+                 for k, v in (settings or {}).items() if v is not None]
+        return ", ".join(shown) or "n/a"
+
     parts = [head, table]
+    settings = {side: sampling(first.get(side, {}).get("sampling")) for side in SIDES}
+    if len(set(settings.values())) == 1:
+        parts.append(Text(f"sampling, both: {settings['gguf']}", style="dim"))
+    else:
+        parts += [Text(f"sampling, {SIDE_LABEL[side]}: {value}", style="yellow") for side, value in settings.items()]
     for problem in report.problems:
         parts.append(Text(f"unreadable track report: {problem}", style="yellow"))
     return Group(*parts)
