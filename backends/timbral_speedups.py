@@ -19,7 +19,7 @@ against the unaccelerated package on the same audio):
   run by hardness, depth and warmth): the same recurrence, compiled with numba (a librosa
   dependency), in the same float64 arithmetic.
 * ``get_bandwidth_array`` (hardness: 4096-sample frames every 128 samples) builds one float64
-  spectrogram of the whole file (11 GB with its temporaries on a 7.5-minute track) and then
+  spectrogram of the whole file (2.5 GB on a 7.5-minute track, before its temporaries) and then
   searches each frame's rollon with one ``np.sum`` per bin. Here the same spectrogram is computed
   in blocks of frames, once, each block's per-frame work done with whole-block operations, and the rollon confirmed with the package's own sums,
   so memory stays near 100 MB whatever the length and every bandwidth is bit for bit the same.
@@ -134,7 +134,7 @@ def _blockwise_bandwidth_array(original):
 
     Hardness calls it with 4096-sample frames every 128 samples: the package's whole-file float64
     spectrogram is 2049 x 345 values per second of audio (5.6 MB/s; the 7.5-minute track needed
-    11 GB with its temporaries), and its per-frame rollon search calls ``np.sum`` once per bin
+    2.5 GB before its temporaries), and its per-frame rollon search calls ``np.sum`` once per bin
     below the rollon (hundreds of calls per frame). Here each block's columns are the very same
     numbers (scipy computes every segment independently); the frame level, rolloff and rollon
     are found with whole-block operations, and the rollon is then confirmed with the package's own
