@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import socket
 import subprocess
 import tempfile
@@ -44,6 +45,13 @@ def _die_with_parent() -> None:
     import signal
 
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+PORT_TRIES = 3
+
+
+class _PortTaken(Exception):
+    """Another llama-server answered on the port picked for ours."""
 
 
 def _free_port() -> int:
@@ -85,11 +93,27 @@ class LlamaServer:
                "-np", "1", "--no-webui", "--log-prefix", "--no-log-timestamps", "--perf", "--no-warmup"]
         if threads:
             cmd += ["-t", str(threads)]
-        self.command = cmd
+        # A name only this server answers to: a free port picked here can be taken by another
+        # process's server before ours binds it, and then that server would answer our requests.
+        self.alias = f"mirdeck-{os.getpid()}-{secrets.token_hex(6)}"
+        cmd += ["--alias", self.alias]
         started = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                     preexec_fn=_die_with_parent)
-        self._wait_ready(startup_timeout_s)
+        for _ in range(PORT_TRIES):
+            self.command = cmd
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                         preexec_fn=_die_with_parent)
+            try:
+                self._wait_ready(startup_timeout_s)
+                break
+            except _PortTaken:
+                self.proc.kill()
+                self.proc.wait()
+                self.port = _free_port()
+                cmd[cmd.index("--port") + 1] = str(self.port)
+        else:
+            self.close()
+            raise BackendError(f"llama-server found another server on each of {PORT_TRIES} free ports it tried",
+                               kind=ErrorKind.INTERNAL)
         self.load_seconds = time.monotonic() - started
 
     def _wait_ready(self, timeout_s: float) -> None:
@@ -103,13 +127,24 @@ class LlamaServer:
                                        mmproj=str(self.mmproj), returncode=self.proc.returncode)
             try:
                 with urllib.request.urlopen(self._url("/health"), timeout=2) as resp:
-                    if resp.status == 200:
+                    healthy = resp.status == 200
+                if healthy:
+                    if self._answers_as_ours():
                         return
+                    raise _PortTaken()
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)
         self.close()
         raise BackendError(f"llama-server did not become ready within {timeout_s:.0f} s", kind=ErrorKind.TIMEOUT)
+
+    def _answers_as_ours(self) -> bool:
+        with urllib.request.urlopen(self._url("/v1/models"), timeout=5) as resp:
+            try:
+                models = json.loads(resp.read())
+            except ValueError:
+                return False
+        return any(isinstance(m, dict) and m.get("id") == self.alias for m in models.get("data", []))
 
     def _url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"

@@ -210,3 +210,39 @@ def test_build_is_reused_and_described(llama_bin_dir):
     # Static build: no libllama/libggml shared objects to go missing.
     ldd = subprocess.run(["ldd", str(llama_bin_dir / "llama-server")], capture_output=True, text=True).stdout
     assert "libllama" not in ldd and "libggml" not in ldd and "libssl" not in ldd and "libcurl" not in ldd
+
+
+def test_server_never_talks_to_another_server_on_its_port(standins, llama_bin_dir, monkeypatch):
+    """A free port can be taken by another llama-server before ours binds it (parallel workers,
+    parallel tests): ours must notice that the answers are not its own and move to another port,
+    instead of sending its questions to a server with another model."""
+    import http.server
+    import threading
+
+    from backends import llama_server
+
+    class Decoy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'{"data": [{"id": "someone-elses-model"}]}' if self.path == "/v1/models" else b'{"status": "ok"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    decoy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Decoy)
+    threading.Thread(target=decoy.serve_forever, daemon=True).start()
+    ports = [decoy.server_address[1]]
+    real_free_port = llama_server._free_port
+    monkeypatch.setattr(llama_server, "_free_port", lambda: ports.pop(0) if ports else real_free_port())
+    model, mmproj = standins["random"]
+    server = llama_server.LlamaServer(llama_bin_dir / "llama-server", model=model, mmproj=mmproj,
+                                      ctx_size=1024, gpu_layers=0)
+    try:
+        assert server.port != decoy.server_address[1]
+        assert server._answers_as_ours()
+    finally:
+        server.close()
+        decoy.shutdown()
