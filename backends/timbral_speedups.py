@@ -30,11 +30,13 @@ import builtins
 import contextlib
 import functools
 import hashlib
+import types
 
 _MODULES = ("timbral_util", "Timbral_Brightness", "Timbral_Depth", "Timbral_Hardness",
             "Timbral_Roughness", "Timbral_Warmth", "Timbral_Sharpness", "Timbral_Booming",
             "Timbral_Reverb")
 _loudness_cache: dict = {}
+_read_cache: dict = {}
 _caching = False
 
 
@@ -109,6 +111,36 @@ def _cached_specific_loudness(original):
     return specific_loudness
 
 
+def _shared_file_read(original):
+    """``file_read`` of one track's array done once per set of options, for the whole track.
+
+    Seven of the eight functions start with the same mono sum and loudness normalisation of the
+    same array (pyloudnorm's K-weighting and gating over the whole track each time). Inside
+    :func:`track_cache` the result for an array object is remembered and each caller gets its own
+    copy, so no function sees what another did to its samples.
+    """
+    import numpy as np
+
+    @functools.wraps(original)
+    def file_read(fname, fs=0, phase_correction=False, mono_sum=True, loudnorm=True,
+                  resample_low_fs=True):
+        # Only the normalising reads are worth it (reverb reads the raw channels: no work to save).
+        if not _caching or not loudnorm or not isinstance(fname, np.ndarray):
+            return original(fname, fs, phase_correction, mono_sum, loudnorm, resample_low_fs)
+        key = (id(fname), fs, phase_correction, mono_sum, loudnorm, resample_low_fs)
+        hit = _read_cache.get(key)
+        if hit is None or hit[0] is not fname:  # the array itself is kept, so its id stays its own
+            # The package's read never writes into the array it is given (mono sum and
+            # normalisation make new arrays), so the caller's array needs no defensive copy.
+            hit = (fname, original(fname, fs, phase_correction, mono_sum, loudnorm,
+                                   resample_low_fs))
+            _read_cache[key] = hit
+        samples, rate = hit[1]
+        return samples.copy(), rate
+
+    return file_read
+
+
 def _cached_filter_design(original):
     cached = functools.lru_cache(maxsize=256)(lambda Fc, fs, N: original(Fc, fs, N))
 
@@ -118,6 +150,30 @@ def _cached_filter_design(original):
         return b.copy(), a.copy()
 
     return filter_design2
+
+
+class _CachedDesigns:
+    """``scipy.signal`` as ``timbral_util`` sees it, with ``cheby1`` designs remembered.
+
+    ``filter_third_octaves_downsample`` designs the same anti-aliasing Chebyshev filter
+    (``cheby1(2, 0.1, 0.4)``) at each of its eight decimation steps, for each 93 ms window: that
+    design was half the cost of the specific loudness. The design depends only on its arguments.
+    Everything else is the real ``scipy.signal``.
+    """
+
+    def __init__(self, signal):
+        self._signal = signal
+        self._cheby1 = functools.lru_cache(maxsize=32)(signal.cheby1)
+
+    def cheby1(self, *args, **kwargs):
+        try:
+            b, a = self._cheby1(*args, **kwargs)
+        except TypeError:  # unhashable arguments: design it afresh
+            return self._signal.cheby1(*args, **kwargs)
+        return b.copy(), a.copy()
+
+    def __getattr__(self, name):
+        return getattr(self._signal, name)
 
 
 BANDWIDTH_BLOCK_FRAMES = 4096  # hardness: 2049 bins x 4096 frames x 8 bytes = 67 MB per block
@@ -226,6 +282,7 @@ def track_cache():
     finally:
         _caching = False
         _loudness_cache.clear()
+        _read_cache.clear()
 
 
 def install(package) -> None:
@@ -240,7 +297,11 @@ def install(package) -> None:
         module = sys.modules[f"{package.__name__}.{name}"]
         module.max, module.min = fast_max, fast_min
     util.filter_design2 = _cached_filter_design(util.filter_design2)
+    # The module reaches scipy.signal through its name ``scipy``; only that module sees the cache.
+    util.scipy = types.SimpleNamespace(signal=_CachedDesigns(util.scipy.signal),
+                                       stats=util.scipy.stats)
     util.specific_loudness = _cached_specific_loudness(util.specific_loudness)
     util.sample_and_hold_envelope_calculation = _compiled_sample_and_hold()
+    util.file_read = _shared_file_read(util.file_read)
     util.get_bandwidth_array = _blockwise_bandwidth_array(util.get_bandwidth_array)
     util._mirdeck_accelerated = True
