@@ -141,6 +141,40 @@ def _shared_file_read(original):
     return file_read
 
 
+def _fast_hpss():
+    """librosa's ``decompose.hpss`` for the arguments the package uses (all defaults), with its
+    two median filters run as sliding medians (backends/sliding_median.py).
+
+    The rest is librosa's own code path, step by step: ``magphase``, the medians into arrays of
+    the magnitude's type, ``softmask`` with ``split_zeros`` (both margins are 1), the masked
+    magnitudes times the phase. Medians select, they do not compute, so the masks and the
+    separated spectra are the same numbers; scipy's rank filter took 13 of the package's CPU
+    seconds on a 120 s track.
+    """
+    import librosa
+    import numpy as np
+
+    from backends.sliding_median import median_filter_1d
+
+    def hpss(S, *, kernel_size=31, power=2.0, mask=False, margin=1.0):
+        if (kernel_size != 31 or power != 2.0 or mask or margin != 1.0 or S.ndim != 2
+                or not np.iscomplexobj(S)):
+            return librosa.decompose.hpss(S, kernel_size=kernel_size, power=power, mask=mask,
+                                          margin=margin)
+        magnitude, phase = librosa.magphase(S)
+        harm = median_filter_1d(magnitude, kernel_size, axis=-1)
+        perc = median_filter_1d(magnitude, kernel_size, axis=-2)
+        if harm is None or perc is None:
+            return librosa.decompose.hpss(S, kernel_size=kernel_size, power=power, mask=mask,
+                                          margin=margin)
+        mask_harm = librosa.util.softmask(harm, perc * margin, power=power, split_zeros=True)
+        mask_perc = librosa.util.softmask(perc, harm * margin, power=power, split_zeros=True)
+        del harm, perc
+        return (magnitude * mask_harm) * phase, (magnitude * mask_perc) * phase
+
+    return hpss
+
+
 def _cached_filter_design(original):
     cached = functools.lru_cache(maxsize=256)(lambda Fc, fs, N: original(Fc, fs, N))
 
@@ -303,5 +337,8 @@ def install(package) -> None:
     util.specific_loudness = _cached_specific_loudness(util.specific_loudness)
     util.sample_and_hold_envelope_calculation = _compiled_sample_and_hold()
     util.file_read = _shared_file_read(util.file_read)
+    # timbral_util reaches librosa through timbral_compat's proxy; only its hpss changes.
+    util.librosa = types.SimpleNamespace(**vars(util.librosa))
+    util.librosa.decompose = types.SimpleNamespace(hpss=_fast_hpss())
     util.get_bandwidth_array = _blockwise_bandwidth_array(util.get_bandwidth_array)
     util._mirdeck_accelerated = True
