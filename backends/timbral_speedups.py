@@ -341,4 +341,8 @@ def install(package) -> None:
     util.librosa = types.SimpleNamespace(**vars(util.librosa))
     util.librosa.decompose = types.SimpleNamespace(hpss=_fast_hpss())
     util.get_bandwidth_array = _blockwise_bandwidth_array(util.get_bandwidth_array)
+    from backends.timbral_reverb_frames import estimate_rt60
+
+    reverb = sys.modules[f"{package.__name__}.Timbral_Reverb"]
+    reverb.estimate_RT60 = estimate_rt60(reverb)
     util._mirdeck_accelerated = True

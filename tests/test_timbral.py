@@ -190,3 +190,18 @@ def test_sliding_median_is_scipys_median_filter(shape):
             assert np.array_equal(got, median_filter(x, size=footprint, mode="reflect"))
     x[2, 3] = np.nan
     assert median_filter_1d(x, 31, 1) is None
+
+
+@pytest.mark.parametrize("name", ["dry", "wet", "white", "swells"])
+def test_vectorised_rt60_estimate_is_the_packages(name):
+    """reverberation's blind RT60 estimate, frame statistics in blocks: the same number."""
+    from backends import timbral_compat, timbral_reverb_frames
+
+    package = timbral_compat.load()
+    reverb = package.Timbral_Reverb
+    original = getattr(reverb.estimate_RT60, "__wrapped__", reverb.estimate_RT60)
+    audio = signals()[name].astype(np.float64)
+    stereo_audio = np.stack([audio, np.roll(audio, 3) * 0.5], axis=1)
+    fast = timbral_reverb_frames.estimate_rt60(reverb)
+    for channel in (stereo_audio[:, 0], stereo_audio[:, 1]):  # strided views, as the package passes
+        assert fast(channel, RATE) == original(channel, RATE)
