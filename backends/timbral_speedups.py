@@ -345,4 +345,7 @@ def install(package) -> None:
 
     reverb = sys.modules[f"{package.__name__}.Timbral_Reverb"]
     reverb.estimate_RT60 = estimate_rt60(reverb)
+    from backends.timbral_roughness_blocks import roughness
+
+    package.timbral_roughness = package.Timbral_Roughness.timbral_roughness = roughness(package)
     util._mirdeck_accelerated = True

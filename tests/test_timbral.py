@@ -205,3 +205,20 @@ def test_vectorised_rt60_estimate_is_the_packages(name):
     fast = timbral_reverb_frames.estimate_rt60(reverb)
     for channel in (stereo_audio[:, 0], stereo_audio[:, 1]):  # strided views, as the package passes
         assert fast(channel, RATE) == original(channel, RATE)
+
+
+@pytest.mark.parametrize("name", ["beating", "pure", "white", "dry"])
+def test_blockwise_roughness_is_the_packages(monkeypatch, name):
+    """roughness with its spectrogram in blocks (several here): the same value."""
+    from backends import timbral_compat, timbral_roughness_blocks
+
+    package = timbral_compat.load()
+    original = getattr(package.Timbral_Roughness.timbral_roughness, "__wrapped__",
+                       package.Timbral_Roughness.timbral_roughness)
+    monkeypatch.setattr(timbral_roughness_blocks, "FRAMES_PER_BLOCK", 50)
+    fast = timbral_roughness_blocks.roughness(package)
+    audio = np.stack([signals()[name].astype(np.float64)] * 2, axis=1)
+    expected = original(audio.copy(), fs=RATE)
+    if name != "pure":  # a lone sine has no peak pairs: the model's floor, 0
+        assert expected != 0
+    assert fast(audio.copy(), fs=RATE) == expected
