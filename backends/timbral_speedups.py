@@ -1,8 +1,10 @@
 """Value-preserving accelerations of ``timbral_models`` 0.4.0 for a long-lived worker.
 
-Profiling the eight functions on a 30 s mix showed where the time goes; each fix below leaves
-every number the package computes unchanged (tests/test_timbral.py checks the eight outputs
-against the unaccelerated package on the same audio):
+Profiling the eight functions (benchmarks/timbral_profile.py: each alone in its own process, with
+its peak RSS and where it happened) showed where the time and memory go; each fix below leaves
+the numbers the package computes unchanged, save the one noted (tests/test_timbral.py checks each
+replaced piece against the package's own, and the eight outputs against the unaccelerated
+package on the file path):
 
 * ``filter_design2`` designs the same 1/3-octave Butterworth filters again on every 93 ms window
   (two thirds of booming, sharpness and warmth): its result depends only on its scalar arguments,
@@ -12,12 +14,26 @@ against the unaccelerated package on the same audio):
 * ``sample_and_hold_envelope_calculation`` is a per-sample Python loop (~6 s per 30 s of audio,
   run by hardness, depth and warmth): the same recurrence, compiled with numba (a librosa
   dependency), in the same float64 arithmetic.
-* ``get_bandwidth_array`` (hardness) builds one float64 spectrogram with a 32-sample hop over the
-  whole file and multiplies it by itself: ~24 MB per second of audio, 11 GB of peak memory on a
-  7.5-minute track. Here the same spectrogram is computed in blocks of frames, three times over
-  (global normalisation, then the level range, then the package's own per-frame loop, kept as it
-  is), so memory stays at a few hundred MB whatever the length. Each frame's FFT, sums and
-  comparisons see exactly the numbers they saw before.
+* ``get_bandwidth_array``: hardness asks for 4096-sample frames every 128 samples with no
+  normalisation (2049 x 155,000 float64 on a 7.5-minute track, and scipy's complex intermediate
+  twice that: the 11.5 GB the module used to peak at), then walks it frame by frame in Python.
+  Here the same spectrogram is made in blocks of frames and the per-frame loop is vectorised
+  (an earlier version of this layer blocked only the package's default settings, which none of
+  the eight functions uses).
+* ``filter_third_octaves_downsample`` designs the same Chebyshev anti-aliasing filter at each of
+  its eight decimation steps for every window: ``timbral_util`` sees a ``scipy.signal`` whose
+  ``cheby1`` remembers its designs.
+* ``file_read``: seven functions mono-sum and loudness-normalise the same array; done once per
+  track, each function gets its own copy.
+* ``librosa.decompose.hpss`` (hardness): its two 31-point median filters as sliding medians
+  (backends/sliding_median.py), masks and products in blocks of frames.
+* ``librosa.onset.onset_strength``/``onset_detect`` (hardness, depth, warmth): the mel
+  spectrogram in blocks of frames (backends/onset_blocks.py). The one change that is not bit
+  for bit: BLAS sums a block's mel projection in another order than the whole track's, a few
+  units in the last place of the mel powers.
+* ``Timbral_Reverb.estimate_RT60``: the per-frame sub-frame statistics in blocks
+  (backends/timbral_reverb_frames.py); ``timbral_roughness``: its spectrogram in blocks
+  (backends/timbral_roughness_blocks.py).
 * The package calls Python's ``max``/``min`` on NumPy vectors tens of thousands of times (reverb,
   hardness): inside the package's modules those names resolve to versions that use NumPy's
   reduction for 1-D numeric arrays, with the builtin as fallback (and for NaN, where the two differ).
