@@ -26,7 +26,9 @@ package on the file path):
 * ``file_read``: seven functions mono-sum and loudness-normalise the same array; done once per
   track, each function gets its own copy.
 * ``librosa.decompose.hpss`` (hardness): its two 31-point median filters as sliding medians
-  (backends/sliding_median.py), masks and products in blocks of frames.
+  (backends/sliding_median.py), masks and products in blocks of frames; and
+  ``get_percussive_audio``, which separates and inverts the whole track's STFT, one segment at a
+  time (backends/timbral_hpss_segments.py; the ratio agrees to 1e-12 relative).
 * ``librosa.onset.onset_strength``/``onset_detect`` (hardness, depth, warmth): the mel
   spectrogram in blocks of frames (backends/onset_blocks.py). The one change that is not bit
   for bit: BLAS sums a block's mel projection in another order than the whole track's, a few
@@ -396,6 +398,9 @@ def install(package) -> None:
     onsets = _blockwise_onsets(proxy)
     util.librosa = types.SimpleNamespace(**{**vars(proxy), "onset": onsets,
                                             "decompose": types.SimpleNamespace(hpss=_fast_hpss())})
+    from backends.timbral_hpss_segments import percussive_ratio
+
+    util.get_percussive_audio = percussive_ratio(util)
     hardness = sys.modules[f"{package.__name__}.Timbral_Hardness"]
     hardness.librosa = types.SimpleNamespace(**{**vars(hardness.librosa), "onset": onsets})
     util.get_bandwidth_array = _blockwise_bandwidth_array(util.get_bandwidth_array)

@@ -243,3 +243,21 @@ def test_blockwise_onset_strength_is_librosas(monkeypatch, length):
     np.testing.assert_allclose(got, expected, rtol=1e-14, atol=0)
     np.testing.assert_allclose(onset_blocks.onset_strength(audio, RATE),
                                librosa.onset.onset_strength(y=audio, sr=RATE), rtol=1e-12, atol=1e-14)
+
+
+def test_segmented_percussive_ratio_is_the_packages(monkeypatch):
+    """hardness's harmonic/percussive ratio made segment by segment: the package's ratio."""
+    from backends import timbral_compat, timbral_hpss_segments, timbral_speedups
+
+    package = timbral_compat.load()
+    timbral_speedups.install(package)
+    util = package.timbral_util
+    original = getattr(util.get_percussive_audio, "__wrapped__", util.get_percussive_audio)
+    monkeypatch.setattr(timbral_hpss_segments, "SEGMENT_FRAMES", 100)  # 6 s: five segments
+    segmented = timbral_hpss_segments.percussive_ratio(util)
+    t = _t()
+    audio = 0.3 * np.sin(2 * np.pi * 220 * t) + _noise(3) * np.exp(-((t % 0.5) / 0.05))
+    audio[: RATE // 2] = 0.0
+    expected = original(audio)
+    assert 0.05 < expected < 0.95
+    assert segmented(audio) == pytest.approx(expected, rel=1e-12, abs=0)
