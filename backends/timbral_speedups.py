@@ -33,6 +33,8 @@ package on the file path):
   spectrogram in blocks of frames (backends/onset_blocks.py). The one change that is not bit
   for bit: BLAS sums a block's mel projection in another order than the whole track's, a few
   units in the last place of the mel powers.
+* brightness's and depth's whole-track spectrograms (three each) through
+  backends/spectrogram_blocks.py: the same arrays without scipy's whole-size temporaries.
 * ``Timbral_Reverb.estimate_RT60``: the per-frame sub-frame statistics in blocks
   (backends/timbral_reverb_frames.py); ``timbral_roughness``: its spectrogram in blocks
   (backends/timbral_roughness_blocks.py).
@@ -398,7 +400,11 @@ def install(package) -> None:
     onsets = _blockwise_onsets(proxy)
     util.librosa = types.SimpleNamespace(**{**vars(proxy), "onset": onsets,
                                             "decompose": types.SimpleNamespace(hpss=_fast_hpss())})
+    from backends import spectrogram_blocks
     from backends.timbral_hpss_segments import percussive_ratio
+
+    for name in ("Timbral_Brightness", "Timbral_Depth"):  # both imported scipy's by name
+        sys.modules[f"{package.__name__}.{name}"].spectrogram = spectrogram_blocks.spectrogram
 
     util.get_percussive_audio = percussive_ratio(util)
     hardness = sys.modules[f"{package.__name__}.Timbral_Hardness"]

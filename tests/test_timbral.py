@@ -261,3 +261,16 @@ def test_segmented_percussive_ratio_is_the_packages(monkeypatch):
     expected = original(audio)
     assert 0.05 < expected < 0.95
     assert segmented(audio) == pytest.approx(expected, rel=1e-12, abs=0)
+
+
+def test_blockwise_spectrogram_is_scipys(monkeypatch):
+    """brightness's and depth's spectrogram call, in blocks: scipy's arrays exactly."""
+    from scipy.signal import spectrogram
+
+    from backends import spectrogram_blocks
+
+    monkeypatch.setattr(spectrogram_blocks, "FRAMES_PER_BLOCK", 37)  # 255 frames: seven blocks
+    audio = _noise(11) * np.exp(-((_t() % 1.0) / 0.3))
+    args = (RATE, "hamming", 4096, 3072, 4096, "constant", True, "spectrum")  # the package's
+    for e, g in zip(spectrogram(audio, *args), spectrogram_blocks.spectrogram(audio, *args)):
+        assert np.array_equal(g, e)
