@@ -21,8 +21,8 @@ SPEC = BackendSpec(
     audio=(AudioNeed("mix", None),),
     # The package can loop forever on pathological audio; the engine kills the worker after this.
     timeout_s=900,
-    # timbral_models peaks near 11.5 GB on a 7.5-minute track: two at once would not fit a
-    # 24 GB machine. One worker; the other cores go to the other modules.
+    # One worker; the other cores go to the other modules. (It peaked near 11.5 GB on a 7.5-minute
+    # track; with timbral_speedups' blockwise work 2.7 GB, so two could now fit a 24 GB machine.)
     max_workers=1,
 )
 
