@@ -1,28 +1,43 @@
 """Value-preserving accelerations of ``timbral_models`` 0.4.0 for a long-lived worker.
 
-Profiling the eight functions on a 30 s mix showed where the time goes; each fix below leaves
-every number the package computes unchanged (tests/test_timbral.py checks the eight outputs
-against the unaccelerated package on the same audio):
+Profiling the eight functions (benchmarks/timbral_profile.py: each alone in its own process, with
+its peak RSS and where it happened) showed where the time and memory go; each fix below leaves
+the numbers the package computes unchanged, save the one noted (tests/test_timbral.py checks each
+replaced piece against the package's own, and the eight outputs against the unaccelerated
+package on the file path):
 
 * ``filter_design2`` designs the same 1/3-octave Butterworth filters again on every 93 ms window
   (two thirds of booming, sharpness and warmth): its result depends only on its scalar arguments,
   so it is cached.
-* ``get_percussive_audio`` (hardness) separates the whole file's complex spectrogram into
-  harmonic and percussive parts: six whole-signal complex128 arrays, 4.6 GB on a 7.5-minute
-  track. :func:`blockwise_hpss_audio` does the same chunk by chunk with the overlaps the median
-  filter and the overlap-add need, bit for bit.
-* ``filter_third_octaves_downsample`` designs the same Chebyshev anti-aliasing filter at every
-  octave of every window: ``timbral_util`` sees a ``scipy`` whose ``signal.cheby1`` is cached.
 * ``specific_loudness`` is computed on identical windows by booming and by sharpness: cached by
   the window's bytes for the duration of one track (:func:`track_cache` clears it).
 * ``sample_and_hold_envelope_calculation`` is a per-sample Python loop (~6 s per 30 s of audio,
   run by hardness, depth and warmth): the same recurrence, compiled with numba (a librosa
   dependency), in the same float64 arithmetic.
-* ``get_bandwidth_array`` (hardness: 4096-sample frames every 128 samples) builds one float64
-  spectrogram of the whole file (2.5 GB on a 7.5-minute track, before its temporaries) and then
-  searches each frame's rollon with one ``np.sum`` per bin. Here the same spectrogram is computed
-  in blocks of frames, once, each block's per-frame work done with whole-block operations, and the rollon confirmed with the package's own sums,
-  so memory stays near 100 MB whatever the length and every bandwidth is bit for bit the same.
+* ``get_bandwidth_array``: hardness asks for 4096-sample frames every 128 samples with no
+  normalisation (2049 x 155,000 float64 on a 7.5-minute track, and scipy's complex intermediate
+  twice that: the 11.5 GB the module used to peak at), then walks it frame by frame in Python.
+  Here the same spectrogram is made in blocks of frames and the per-frame loop is vectorised
+  (an earlier version of this layer blocked only the package's default settings, which none of
+  the eight functions uses).
+* ``filter_third_octaves_downsample`` designs the same Chebyshev anti-aliasing filter at each of
+  its eight decimation steps for every window: ``timbral_util`` sees a ``scipy.signal`` whose
+  ``cheby1`` remembers its designs.
+* ``file_read``: seven functions mono-sum and loudness-normalise the same array; done once per
+  track, each function gets its own copy.
+* ``librosa.decompose.hpss`` (hardness): its two 31-point median filters as sliding medians
+  (backends/sliding_median.py), masks and products in blocks of frames; and
+  ``get_percussive_audio``, which separates and inverts the whole track's STFT, one segment at a
+  time (backends/timbral_hpss_segments.py; the ratio agrees to 1e-12 relative).
+* ``librosa.onset.onset_strength``/``onset_detect`` (hardness, depth, warmth): the mel
+  spectrogram in blocks of frames (backends/onset_blocks.py). The one change that is not bit
+  for bit: BLAS sums a block's mel projection in another order than the whole track's, a few
+  units in the last place of the mel powers.
+* brightness's and depth's whole-track spectrograms (three each) through
+  backends/spectrogram_blocks.py: the same arrays without scipy's whole-size temporaries.
+* ``Timbral_Reverb.estimate_RT60``: the per-frame sub-frame statistics in blocks
+  (backends/timbral_reverb_frames.py); ``timbral_roughness``: its spectrogram in blocks
+  (backends/timbral_roughness_blocks.py).
 * The package calls Python's ``max``/``min`` on NumPy vectors tens of thousands of times (reverb,
   hardness): inside the package's modules those names resolve to versions that use NumPy's
   reduction for 1-D numeric arrays, with the builtin as fallback (and for NaN, where the two differ).
@@ -35,11 +50,13 @@ import builtins
 import contextlib
 import functools
 import hashlib
+import types
 
 _MODULES = ("timbral_util", "Timbral_Brightness", "Timbral_Depth", "Timbral_Hardness",
             "Timbral_Roughness", "Timbral_Warmth", "Timbral_Sharpness", "Timbral_Booming",
             "Timbral_Reverb")
 _loudness_cache: dict = {}
+_read_cache: dict = {}
 _caching = False
 
 
@@ -114,6 +131,108 @@ def _cached_specific_loudness(original):
     return specific_loudness
 
 
+def _shared_file_read(original):
+    """``file_read`` of one track's array done once per set of options, for the whole track.
+
+    Seven of the eight functions start with the same mono sum and loudness normalisation of the
+    same array (pyloudnorm's K-weighting and gating over the whole track each time). Inside
+    :func:`track_cache` the result for an array object is remembered and each caller gets its own
+    copy, so no function sees what another did to its samples.
+    """
+    import numpy as np
+
+    @functools.wraps(original)
+    def file_read(fname, fs=0, phase_correction=False, mono_sum=True, loudnorm=True,
+                  resample_low_fs=True):
+        # Only the normalising reads are worth it (reverb reads the raw channels: no work to save).
+        if not _caching or not loudnorm or not isinstance(fname, np.ndarray):
+            return original(fname, fs, phase_correction, mono_sum, loudnorm, resample_low_fs)
+        key = (id(fname), fs, phase_correction, mono_sum, loudnorm, resample_low_fs)
+        hit = _read_cache.get(key)
+        if hit is None or hit[0] is not fname:  # the array itself is kept, so its id stays its own
+            # The package's read never writes into the array it is given (mono sum and
+            # normalisation make new arrays), so the caller's array needs no defensive copy.
+            hit = (fname, original(fname, fs, phase_correction, mono_sum, loudnorm,
+                                   resample_low_fs))
+            _read_cache[key] = hit
+        samples, rate = hit[1]
+        return samples.copy(), rate
+
+    return file_read
+
+
+HPSS_BLOCK_FRAMES = 2048  # 1025 bins: 34 MB per complex block
+
+
+def _fast_hpss():
+    """librosa's ``decompose.hpss`` for the arguments the package uses (all defaults), with its
+    two median filters run as sliding medians (backends/sliding_median.py).
+
+    The rest is librosa's own code path, step by step: ``magphase``, the medians into arrays of
+    the magnitude's type, ``softmask`` with ``split_zeros`` (both margins are 1), the masked
+    magnitudes times the phase. Medians select, they do not compute, so the masks and the
+    separated spectra are the same numbers; scipy's rank filter took 13 of the package's CPU
+    seconds on a 120 s track.
+    """
+    import librosa
+    import numpy as np
+
+    from backends.sliding_median import median_filter_1d
+
+    def hpss(S, *, kernel_size=31, power=2.0, mask=False, margin=1.0):
+        if (kernel_size != 31 or power != 2.0 or mask or margin != 1.0 or S.ndim != 2
+                or not np.iscomplexobj(S)):
+            return librosa.decompose.hpss(S, kernel_size=kernel_size, power=power, mask=mask,
+                                          margin=margin)
+        magnitude = librosa.magphase(S)[0]
+        harm = median_filter_1d(magnitude, kernel_size, axis=-1)
+        perc = median_filter_1d(magnitude, kernel_size, axis=-2)
+        if harm is None or perc is None:
+            return librosa.decompose.hpss(S, kernel_size=kernel_size, power=power, mask=mask,
+                                          margin=margin)
+        # Masks, phase and products are element by element: made a block of frames at a time
+        # into the two results instead of as whole-track temporaries (2 GB on 7.5 minutes).
+        harmonic, percussive = np.empty_like(S), np.empty_like(S)
+        for first in range(0, S.shape[-1], HPSS_BLOCK_FRAMES):
+            cols = slice(first, first + HPSS_BLOCK_FRAMES)
+            phase = librosa.magphase(S[:, cols])[1]
+            mag, h, p = magnitude[:, cols], harm[:, cols], perc[:, cols]
+            mask_harm = librosa.util.softmask(h, p * margin, power=power, split_zeros=True)
+            mask_perc = librosa.util.softmask(p, h * margin, power=power, split_zeros=True)
+            harmonic[:, cols] = (mag * mask_harm) * phase
+            percussive[:, cols] = (mag * mask_perc) * phase
+        return harmonic, percussive
+
+    return hpss
+
+
+def _blockwise_onsets(librosa_proxy):
+    """The proxy's ``onset`` namespace with librosa's default onset strength computed from a mel
+    spectrogram made in blocks (backends/onset_blocks.py): librosa's own, for the whole track
+    at once, peaked at 3.8 GB above the rest on a 7.5-minute track (depth, warmth, hardness)."""
+    import numpy as np
+
+    from backends import onset_blocks
+
+    def plain(y, kwargs):
+        return not kwargs and isinstance(y, np.ndarray) and y.ndim == 1 and y.dtype.kind == "f"
+
+    def onset_strength(y=None, sr=22050, **kwargs):
+        if plain(y, kwargs):
+            return onset_blocks.onset_strength(y, sr)
+        return librosa_proxy.onset.onset_strength(y, sr, **kwargs)
+
+    def onset_detect(y=None, sr=22050, **kwargs):
+        if plain(y, {k: v for k, v in kwargs.items() if k not in ("backtrack", "units")}):
+            import librosa
+
+            return librosa.onset.onset_detect(y=y, sr=sr, onset_envelope=onset_blocks.onset_strength(y, sr),
+                                              **kwargs)
+        return librosa_proxy.onset.onset_detect(y, sr, **kwargs)
+
+    return types.SimpleNamespace(onset_strength=onset_strength, onset_detect=onset_detect)
+
+
 def _cached_filter_design(original):
     cached = functools.lru_cache(maxsize=256)(lambda Fc, fs, N: original(Fc, fs, N))
 
@@ -125,21 +244,53 @@ def _cached_filter_design(original):
     return filter_design2
 
 
-BANDWIDTH_BLOCK_VALUES = 4 << 20  # spectrogram values per block: 32 MB of float64
+class _CachedDesigns:
+    """``scipy.signal`` as ``timbral_util`` sees it, with ``cheby1`` designs remembered.
+
+    ``filter_third_octaves_downsample`` designs the same anti-aliasing Chebyshev filter
+    (``cheby1(2, 0.1, 0.4)``) at each of its eight decimation steps, for each 93 ms window: that
+    design was half the cost of the specific loudness. The design depends only on its arguments.
+    Everything else is the real ``scipy.signal``.
+    """
+
+    def __init__(self, signal):
+        self._signal = signal
+        self._cheby1 = functools.lru_cache(maxsize=32)(signal.cheby1)
+
+    def cheby1(self, *args, **kwargs):
+        try:
+            b, a = self._cheby1(*args, **kwargs)
+        except TypeError:  # unhashable arguments: design it afresh
+            return self._signal.cheby1(*args, **kwargs)
+        return b.copy(), a.copy()
+
+    def __getattr__(self, name):
+        return getattr(self._signal, name)
+
+
+BANDWIDTH_BLOCK_FRAMES = 4096  # hardness: 2049 bins x 4096 frames x 8 bytes = 67 MB per block
+# Relative margin below the rollon threshold where the exact per-frame search starts: far larger
+# than the rounding of a sum of <= 2049 non-negative float64 terms (about 2049 * 1.1e-16).
+_ROLLON_MARGIN = 1e-9
 
 
 def _blockwise_bandwidth_array(original):
-    """``get_bandwidth_array`` one block of spectrogram frames at a time, its per-frame loop done
-    for a whole block at once.
+    """``get_bandwidth_array`` one block of frames at a time, its per-frame loop vectorised.
 
-    Hardness calls it with 4096-sample frames every 128 samples: the package's whole-file float64
-    spectrogram is 2049 x 345 values per second of audio (5.6 MB/s; the 7.5-minute track needed
-    2.5 GB before its temporaries), and its per-frame rollon search calls ``np.sum`` once per bin
-    below the rollon (hundreds of calls per frame). Here each block's columns are the very same
-    numbers (scipy computes every segment independently); the frame level, rolloff and rollon
-    are found with whole-block operations, and the rollon is then confirmed with the package's own
-    ``np.sum(seg[:k])`` on both sides of it, so every comparison the package makes sees the same
-    values and the bandwidths come out bit for bit the same (tests/test_timbral.py)."""
+    The package builds the whole spectrogram at once: hardness asks for 4096-sample frames every
+    128 samples, 2049 x 155,000 float64 on a 7.5-minute track (2.5 GB, plus scipy's complex
+    intermediate twice that), then walks it frame by frame in Python. Here each block's frames get
+    the same FFT (scipy's own ``spectrogram`` on the block's samples), and per frame the same
+    numbers decide: the frame level (``np.sum(spec, axis=0)``: a per-column sum, the same in a
+    block as in the whole), the frame power (``np.sum`` of the column, pairwise, the same on a
+    contiguous row of the transposed block), the rolloff (last bin at or above the threshold) and
+    the rollon. The package finds the rollon by summing ``seg[:k]`` for k = 1, 2, ... until the
+    sum reaches 5 % of the frame power; a cumulative sum finds where to start that same loop,
+    just below the answer, so only the last one or two of its sums are evaluated. Frames below the
+    package's "quiet frame" level (10 % up the range of frame levels over the whole file) are
+    zeroed at the end, once the range is known. Only the settings the timbral functions use
+    (Percentile rollon, no centroid) take this path; anything else goes to the package.
+    """
     import numpy as np
     from scipy.signal import spectrogram
 
@@ -148,188 +299,69 @@ def _blockwise_bandwidth_array(original):
                             low_bandwidth_method='Percentile', normalisation_method='RMS_Time_Window'):
         x = np.asarray(audio_samples)
         n_frames = (len(x) - nperseg) // overlap_step + 1 if len(x) >= nperseg else 0
-        if (low_bandwidth_method != 'Percentile' or normalisation_method not in ('RMS_Time_Window', 'none')
-                or x.ndim != 1 or n_frames < 2 or return_centroid):
+        if (low_bandwidth_method != 'Percentile' or return_centroid
+                or normalisation_method not in ('RMS_Time_Window', 'none')
+                or x.ndim != 1 or x.dtype != np.float64 or n_frames < 2
+                or not np.isfinite(x).all()):
             return original(audio_samples, fs, nperseg, overlap_step, rolloff_thresh,
                             rollon_thresh_percent, log_bandwidth, return_centroid,
                             low_bandwidth_method, normalisation_method)
         noverlap = nperseg - overlap_step
-        block_frames = max(64, BANDWIDTH_BLOCK_VALUES // (nperseg // 2 + 1))
+        block = builtins.max(1, BANDWIDTH_BLOCK_FRAMES)
 
         def blocks():
-            for first in range(0, n_frames, block_frames):
-                last = min(n_frames, first + block_frames)
+            for first in range(0, n_frames, block):
+                last = min(n_frames, first + block)
                 piece = x[first * overlap_step:(last - 1) * overlap_step + nperseg]
                 f, _, spec = spectrogram(piece, fs, window='boxcar', nperseg=nperseg,
                                          noverlap=noverlap, scaling='density', mode='magnitude')
-                if norm is not None:
-                    spec /= norm
                 yield f, spec
 
         norm = None
-        if normalisation_method == 'RMS_Time_Window':  # the largest frame RMS, over the whole file
-            norm = builtins.max(float(np.max(np.sqrt(np.sum(spec * spec, axis=0)))) for _, spec in blocks())
-        # One pass: per frame its level, rolloff and rollon (none depends on the quiet-frame
-        # threshold, which needs every frame's level first), kept as a few numbers per frame.
-        levels, tpowers, rollons, rolloffs, has_rolloffs = [], [], [], [], []
+        if normalisation_method == 'RMS_Time_Window':
+            # The package divides the spectrogram by its largest frame RMS: one more pass.
+            norm = builtins.max(float(np.max(np.sqrt(np.sum(spec * spec, axis=0))))
+                                for _, spec in blocks())
+        levels, bandwidth = [], []
         for f, spec in blocks():
-            levels.append(np.sum(spec, axis=0))  # the package's level_with_time, column by column
-            frames = np.ascontiguousarray(spec.T)  # one row per frame: np.sum(row) is np.sum(seg)
-            tpower = np.sum(frames, axis=1)
-            above = frames >= rolloff_thresh
-            has_rolloffs.append(above.any(axis=1))
-            rolloffs.append(frames.shape[1] - 1 - np.argmax(above[:, ::-1], axis=1))
+            if norm is not None:
+                spec /= norm
+            levels.append(np.sum(spec, axis=0))
+            rows = np.ascontiguousarray(spec.T)  # one frame per row, as the package's seg
+            del spec
+            tpower = np.sum(rows, axis=1)
+            above = rows >= rolloff_thresh
+            has_rolloff = above.any(axis=1)
+            rolloff = rows.shape[1] - 1 - np.argmax(above[:, ::-1], axis=1)
+            del above
             rollon_thresh = tpower * rollon_thresh_percent
-            counters = np.argmax(np.cumsum(frames, axis=1) >= rollon_thresh[:, None], axis=1) + 1
-            for i in range(frames.shape[0]):
-                seg, counter, thresh = frames[i], int(counters[i]), rollon_thresh[i]
-                # The package's answer: the first k with np.sum(seg[:k]) >= thresh, counting from 1.
-                while counter > 1 and np.sum(seg[:counter - 1]) >= thresh:
-                    counter -= 1
-                while np.sum(seg[:counter]) < thresh:
+            cumulative = np.cumsum(rows, axis=1)
+            start = 1 + np.sum(cumulative < (rollon_thresh * (1 - _ROLLON_MARGIN))[:, None], axis=1)
+            del cumulative
+            rollon = np.zeros(len(rows), dtype=np.intp)
+            for i in np.flatnonzero(tpower > 0):
+                seg, thresh, counter = rows[i], rollon_thresh[i], int(start[i])
+                while np.sum(seg[:counter]) < thresh:  # the package's loop, from near its end
                     counter += 1
-                counters[i] = counter
-            tpowers.append(tpower)
-            rollons.append(counters)
+                rollon[i] = counter
+            low = f[np.maximum(rollon - 1, 0)]
+            high = f[rolloff]
+            with np.errstate(divide='ignore', invalid='ignore'):
+                width = np.log(high / low) if log_bandwidth else high - low
+            bandwidth.append((tpower, has_rolloff, width))
         levels = np.concatenate(levels)
         max_l, min_l = np.max(levels), np.min(levels)
         min_tpower = (0.1 * (max_l - min_l)) + min_l
-        bandwidth: list = []
-        for tpower, counters, rolloff_idx, has_rolloff in zip(tpowers, rollons, rolloffs, has_rolloffs):
-            for i in range(len(tpower)):
-                if tpower[i] > min_tpower and has_rolloff[i]:
-                    high, low = f[rolloff_idx[i]], f[counters[i] - 1]
-                    bandwidth.append(np.log(high / float(low)) if log_bandwidth else high - low)
-                else:
-                    bandwidth.append(0)
+        out = []
+        for tpower, has_rolloff, width in bandwidth:
+            for loud, rolls, value in zip((tpower > min_tpower).tolist(), has_rolloff.tolist(),
+                                          width.tolist()):
+                out.append(value if loud and rolls else 0)  # int 0, as the package appends
         # scipy's own frame times for the whole signal (boundary=None, padded=False).
         t = np.arange(nperseg / 2, len(x) - nperseg / 2 + 1, nperseg - noverlap) / float(fs)
-        return bandwidth, t, f
+        return out, t, f
 
     return get_bandwidth_array
-
-
-HPSS_CHUNK_FRAMES = 2048  # STFT frames of output per chunk: ~24 s of audio, ~35 MB per array
-HPSS_MIN_FRAMES = 4096  # shorter audio goes through librosa's own whole-signal path
-
-
-class _Separated:
-    """What the lazy ``hpss`` hands back: one part's audio, already resynthesised."""
-
-    def __init__(self, audio):
-        self.audio = audio
-
-
-class _LazyStft:
-    def __init__(self, y):
-        self.y = y
-
-
-def blockwise_hpss_audio(y, n_fft=2048, hop=512, kernel=31, chunk_frames=None):
-    """``istft(H), istft(P)`` for ``H, P = hpss(stft(y))`` with librosa's defaults, a chunk of
-    frames at a time.
-
-    Every number is the one the whole-signal pipeline computes: STFT frames are independent
-    (taken here from the same zero-padded signal); the harmonic median filter runs along time
-    with a 31-frame kernel, so each chunk is separated with 15 more frames on both sides (at the
-    signal's true ends the filter's own reflection applies, as in the whole-signal run); the
-    masks are per bin; and each output sample is the overlap-add of the same frames in the same
-    order, divided by the same window sum. Memory: a few chunk-sized arrays instead of six
-    whole-signal complex spectrograms (4.6 GB on a 7.5-minute track)."""
-    import librosa
-    import numpy as np
-
-    chunk = chunk_frames or HPSS_CHUNK_FRAMES
-    half, margin = n_fft // 2, kernel // 2
-    n_frames = 1 + len(y) // hop
-    length = hop * (n_frames - 1)  # what istft(center=True) returns without ``length``
-    harmonic, percussive = np.zeros(length), np.zeros(length)
-
-    def padded(first, last):  # samples [first, last) of y zero-padded by n_fft//2 on both sides
-        out = np.zeros(last - first)
-        lo, hi = max(first, half), min(last, half + len(y))
-        if hi > lo:
-            out[lo - first:hi - first] = y[lo - half:hi - half]
-        return out
-
-    for a in range(half, half + length, chunk * hop):  # padded coordinates of the output chunk
-        b = min(a + chunk * hop, half + length)
-        ja = max(0, -(-(a - n_fft + 1) // hop))  # frames that overlap samples [a, b)
-        jb = min(n_frames, (b - 1) // hop + 1)
-        fa, fb = max(0, ja - margin), min(n_frames, jb + margin)
-        spec = librosa.stft(padded(fa * hop, (fb - 1) * hop + n_fft), n_fft=n_fft, hop_length=hop,
-                            center=False)
-        h, p = librosa.decompose.hpss(spec, kernel_size=kernel)
-        for part, out in ((h, harmonic), (p, percussive)):
-            audio = librosa.istft(part[:, ja - fa:jb - fa], n_fft=n_fft, hop_length=hop, center=False)
-            out[a - half:b - half] = audio[a - ja * hop:b - ja * hop]
-    return harmonic, percussive
-
-
-def _librosa_with_blockwise_hpss(base):
-    """``timbral_util``'s ``librosa`` (the compatibility proxy) with ``stft``/``hpss``/``istft``
-    chained lazily for ``get_percussive_audio``: a whole-signal ``stft`` becomes a marker, ``hpss``
-    of the marker separates chunk by chunk, ``istft`` of a part returns its audio. Anything else
-    goes to librosa unchanged."""
-    import types
-
-    import numpy as np
-
-    def stft(y, *args, **kwargs):
-        if (not args and not kwargs and isinstance(y, np.ndarray) and y.ndim == 1
-                and y.dtype == np.float64 and 1 + len(y) // 512 >= HPSS_MIN_FRAMES):
-            return _LazyStft(y)
-        return base.core.stft(y, *args, **kwargs)
-
-    def hpss(S, *args, **kwargs):
-        if isinstance(S, _LazyStft) and not args and not kwargs:
-            harmonic, percussive = blockwise_hpss_audio(S.y)
-            return _Separated(harmonic), _Separated(percussive)
-        return base.decompose.hpss(S, *args, **kwargs)
-
-    def istft(S, *args, **kwargs):
-        if isinstance(S, _Separated) and not args and not kwargs:
-            return S.audio
-        return base.core.istft(S, *args, **kwargs)
-
-    core = types.SimpleNamespace(**{**vars(base.core), "stft": stft, "istft": istft})
-    decompose = types.SimpleNamespace(hpss=hpss, **{k: v for k, v in vars(base.decompose).items()
-                                                    if not k.startswith("_") and k != "hpss"})
-    return types.SimpleNamespace(**{**vars(base), "core": core, "decompose": decompose})
-
-
-def _scipy_with_cached_cheby1():
-    """What ``timbral_util`` sees as ``scipy``: the real module, except that ``signal.cheby1``
-    remembers its filters. ``filter_third_octaves_downsample`` designs the same anti-aliasing
-    filter (``cheby1(2, 0.1, 0.4)``) at every octave of every 93 ms window: a third of
-    specific_loudness's time. Nothing else in the process sees the change."""
-    import types
-
-    import scipy
-    import scipy.signal
-
-    @functools.lru_cache(maxsize=64)
-    def designed(*args):
-        return scipy.signal.cheby1(*args)
-
-    def cheby1(*args, **kwargs):
-        if kwargs or not all(isinstance(a, (int, float)) for a in args):
-            return scipy.signal.cheby1(*args, **kwargs)
-        return tuple(c.copy() for c in designed(*args))
-
-    class Signal(types.ModuleType):
-        def __getattr__(self, name):
-            return getattr(scipy.signal, name)
-
-    class Scipy(types.ModuleType):
-        def __getattr__(self, name):
-            return getattr(scipy, name)
-
-    signal = Signal("scipy.signal")
-    signal.cheby1 = cheby1
-    proxy = Scipy("scipy")
-    proxy.signal = signal
-    return proxy
 
 
 @contextlib.contextmanager
@@ -342,6 +374,7 @@ def track_cache():
     finally:
         _caching = False
         _loudness_cache.clear()
+        _read_cache.clear()
 
 
 def install(package) -> None:
@@ -356,9 +389,32 @@ def install(package) -> None:
         module = sys.modules[f"{package.__name__}.{name}"]
         module.max, module.min = fast_max, fast_min
     util.filter_design2 = _cached_filter_design(util.filter_design2)
+    # The module reaches scipy.signal through its name ``scipy``; only that module sees the cache.
+    util.scipy = types.SimpleNamespace(signal=_CachedDesigns(util.scipy.signal),
+                                       stats=util.scipy.stats)
     util.specific_loudness = _cached_specific_loudness(util.specific_loudness)
     util.sample_and_hold_envelope_calculation = _compiled_sample_and_hold()
+    util.file_read = _shared_file_read(util.file_read)
+    # timbral_util reaches librosa through timbral_compat's proxy; only its hpss changes.
+    proxy = util.librosa
+    onsets = _blockwise_onsets(proxy)
+    util.librosa = types.SimpleNamespace(**{**vars(proxy), "onset": onsets,
+                                            "decompose": types.SimpleNamespace(hpss=_fast_hpss())})
+    from backends import spectrogram_blocks
+    from backends.timbral_hpss_segments import percussive_ratio
+
+    for name in ("Timbral_Brightness", "Timbral_Depth"):  # both imported scipy's by name
+        sys.modules[f"{package.__name__}.{name}"].spectrogram = spectrogram_blocks.spectrogram
+
+    util.get_percussive_audio = percussive_ratio(util)
+    hardness = sys.modules[f"{package.__name__}.Timbral_Hardness"]
+    hardness.librosa = types.SimpleNamespace(**{**vars(hardness.librosa), "onset": onsets})
     util.get_bandwidth_array = _blockwise_bandwidth_array(util.get_bandwidth_array)
-    util.scipy = _scipy_with_cached_cheby1()
-    util.librosa = _librosa_with_blockwise_hpss(util.librosa)
+    from backends.timbral_reverb_frames import estimate_rt60
+
+    reverb = sys.modules[f"{package.__name__}.Timbral_Reverb"]
+    reverb.estimate_RT60 = estimate_rt60(reverb)
+    from backends.timbral_roughness_blocks import roughness
+
+    package.timbral_roughness = package.Timbral_Roughness.timbral_roughness = roughness(package)
     util._mirdeck_accelerated = True

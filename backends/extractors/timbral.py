@@ -21,8 +21,8 @@ SPEC = BackendSpec(
     audio=(AudioNeed("mix", None),),
     # The package can loop forever on pathological audio; the engine kills the worker after this.
     timeout_s=900,
-    # timbral_models peaks near 4.5 GB on a 7.5-minute track (brightness, depth and roughness
-    # hold whole-file spectrograms): one worker; the other cores go to the other modules.
+    # One worker; the other cores go to the other modules. (It peaked near 11.5 GB on a 7.5-minute
+    # track; with timbral_speedups' blockwise work 2.7 GB, so two could now fit a 24 GB machine.)
     max_workers=1,
 )
 
@@ -61,9 +61,11 @@ class Timbral(Extractor):
             for i, name in enumerate(FUNCTIONS):
                 track.progress(i / 8, name)
                 function = getattr(self._package, f"timbral_{name}")
-                features[name] = float(self._call(function, audio.copy(), rate, path))
+                # The same array each time: the shared read hands each function its own copy of
+                # the mono, normalised samples (timbral_speedups), and reverb only reads it.
+                features[name] = float(self._call(function, audio, rate, path))
             track.progress(7 / 8, "reverberation")
-            _, probability = self._call(self._package.timbral_reverb, audio.copy(), rate, path,
+            _, probability = self._call(self._package.timbral_reverb, audio, rate, path,
                                         dev_output=True)
         # The model's probability that the audio sounds reverberant, as a percentage; the package's
         # own answer is that probability rounded to 0 or 1.
