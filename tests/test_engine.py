@@ -380,18 +380,14 @@ def test_max_workers_caps_a_memory_hungry_module(tmp_path):
     assert stats["single"].done == 4 and len(pids) == 1
 
 
-def test_no_second_worker_when_the_first_drains_the_rest_before_it_could_start(tmp_path, monkeypatch):
-    # 1.5 s to start, 20 ms per track: one worker finishes 12 tracks long before a second is ready.
-    monkeypatch.setenv("MIRDECK_TEST_STARTUP_S", "1.5")
-    ds = tiny_dataset(tmp_path / "ds", [f"T{i:02d}" for i in range(12)], seconds=0.1)
-    events, stats = run_engine(ds, only=["slowstart"], jobs=2, module_options={"slowstart": {"seconds": 0.02}})
-    assert stats["slowstart"].done == 12
-    assert len([e for e in events_named(events, "worker_started") if e.module == "slowstart"]) == 1
-
-
-def test_a_second_worker_starts_when_the_remaining_work_is_long_beside_its_start_up(tmp_path, monkeypatch):
-    monkeypatch.setenv("MIRDECK_TEST_STARTUP_S", "0")
-    ds = tiny_dataset(tmp_path / "ds", [f"T{i:02d}" for i in range(8)], seconds=0.1)
-    events, stats = run_engine(ds, only=["slowstart"], jobs=2, module_options={"slowstart": {"seconds": 0.4}})
-    assert stats["slowstart"].done == 8
-    assert len([e for e in events_named(events, "worker_started") if e.module == "slowstart"]) == 2
+@pytest.mark.parametrize("startup_s, request_s, tracks, workers", [
+    (1.5, 0.02, 12, 1),  # one worker finishes 12 quick tracks long before a second is ready
+    (0.0, 0.4, 8, 2),  # start-up is short beside the remaining work: a second worker pays
+])
+def test_another_worker_starts_only_when_the_remaining_work_outlasts_its_start_up(
+        tmp_path, monkeypatch, startup_s, request_s, tracks, workers):
+    monkeypatch.setenv("MIRDECK_TEST_STARTUP_S", str(startup_s))
+    ds = tiny_dataset(tmp_path / "ds", [f"T{i:02d}" for i in range(tracks)], seconds=0.1)
+    events, stats = run_engine(ds, only=["slowstart"], jobs=2, module_options={"slowstart": {"seconds": request_s}})
+    assert stats["slowstart"].done == tracks
+    assert len([e for e in events_named(events, "worker_started") if e.module == "slowstart"]) == workers
