@@ -106,13 +106,24 @@ def measure_rhythm(request: dict) -> dict:
         return result
 
     mix = extractor._mono(track, "mix", rhythm.RATE)
-    timed("beats on mix (essentia multifeature)", lambda: extractor._beats(mix))
+    timed("beats on mix (multi-feature tracker)", lambda: extractor._beats(mix))
+    reference = _essentia_rhythm_extractor()
+    timed("  for reference: essentia RhythmExtractor2013", lambda: reference(mix))
     for name in ("mix", "drums", "bass", "other"):
         audio = extractor._mono(track, name, rhythm.ONSET_RATE)
         timed(f"onsets on {name} (librosa)", lambda: extractor.onsets(audio))
     features, _ = timed("rhythm process (all of it)", lambda: extractor.process(track))
     return {"seconds": out, "cpu_seconds": cpu, "stage_rss_mb": rss, "features": features,
             "peak_rss_mb": _peak_rss_mb()}
+
+
+def _essentia_rhythm_extractor():
+    """essentia's own RhythmExtractor2013, which the backend's tracker reproduces faster."""
+    import essentia.standard as es
+
+    from backends.extractors import rhythm
+
+    return es.RhythmExtractor2013(method="multifeature", minTempo=40, maxTempo=rhythm.MAX_BPM)
 
 
 def measure_timbral(request: dict) -> dict:
