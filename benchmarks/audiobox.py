@@ -36,8 +36,9 @@ CONFIGS = ("package", "mirdeck mb1", "mirdeck mb4", "mirdeck mb16")
 
 def peak_rss() -> int:
     """This process's peak RSS in bytes (VmHWM: unlike ru_maxrss, not inherited across exec)."""
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
+    from backends.process_memory import peak_rss_bytes
+
+    return peak_rss_bytes()
 
 
 def settled_rss() -> int:

@@ -104,10 +104,9 @@ def run_worker(module: str, folder: Path, sources: dict, repeat: int) -> tuple[l
                 break
             if reply["type"] == "error":
                 raise SystemExit(f"{module} failed: {reply}")
-    # VmHWM is this process image's own peak (rusage's maxrss would include the parent's
-    # memory at fork time, which Linux carries across exec).
-    with open(f"/proc/{proc.pid}/status") as fh:
-        peak_kib = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    from backends.process_memory import peak_rss_bytes
+
+    peak_kib = peak_rss_bytes(proc.pid) / 1024
     proc.stdin.write(p.encode({"type": "shutdown"}))
     proc.stdin.close()
     proc.wait()

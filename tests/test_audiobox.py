@@ -210,9 +210,8 @@ import json, sys
 from backends import audiobox_model as am
 scorer = am.load_scorer(sys.argv[1])
 def peak():
-    # VmHWM, not ru_maxrss: ru_maxrss keeps the parent's high-water mark across fork and exec.
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
+    from backends.process_memory import peak_rss_bytes
+    return peak_rss_bytes()
 out = {}
 for name in sys.argv[2:]:
     am.score(scorer, [am.NpyFrames(name)], micro_batch=4)

@@ -77,10 +77,9 @@ class FlamingoHF(Extractor):
         return self.loaded
 
     def process(self, track):
-        import resource
-
         from backends.flamingo_common import KEY_PREFIX, SAMPLING_KEYS, load_prompts, normalise_text, prompts_path
         from backends.flamingo_transformers import OutOfMemoryInModel, TrackSession
+        from backends.process_memory import peak_rss_bytes
         from backends.protocol import OutOfMemory
 
         options = track.options
@@ -137,7 +136,7 @@ class FlamingoHF(Extractor):
             "prompt_tokens_cached": sum(q["prompt_tokens_cached"] for q in questions.values()),
             "generated_tokens": sum(q["generated_tokens"] for q in questions.values()),
             "peak_gpu_bytes": _peak(loaded.device),
-            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "peak_rss_bytes": peak_rss_bytes(),
             "questions": questions,
             **({"empty_answers": empty, "empty_reason": "the model stopped before writing any text"}
                if empty else {}),
