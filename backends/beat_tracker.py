@@ -13,9 +13,10 @@ Here the five functions come from one 2048/512 Hann spectrogram (the 2048/1024 f
 even frames), a block of frames at a time, with each function's arithmetic vectorised over frames
 and bins, as essentia defines it (its source: OnsetDetection "complex", "rms", "melflux";
 OnsetDetectionGlobal "beat_emphasis", "infogain"). The mel and ERB filter banks are read out of
-essentia's own MelBands and ERBBands, and the tracking itself is essentia's: ``TempoTapDegara``
-on each function, ``TempoTapMaxAgreement`` over the five. tests/test_beat_tracker.py compares
-each function with essentia's own and the beats and confidence with ``RhythmExtractor2013``.
+essentia's own MelBands and ERBBands, and essentia's ``TempoTapDegara`` tracks the beats in each
+function. The agreement step is ``TempoTapMaxAgreement``'s arithmetic in NumPy (see
+:func:`max_agreement` for why not essentia's own). tests/test_beat_tracker.py compares each
+function with essentia's own and the beats, tempo and confidence with ``RhythmExtractor2013``.
 
 The one deliberate difference: essentia's streaming frame cutter adds -100 dB noise to digitally
 silent 2048/1024 frames, which makes its mel-flux function a few dB of noise there; here silent
@@ -42,6 +43,12 @@ SMOOTH_HALF = 8
 MAX_PERIOD = int(round(5.944308390022676 * RATE / HOP))
 COMBS = 4
 TOP_BAND_SHARE = 0.6
+# Agreement: beat-error histograms of 40 bins, ignoring the first 5 s where the trackers settle.
+ABSOLUTE_BINS = 40
+MIN_TICK_TIME = 5.0
+# essentia documents the most confidence as log2(40) = 5.32, but takes log2 of the integer bin
+# count in integer arithmetic: 5, which its trackers report for perfect agreement.
+MAX_GAIN = int(np.log2(ABSOLUTE_BINS))
 
 
 @functools.lru_cache(maxsize=1)
@@ -114,8 +121,9 @@ class _Spectra:
 
 
 def _complex_difference(magnitude, phase, sign, squared):
-    """Rows 2.. of a block: each bin's distance from its prediction out of the two rows before
-    (the previous row's magnitude; the phase advanced as essentia's functions advance it)."""
+    """Rows 2.. of a block: each bin's distance from its prediction out of the two rows before:
+    the previous row's magnitude at the phase 2 p1 + sign * p2 (essentia's "complex" function
+    subtracts the older phase, as the method's authors do; its beat emphasis function adds it)."""
     # essentia wraps the predicted phase into [-pi, 3pi) first (fmod in double precision, a third
     # of this function's time here); only its cosine and sine are used, so it is left unwrapped.
     delta = phase[2:] - (2.0 * phase[1:-1] + sign * phase[:-2])
@@ -257,13 +265,6 @@ def _agreement_bin_borders() -> np.ndarray:
     return ((centres[:-1] + centres[1:]) / np.float32(2)).astype(np.float32)
 
 
-ABSOLUTE_BINS = 40
-# essentia documents the most confidence as log2(40) = 5.32, but takes log2 of the integer bin
-# count in integer arithmetic: 5, which its trackers report for perfect agreement.
-MAX_GAIN = int(np.log2(ABSOLUTE_BINS))
-MIN_TICK_TIME = 5.0  # agreement ignores the first 5 s, where the trackers settle
-
-
 def _beat_errors(reference: np.ndarray, ticks: np.ndarray) -> np.ndarray:
     """Each tick's distance from the nearest reference beat, as a share of the beat interval on
     its side (essentia's FindBeatError; ties go to the earlier beat)."""
@@ -295,7 +296,12 @@ def _entropy(errors: np.ndarray, borders: np.ndarray) -> np.float32:
 def max_agreement(candidates: list[np.ndarray]) -> tuple[np.ndarray, float]:
     """TempoTapMaxAgreement: the candidate whose beats agree best with the others' (mean
     information gain of the beat-error histograms, 40 bins) and the mean of all candidates'
-    agreement as the confidence (0-5)."""
+    agreement as the confidence (0-5).
+
+    Not essentia's own algorithm called from Python: its configure() appends to its histogram
+    borders instead of replacing them, and Python's wrapper configures a new algorithm twice, so
+    its confidence is not the one BeatTrackerMultiFeature (whose instance is configured once)
+    reports for the same candidates."""
     borders = _agreement_bin_borders()
     trimmed = [np.asarray(c, np.float32)[np.asarray(c) >= MIN_TICK_TIME] for c in candidates]
     count = len(trimmed)
@@ -331,10 +337,6 @@ class MultiFeatureBeatTracker:
                                        resample="x2" if coarse else "none",
                                        minTempo=self.min_tempo, maxTempo=self.max_tempo)
             candidates.append(np.asarray(degara(functions[name]), np.float32))
-        # Not essentia's TempoTapMaxAgreement from Python: its configure() appends to its
-        # histogram borders instead of replacing them, and Python's wrapper configures a new
-        # algorithm twice, so its confidence is not the one BeatTrackerMultiFeature (configured
-        # once) reports for the same candidates.
         return max_agreement(candidates)
 
 
