@@ -5,7 +5,10 @@ frames every 1024 samples); scipy builds each through several whole-size tempora
 frames, windowed frames, the complex FFT, its squared magnitude), about four times the 318 MB
 result on a 7.5-minute track. Here each block of frames is scipy's own spectrogram of the samples
 those frames read, written into the result: every frame gets the same detrending, window, FFT and
-scaling, so the result is the same array with the temporaries of one block.
+scaling, so the result is the same array with the temporaries of one block. It is laid out as
+scipy's is (each frame's bins together, a transposed view): depth sums it over frames
+(``np.sum(spec, axis=1)``), and NumPy adds in another order along a C-ordered row, which moved
+those sums by a few units in the last place.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ def spectrogram(x, fs=1.0, window=('tukey', .25), nperseg=None, noverlap=None, n
         last = min(n_frames, first + FRAMES_PER_BLOCK)
         f, _, block = signal.spectrogram(x[first * step:(last - 1) * step + nperseg], *args)
         if result is None:
-            result = np.empty(block.shape[:-1] + (n_frames,), dtype=block.dtype)
+            result = np.empty((n_frames, block.shape[0]), dtype=block.dtype).T
         result[..., first:last] = block
     # scipy's own frame times for the whole signal (no boundary extension, not padded).
     t = np.arange(nperseg / 2, len(x) - nperseg / 2 + 1, step) / float(fs)

@@ -364,6 +364,32 @@ def _blockwise_bandwidth_array(original):
     return get_bandwidth_array
 
 
+MONO_BLOCK_FRAMES = 1 << 16
+
+
+def mono_float64(data, util):
+    """The decoded ``[frames, channels]`` PCM as the package's reads sum it, before normalising.
+
+    ``file_read`` on a float64 array (what ``soundfile.read`` gives) with ``mono_sum=True`` calls
+    ``channel_reduction``, whose output row depends only on its input row: the package's own
+    function on blocks of rows converted to float64 gives the same samples without the whole
+    stereo float64 copy (318 MB on a 7.5-minute track). The package then finds nothing to sum in
+    the 1-D result. One channel: the 1-D float64 column, as ``always_2d=False`` reads it.
+    """
+    import numpy as np
+
+    if data.ndim == 1 or data.shape[1] == 1:
+        return np.array(data.reshape(len(data)), dtype=np.float64)
+    mono = None
+    for first in range(0, len(data), MONO_BLOCK_FRAMES):
+        rows = np.asarray(data[first:first + MONO_BLOCK_FRAMES], dtype=np.float64)
+        summed = util.channel_reduction(rows, phase_correction=False)
+        if mono is None:
+            mono = np.empty((len(data),) + summed.shape[1:], dtype=summed.dtype)
+        mono[first:first + len(rows)] = summed
+    return mono
+
+
 @contextlib.contextmanager
 def track_cache():
     """Share specific-loudness results between the functions run on one track, then free them."""
@@ -400,11 +426,11 @@ def install(package) -> None:
     onsets = _blockwise_onsets(proxy)
     util.librosa = types.SimpleNamespace(**{**vars(proxy), "onset": onsets,
                                             "decompose": types.SimpleNamespace(hpss=_fast_hpss())})
-    from backends import spectrogram_blocks
+    from backends import spectrogram_columns
     from backends.timbral_hpss_segments import percussive_ratio
 
     for name in ("Timbral_Brightness", "Timbral_Depth"):  # both imported scipy's by name
-        sys.modules[f"{package.__name__}.{name}"].spectrogram = spectrogram_blocks.spectrogram
+        sys.modules[f"{package.__name__}.{name}"].spectrogram = spectrogram_columns.spectrogram
 
     util.get_percussive_audio = percussive_ratio(util)
     hardness = sys.modules[f"{package.__name__}.Timbral_Hardness"]

@@ -274,3 +274,67 @@ def test_blockwise_spectrogram_is_scipys(monkeypatch):
     args = (RATE, "hamming", 4096, 3072, 4096, "constant", True, "spectrum")  # the package's
     for e, g in zip(spectrogram(audio, *args), spectrogram_blocks.spectrogram(audio, *args)):
         assert np.array_equal(g, e)
+    # Laid out as scipy's: depth's sums over frames add in the same order.
+    e, g = spectrogram(audio, *args)[2], spectrogram_blocks.spectrogram(audio, *args)[2]
+    assert np.array_equal(np.sum(g, axis=1), np.sum(e, axis=1))
+
+
+@pytest.mark.parametrize("nperseg", [4096, 2048])  # depth's frames, brightness's
+def test_column_spectrogram_reads_as_scipys(monkeypatch, nperseg):
+    """The spectrogram the two loops walk column by column: scipy's columns, their sums, and
+    the whole array wherever it is used as one."""
+    from scipy.signal import spectrogram
+
+    from backends import spectrogram_columns
+
+    monkeypatch.setattr(spectrogram_columns, "FRAMES_PER_BLOCK", 37)
+    audio = _noise(12) * np.exp(-((_t() % 1.0) / 0.3))
+    args = (RATE, "hamming", nperseg, nperseg * 3 // 4, nperseg, "constant", True, "spectrum")
+    f, t, expected = spectrogram(audio, *args)
+    f2, t2, got = spectrogram_columns.spectrogram(audio, *args)
+    assert isinstance(got, spectrogram_columns.ColumnSpectrogram)
+    assert np.array_equal(f2, f) and np.array_equal(t2, t) and got.shape == expected.shape
+    for idx in [*range(expected.shape[1]), 3, -1]:  # in order, then back and from the end
+        column = got[:, idx]
+        assert np.array_equal(column, expected[:, idx])
+        assert np.sum(column) == np.sum(expected[:, idx])
+    assert np.array_equal(np.sum(got, axis=1), np.sum(expected, axis=1))
+    assert np.array_equal(got[10:20, 5:9], expected[10:20, 5:9])
+    assert np.array_equal(np.asarray(got), expected)
+
+
+@pytest.mark.parametrize("name, signal_name", [("brightness", "white"), ("brightness", "dry"),
+                                               ("depth", "low"), ("depth", "dry")])
+def test_column_spectrograms_give_the_packages_brightness_and_depth(monkeypatch, name, signal_name):
+    """The package's own brightness and depth, walking block-made columns: the same features."""
+    from scipy.signal import spectrogram
+
+    from backends import spectrogram_columns, timbral_compat
+
+    package = timbral_compat.load()
+    module = getattr(package, f"Timbral_{name.capitalize()}")
+    function = getattr(module, f"timbral_{name}")
+    monkeypatch.setattr(spectrogram_columns, "FRAMES_PER_BLOCK", 50)  # several blocks
+    audio = np.stack([signals()[signal_name].astype(np.float64)] * 2, axis=1)
+    monkeypatch.setattr(module, "spectrogram", spectrogram)
+    expected = function(audio.copy(), fs=RATE), function(audio.copy(), fs=RATE, dev_output=True)
+    monkeypatch.setattr(module, "spectrogram", spectrogram_columns.spectrogram)
+    got = function(audio.copy(), fs=RATE), function(audio.copy(), fs=RATE, dev_output=True)
+    assert got[0] == expected[0] and tuple(got[1]) == tuple(expected[1])
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_mono_sum_in_blocks_is_the_packages(monkeypatch, channels):
+    """The worker's mono float64 track: the package's channel reduction of the float64 read."""
+    from backends import timbral_compat, timbral_speedups
+
+    util = timbral_compat.load().timbral_util
+    monkeypatch.setattr(timbral_speedups, "MONO_BLOCK_FRAMES", 1000)
+    rng = np.random.default_rng(13)
+    pcm = (rng.standard_normal((10_500, channels)) * 0.3).astype(np.float32)
+    pcm[:50] = -0.0
+    read = pcm.astype(np.float64)  # what soundfile.read gives the package
+    expected = read[:, 0] if channels == 1 else util.channel_reduction(read)
+    got = timbral_speedups.mono_float64(pcm, util)
+    assert got.dtype == np.float64 and got.shape == expected.shape
+    assert np.array_equal(got, expected) and np.array_equal(np.signbit(got), np.signbit(expected))
