@@ -33,8 +33,15 @@ package on the file path):
   spectrogram in blocks of frames (backends/onset_blocks.py). The one change that is not bit
   for bit: BLAS sums a block's mel projection in another order than the whole track's, a few
   units in the last place of the mel powers.
-* brightness's and depth's whole-track spectrograms (three each) through
-  backends/spectrogram_blocks.py: the same arrays without scipy's whole-size temporaries.
+* brightness's and depth's whole-track spectrograms (three each, 950 MB on a 7.5-minute track,
+  which depth held through its onsets: the module's 2.7 GB peak): their loops read them a column
+  at a time, so each is a backends/spectrogram_columns.py spectrogram that makes a block of
+  frames when the loop reaches it; depth's sum over frames is added up block by block in NumPy's
+  order. Where a whole array is needed, backends/spectrogram_blocks.py makes scipy's without its
+  whole-size temporaries.
+* :func:`mono_float64`: the worker hands the seven functions that mono-sum the track that sum, in
+  float64, made by the package's ``channel_reduction`` a block of rows at a time, instead of the
+  whole stereo float64 copy beside their work (reverb's stereo float64 is made after them).
 * ``Timbral_Reverb.estimate_RT60``: the per-frame sub-frame statistics in blocks
   (backends/timbral_reverb_frames.py); ``timbral_roughness``: its spectrogram in blocks
   (backends/timbral_roughness_blocks.py).

@@ -2,6 +2,7 @@
 alone, in its own process, on the same synthesised track.
 
     python -m benchmarks.timbral_profile [--seconds 120] [--mode package|mirdeck]... [--only NAME]...
+    python -m benchmarks.timbral_profile --module [--seconds 450]
 
 ``package`` calls the unmodified package function (only the compatibility layer applied) on the
 decoded array; ``mirdeck`` calls it with mirdeck's accelerations installed. Each row is a fresh
@@ -9,6 +10,11 @@ process, so its peak RSS is that function's own (minus nothing: the interpreter,
 and the decoded track are in every row; the "base" column is the RSS just before the call).
 A sampling thread notes the main thread's stack whenever RSS reaches a new high, so the table
 also says where each peak happened.
+
+``--module`` runs the backend's own ``process`` instead (the mix decoded once to the shared PCM,
+as the engine does), all eight functions in one worker, and gives the peak RSS during each
+function and where it happened: the functions share the worker's arrays and caches, so the
+module's peak is not any single row of the table.
 
 CPU seconds are per process (one core; BLAS threads pinned to one); on a shared machine they are
 what it would take on an idle core, while wall seconds also measure the neighbours.
@@ -44,22 +50,29 @@ class PeakWatcher(threading.Thread):
         super().__init__(daemon=True)
         self.main_ident, self.interval_s = main_ident, interval_s
         self.peak_mb, self.where = 0.0, ""
+        self.stage = ""
+        self.stages: dict[str, tuple[float, str]] = {}  # stage -> its peak and where
         self._halt = threading.Event()
 
     def run(self):
         while not self._halt.is_set():
-            rss = _rss_mb()
-            if rss > self.peak_mb:
-                self.peak_mb = rss
-                frame = sys._current_frames().get(self.main_ident)
-                stack = []
-                while frame is not None:
-                    code = frame.f_code
-                    if "site-packages" in code.co_filename or "backends" in code.co_filename:
-                        stack.append(f"{Path(code.co_filename).stem}.{code.co_name}:{frame.f_lineno}")
-                    frame = frame.f_back
-                self.where = " < ".join(stack[:4])
+            rss, stage = _rss_mb(), self.stage
+            if rss > self.stages.get(stage, (0.0, ""))[0]:
+                where = self._stack()
+                self.stages[stage] = (rss, where)
+                if rss > self.peak_mb:
+                    self.peak_mb, self.where = rss, where
             time.sleep(self.interval_s)
+
+    def _stack(self) -> str:
+        frame = sys._current_frames().get(self.main_ident)
+        stack = []
+        while frame is not None:
+            code = frame.f_code
+            if "site-packages" in code.co_filename or "backends" in code.co_filename:
+                stack.append(f"{Path(code.co_filename).stem}.{code.co_name}:{frame.f_lineno}")
+            frame = frame.f_back
+        return " < ".join(stack[:4])
 
     def stop(self):
         self._halt.set()
@@ -104,6 +117,55 @@ def _own_peak_mb() -> float:
     return peak_rss_bytes() / 2 ** 20  # not rusage's, which holds this benchmark's own peak
 
 
+def measure_module(request: dict) -> dict:
+    """The backend's ``process`` on the decoded track, with the peak RSS during each function."""
+    from backends.extractors import timbral
+    from backends.track import Track
+
+    extractor = timbral.create()
+    watcher = PeakWatcher(threading.get_ident(), interval_s=0.002)
+
+    def progress(fraction, stage):
+        watcher.stage = stage
+
+    track = Track.from_request(request, send_progress=progress)
+    watcher.stage = "(decoded track)"
+    base = _rss_mb()
+    watcher.start()
+    began, began_cpu = time.perf_counter(), time.process_time()
+    features = extractor.process(track)
+    cpu, wall = time.process_time() - began_cpu, time.perf_counter() - began
+    watcher.stop()
+    return {"cpu_s": cpu, "wall_s": wall, "base_mb": base, "peak_mb": _own_peak_mb(),
+            "stages": watcher.stages, "features": features}
+
+
+def module_main(seconds: float) -> int:
+    from benchmarks.rhythm_timbral import decode_once, synthesise
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, **SINGLE_THREADED, "PYTHONPATH": str(root)}
+    with tempfile.TemporaryDirectory(prefix="mirdeck-timbral-") as tmp:
+        track = synthesise(Path(tmp) / "dataset", seconds)
+        (Path(tmp) / "pcm").mkdir()
+        request = {"id": "profile", "track": {"folder": str(track), "name": track.name},
+                   "sources": {"mix": decode_once(track, Path(tmp) / "pcm")["mix"]}}
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.timbral_profile", "--module-worker"],
+                              input=json.dumps(request), capture_output=True, text=True, env=env,
+                              cwd=root)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the module failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"\n{seconds:.0f} s of 44.1 kHz stereo; load average {os.getloadavg()[0]:.1f}; the whole "
+          f"module in one worker: {result['cpu_s']:.1f} CPU s, {result['wall_s']:.1f} s; "
+          f"RSS before the track {result['base_mb']:.0f} MB, peak (VmHWM) {result['peak_mb']:.0f} MB\n")
+    print(f"{'stage':15s} {'peak MB':>8s}  where")
+    for stage, (peak, where) in result["stages"].items():
+        print(f"{stage:15s} {peak:8.0f}  {where}")
+    print("\n" + json.dumps(result["features"]))
+    return 0
+
+
 class _nothing:
     def __enter__(self):
         return self
@@ -128,8 +190,16 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--mode", choices=("package", "mirdeck"), action="append")
     parser.add_argument("--only", choices=NAMES, action="append")
+    parser.add_argument("--module", action="store_true",
+                        help="the backend's process, all eight functions in one worker")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--module-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.module_worker:
+        sys.stdout.write(json.dumps(measure_module(json.loads(sys.stdin.read())), default=float) + "\n")
+        return 0
+    if args.module:
+        return module_main(args.seconds)
     if args.worker:
         name, mode, path = args.worker
         sys.stdout.write(json.dumps(measure(name, mode, path)) + "\n")

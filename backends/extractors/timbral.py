@@ -22,7 +22,7 @@ SPEC = BackendSpec(
     # The package can loop forever on pathological audio; the engine kills the worker after this.
     timeout_s=900,
     # One worker; the other cores go to the other modules. (It peaked near 11.5 GB on a 7.5-minute
-    # track; with timbral_speedups' blockwise work 2.7 GB, so two could now fit a 24 GB machine.)
+    # track; with timbral_speedups' blockwise work 1.6 GB, so several could now run side by side.)
     max_workers=1,
 )
 
