@@ -26,7 +26,7 @@ FRAMES_PER_BLOCK = 1024  # depth: 2049 bins x 1024 frames x 8 bytes = 17 MB per 
 
 
 class ColumnSpectrogram:
-    """The spectrum array of ``scipy.signal.spectrogram(x, *args)``, made a block of frames at a time."""
+    """The spectrum of ``scipy.signal.spectrogram(x, *args)``, made a block of frames at a time."""
 
     def __init__(self, x: np.ndarray, args: tuple, n_bins: int, n_frames: int, step: int,
                  nperseg: int):
@@ -106,7 +106,7 @@ def _column_index(key, n_frames: int):
 
 def spectrogram(x, fs=1.0, window=('tukey', .25), nperseg=None, noverlap=None, nfft=None,
                 detrend='constant', return_onesided=True, scaling='density', axis=-1, mode='psd'):
-    """scipy's ``(f, t, Sxx)``, with ``Sxx`` a :class:`ColumnSpectrogram` for long 1-D float64 input."""
+    """scipy's ``(f, t, Sxx)``; ``Sxx`` a :class:`ColumnSpectrogram` for long 1-D float64 input."""
     from scipy import signal
 
     args = (fs, window, nperseg, noverlap, nfft, detrend, return_onesided, scaling, axis, mode)
