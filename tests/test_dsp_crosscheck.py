@@ -111,3 +111,41 @@ def test_band_levels_match_scipy_welch():
     for band, (low, high) in BANDS.items():
         theirs = psd[(freqs >= low) & (freqs < high)].sum() * (freqs[1] - freqs[0])
         assert 10 * np.log10(ours[band]) == pytest.approx(10 * np.log10(theirs), abs=0.01), band
+
+
+@pytest.mark.parametrize("extra", [0, 4095, 4097])
+def test_pitch_class_profiles_match_essentia_per_frame(extra):
+    """chroma's and harmonic's front end (blocked FFT, essentia's peaks, whitening and HPCP called
+    past the Python wrapper) against essentia's own chain called frame by frame."""
+    from backends.dsp import essentia_standard, mono
+    from backends.extractors import chroma
+
+    es = essentia_standard()
+    # A quiet stretch first: frames under -80 dBFS are not kept.
+    audio = np.concatenate([np.zeros(3 * 4096, np.float32), mono(_demo_groove()),
+                            np.zeros(extra, np.float32)])
+    profiles, kept = chroma.hpcp_frames(audio, es)
+
+    window, spectrum = es.Windowing(type="hann", size=4096), es.Spectrum(size=4096)
+    peaks = es.SpectralPeaks(orderBy="magnitude", magnitudeThreshold=1e-4, maxPeaks=60,
+                             minFrequency=chroma.MIN_HZ, maxFrequency=chroma.MAX_HZ, sampleRate=44100)
+    whitening = es.SpectralWhitening(maxFrequency=chroma.MAX_HZ, sampleRate=44100)
+    hpcp = es.HPCP(size=12, referenceFrequency=440.0, bandPreset=False, minFrequency=chroma.MIN_HZ,
+                   maxFrequency=chroma.MAX_HZ, weightType="cosine", nonLinear=False, windowSize=1.0,
+                   normalized="unitMax", sampleRate=44100)
+    expected, expected_kept = [], []
+    for frame in es.FrameGenerator(audio, frameSize=4096, hopSize=4096, startFromZero=True,
+                                   validFrameThresholdRatio=1):
+        row = np.zeros(12, np.float32)
+        loud = float(np.dot(frame, frame)) / 4096 > 10 ** (chroma.QUIET_DBFS / 10)
+        if loud:
+            magnitude = spectrum(window(frame))
+            freqs, mags = peaks(magnitude)
+            if len(freqs):
+                row = hpcp(freqs, whitening(magnitude, freqs, mags))
+        expected.append(np.roll(row, -chroma.C_BIN))
+        expected_kept.append(loud and row.max() > 0)
+    assert profiles.shape == (len(expected), 12)
+    np.testing.assert_array_equal(kept, expected_kept)
+    assert not kept[:3].any() and kept.sum() > len(kept) * 0.8
+    np.testing.assert_allclose(profiles, np.array(expected), atol=2e-4)
