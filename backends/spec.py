@@ -45,6 +45,9 @@ class BackendSpec:
     timeout_s: float = 600.0
     max_workers: int = 0
     """Cap on parallel workers of this backend (0: one per job). For memory-hungry CPU models."""
+    worker_memory_gb: float = 0.0
+    """Peak memory of one worker on a long (7.5-minute) track. When set, a run starts no more
+    workers of this backend than half the memory available when it starts holds (at least one)."""
     sidecars: tuple[str, ...] = ()
     """Suffixes of files written beside the .INFO, e.g. ``BEATS_GRID``."""
     alternative_to: str = ""

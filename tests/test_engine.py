@@ -21,7 +21,7 @@ from tui.runlog import RunLog, read_events
 
 FAKES = ",".join(f"tests.fake_backends.{m}" for m in
                  ("noop", "crashy", "hangy", "exitcrash", "printer", "slowprogress", "needsmodel", "dependent",
-                  "single", "slowstart"))
+                  "single", "slowstart", "hungry"))
 
 
 @pytest.fixture(autouse=True)
@@ -378,6 +378,30 @@ def test_max_workers_caps_a_memory_hungry_module(tmp_path):
                                on_event=lambda engine, e: pids.add(e.pid)
                                if e.name == "worker_started" and e.module == "single" else None)
     assert stats["single"].done == 4 and len(pids) == 1
+
+
+def test_a_module_whose_workers_do_not_fit_the_memory_runs_one(tmp_path):
+    ds = tiny_dataset(tmp_path / "ds", [f"t{i}" for i in range(4)])
+    pids = set()
+    events, stats = run_engine(ds, only=["hungry", "noop"], jobs=2,
+                               on_event=lambda engine, e: pids.add(e.pid)
+                               if e.name == "worker_started" and e.module == "hungry" else None)
+    assert stats["hungry"].done == 4 and len(pids) == 1
+
+
+def test_workers_that_fit_take_half_the_available_memory(monkeypatch):
+    import collections
+
+    import psutil
+
+    from tui import engine
+
+    memory = collections.namedtuple("memory", "available")
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory(available=8 * 2 ** 30))
+    assert engine.workers_that_fit(2.0) == 2
+    assert engine.workers_that_fit(1.0) == 4
+    assert engine.workers_that_fit(1.5) == 2
+    assert engine.workers_that_fit(64.0) == 1  # never none
 
 
 @pytest.mark.parametrize("startup_s, request_s, tracks, workers", [

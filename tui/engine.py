@@ -78,6 +78,20 @@ class Outcome:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
+# Share of the memory available at a module's first request that its workers may take together:
+# the rest is for the other modules' workers, the decoded audio in /dev/shm and the desktop.
+WORKER_MEMORY_SHARE = 0.5
+
+
+def workers_that_fit(worker_memory_gb: float) -> int:
+    """How many workers that each peak at ``worker_memory_gb`` fit in half the available memory
+    (at least one: a module is never shut out, only kept from running several at once)."""
+    import psutil
+
+    available_gb = psutil.virtual_memory().available / 2 ** 30
+    return max(1, int(available_gb * WORKER_MEMORY_SHARE // worker_memory_gb))
+
+
 class ModulePool:
     """Up to ``limit`` workers of one module, started on demand and reused across tracks."""
 
@@ -305,6 +319,8 @@ class Engine:
                 limit = self.jobs if spec.device == "cpu" else 1
                 if spec.max_workers:
                     limit = min(limit, spec.max_workers)
+                if spec.worker_memory_gb > 0:
+                    limit = min(limit, workers_that_fit(spec.worker_memory_gb))
                 self.pools[name] = ModulePool(self, name, spec.entry, limit)
         return self.pools[name]
 
