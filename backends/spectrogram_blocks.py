@@ -17,15 +17,21 @@ import numpy as np
 FRAMES_PER_BLOCK = 1024
 
 
+def blockable(x: np.ndarray, nperseg, noverlap) -> bool:
+    """Whether the frames of ``x`` can be cut here as scipy cuts them: long 1-D float64 input
+    with whole-number segment and overlap lengths (anything else goes to scipy unchanged)."""
+    return (x.ndim == 1 and x.dtype == np.float64 and isinstance(nperseg, (int, np.integer))
+            and isinstance(noverlap, (int, np.integer)) and 0 <= noverlap < nperseg
+            and len(x) >= nperseg)
+
+
 def spectrogram(x, fs=1.0, window=('tukey', .25), nperseg=None, noverlap=None, nfft=None,
                 detrend='constant', return_onesided=True, scaling='density', axis=-1, mode='psd'):
     from scipy import signal
 
     args = (fs, window, nperseg, noverlap, nfft, detrend, return_onesided, scaling, axis, mode)
     x = np.asarray(x)
-    if (x.ndim != 1 or x.dtype != np.float64 or not isinstance(nperseg, (int, np.integer))
-            or not isinstance(noverlap, (int, np.integer)) or not 0 <= noverlap < nperseg
-            or len(x) < nperseg):
+    if not blockable(x, nperseg, noverlap):
         return signal.spectrogram(x, *args)
     step = nperseg - noverlap
     n_frames = (len(x) - nperseg) // step + 1

@@ -111,10 +111,8 @@ def spectrogram(x, fs=1.0, window=('tukey', .25), nperseg=None, noverlap=None, n
 
     args = (fs, window, nperseg, noverlap, nfft, detrend, return_onesided, scaling, axis, mode)
     x = np.asarray(x)
-    if (x.ndim != 1 or x.dtype != np.float64 or not isinstance(nperseg, (int, np.integer))
-            or not isinstance(noverlap, (int, np.integer)) or not 0 <= noverlap < nperseg
-            or len(x) < nperseg or mode not in ('psd', 'magnitude', 'spectrum')
-            or not return_onesided):
+    if (not spectrogram_blocks.blockable(x, nperseg, noverlap)
+            or mode not in ('psd', 'magnitude', 'spectrum') or not return_onesided):
         return signal.spectrogram(x, *args)
     step = nperseg - noverlap
     n_frames = (len(x) - nperseg) // step + 1
