@@ -10,14 +10,15 @@ import os
 from pathlib import Path
 
 from backends.protocol import BackendError
-from backends.spec import BackendSpec, Extractor
+from backends.spec import BackendSpec, Extractor, Result
+from backends.track import Track
 
 SPEC = BackendSpec(name="decode", version="1", description="decode and resample, once per track",
                    keys=(), audio=())
 
 
 class Decoder(Extractor):
-    def process(self, track):
+    def process(self, track: Track) -> Result:
         from backends.audio import decode_file, resample, write_pcm
 
         cache = Path(track.options["cache_dir"])
@@ -39,7 +40,7 @@ class Decoder(Extractor):
                                "channels": int(data.shape[1]), "frames": int(data.shape[0]),
                                "pcm": pcm}
             del data
-        return {"sources": decoded, "errors": errors, "pid": os.getpid()}
+        return Result({"sources": decoded, "errors": errors, "pid": os.getpid()})
 
 
 def create() -> Decoder:

@@ -66,10 +66,3 @@ def present_stems(track, stems) -> list[str]:
             raise BadInput(f"{src.path}: stem has {src.channels} channel(s) but the mix "
                            f"{os.path.basename(mix.path)} has {mix.channels}; stems must match the mix")
     return found
-
-
-def is_silent(data) -> bool:
-    """True when every sample is exactly zero (digital silence)."""
-    import numpy as np
-
-    return not np.any(data)

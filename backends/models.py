@@ -1,4 +1,4 @@
-"""Finding installed model files from inside a backend (the parent's ``tui.models`` installs them).
+"""Finding installed model files from inside a backend (the parent's ``tui.install.models`` installs them).
 
 The engine passes the weights folder in ``MIRDECK_MODELS_DIR``; a missing file becomes a
 ``model_missing`` error that names the exact command to install it.
@@ -8,11 +8,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from backends import ROOT
 from backends.protocol import ModelMissing
 
 
 def models_dir() -> Path:
-    default = Path(__file__).resolve().parent.parent / "models" / "weights"
+    default = ROOT / "models" / "weights"
     return Path(os.environ.get("MIRDECK_MODELS_DIR", default))
 
 

@@ -76,7 +76,8 @@ def check_conflicts(specs) -> None:
             owner.setdefault(key, spec.name)
     for spec in specs:
         for key, other in owner.items():
-            if other != spec.name and spec.produces(key) and key not in spec.keys and not _alternatives(spec, by_name[other]):
+            if (other != spec.name and spec.produces(key) and key not in spec.keys
+                    and not _alternatives(spec, by_name[other])):
                 raise RegistryError(f"{spec.name}'s pattern covers {key!r}, a key of {other}")
     names = {s.name for s in specs}
     for spec in specs:

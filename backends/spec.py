@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from backends.track import Track
 
 STEMS = ("drums", "bass", "other", "vocals")
 Device = Literal["cpu", "gpu"]
@@ -60,19 +63,25 @@ class BackendSpec:
     def produces(self, key: str) -> bool:
         return key in self.keys or any(fnmatch.fnmatchcase(key, p) for p in self.optional_keys)
 
-    @property
-    def sample_rates(self) -> frozenset[int | None]:
-        return frozenset(need.sample_rate for need in self.audio)
+
+@dataclass(frozen=True)
+class Result:
+    """What an extractor gives back for one track."""
+
+    features: dict[str, Any]
+    """Feature key -> JSON value; keys never start with ``_``."""
+    files: dict[str, str] = field(default_factory=dict)
+    """Sidecar kind -> path of a file written beside the .INFO (``Track.write_sidecar``)."""
 
 
 @dataclass
 class Extractor:
-    """Base for a loaded backend. ``process`` maps one request to a feature dict."""
+    """Base for a loaded backend. ``process`` maps one request to a ``Result``."""
 
     device: str = "cpu"
-    model_provenance: dict = field(default_factory=dict)
+    model_provenance: dict[str, Any] = field(default_factory=dict)
 
-    def process(self, track):  # pragma: no cover - interface
+    def process(self, track: Track) -> Result:  # pragma: no cover - interface
         raise NotImplementedError
 
     def close(self) -> None:

@@ -5,9 +5,12 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from backends.protocol import BadInput
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -39,7 +42,8 @@ class Track:
     """Why a feature is null or absent, per key; the worker copies it into provenance."""
 
     @classmethod
-    def from_request(cls, message: dict[str, Any], send_progress=None) -> "Track":
+    def from_request(cls, message: dict[str, Any],
+                     send_progress: Callable[[float, str], None] | None = None) -> "Track":
         track = message["track"]
         sources = {name: Source(name=name, **info) for name, info in message["sources"].items()}
         return cls(request_id=message["id"], folder=Path(track["folder"]), name=track["name"],
@@ -54,7 +58,7 @@ class Track:
     def has(self, source: str) -> bool:
         return source in self.sources
 
-    def audio(self, source: str = "mix", sample_rate: int | None = None):
+    def audio(self, source: str = "mix", sample_rate: int | None = None) -> tuple[np.ndarray, int]:
         """Decoded PCM ``[frames, channels]`` float32 (read-only map) and its sample rate."""
         from backends.audio import load_pcm
 

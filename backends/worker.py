@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         send(p.hello(backend=name, version=version, pid=os.getpid(),
                      device=extractor.device, ready=True))
 
+    from backends.spec import Result
     from backends.track import Track
 
     stdin = sys.stdin.buffer
@@ -97,17 +98,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             track = Track.from_request(
                 message, send_progress=lambda fraction, stage, rid=rid: send(p.progress(rid, fraction, stage)))
-            features = extractor.process(track)
-            files = {}
-            if isinstance(features, tuple):
-                features, files = features
+            result = extractor.process(track)
+            if not isinstance(result, Result):
+                raise TypeError(f"{name}.process returned {type(result).__name__}, not backends.spec.Result")
             wall = time.perf_counter() - started
             provenance = {"version": version, "device": extractor.device, "profile": profile,
                           **extractor.model_provenance}
             if track.notes:
                 provenance["notes"] = dict(track.notes)
             audio_seconds = track.mix.duration if track.has("mix") else 0.0
-            send(p.result(rid, features=features, files=files, audio_seconds=audio_seconds,
+            send(p.result(rid, features=result.features, files=result.files, audio_seconds=audio_seconds,
                           wall_seconds=wall, provenance=provenance))
         except p.BackendError as exc:
             send(p.error(rid, exc.kind, exc.message))

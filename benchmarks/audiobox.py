@@ -79,7 +79,7 @@ def child(config: str, checkpoint: str, tracks: list[str], device: str, bf16: bo
     import numpy as np
     import torch
 
-    from backends import audiobox_model as am
+    from backends.extractors.audiobox import model as am
 
     if config == "package":
         import types
@@ -126,11 +126,10 @@ def main(argv=None) -> int:
         print(json.dumps(child(args.child, args.checkpoint, args.track_files, args.device, args.bf16)))
         return 0
 
-    import numpy as np
     import torch
 
-    from backends import audiobox_model as am
-    from tests.audiobox_standin import write_checkpoint
+    from backends.extractors.audiobox import model as am
+    from tests.support.audiobox_standin import write_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="mirdeck-bench-audiobox-") as tmp:
         tmp = Path(tmp)

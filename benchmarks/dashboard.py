@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ["MIRDECK_EXTRA_BACKENDS"] = "tests.dashboard_backends.dash_fast"
+os.environ["MIRDECK_EXTRA_BACKENDS"] = "tests.support.dashboard_backends.dash_fast"
 
 
 def make_dataset(root: Path, tracks: int) -> Path:
@@ -74,8 +74,8 @@ class Window:
 
 
 def engine_for(dataset: Path, log_dir: Path, window: Window):
-    from tui.engine import Engine, RunOptions
-    from tui.profiles import load
+    from tui.run.engine import Engine, RunOptions
+    from tui.run.profiles import load
 
     engine = Engine(dataset, load("cpu"), RunOptions(only=["dash_fast"], overwrite=["dash_fast"], jobs=2,
                                                       log_dir=log_dir))
@@ -85,7 +85,7 @@ def engine_for(dataset: Path, log_dir: Path, window: Window):
 
 async def run_plain(dataset: Path, log_dir: Path) -> Window:
     """The engine with the run's JSON-lines log, as every view has it (the dashboard adds its own)."""
-    from tui.runlog import RunLog
+    from tui.run.runlog import RunLog
 
     window = Window()
     engine = engine_for(dataset, log_dir, window)
@@ -132,9 +132,9 @@ class Attributed:
 async def run_dashboard(dataset: Path, log_dir: Path, hz: float) -> tuple[Window, Attributed]:
     from textual.screen import Screen
 
-    from tui.app import MirdeckApp
-    from tui.runview import RunView
-    from tui.screens.live import LiveRunScreen
+    from tui.dashboard.app import MirdeckApp
+    from tui.dashboard.runview import RunView
+    from tui.dashboard.screens.live import LiveRunScreen
 
     window = Window()
     attributed = Attributed(window)

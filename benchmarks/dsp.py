@@ -173,7 +173,7 @@ def references(arrays: dict) -> list[tuple[str, float]]:
         state.add_frames(np.ascontiguousarray(mix, dtype=np.float32).reshape(-1), len(mix))
         done(label, started)
 
-    from backends.true_peak import true_peak
+    from backends.extractors.loudness.true_peak import true_peak
 
     started = clock()
     true_peak(mix, RATE)
@@ -192,7 +192,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="mirdeck-bench-") as tmp:
         folder = Path(tmp) / "Bench - Seven and a Half"
         folder.mkdir()
-        cache = Path(tempfile.mkdtemp(prefix="mirdeck-bench-pcm-", dir="/dev/shm" if os.path.isdir("/dev/shm") else tmp))
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") else tmp
+        cache = Path(tempfile.mkdtemp(prefix="mirdeck-bench-pcm-", dir=shm))
         try:
             paths = synthesise(folder, args.seconds)
             sources, decode_seconds, arrays = decode_all(paths, cache)

@@ -25,9 +25,9 @@ def make_folders(root: Path, count: int) -> None:
 
 
 def bench_engine(tracks: int, jobs: int) -> dict:
-    os.environ["MIRDECK_EXTRA_BACKENDS"] = "tests.fake_backends.noop"
-    from tui.engine import Engine, RunOptions
-    from tui.profiles import load
+    os.environ["MIRDECK_EXTRA_BACKENDS"] = "tests.support.fake_backends.noop"
+    from tui.run.engine import Engine, RunOptions
+    from tui.run.profiles import load
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "ds"
@@ -40,11 +40,12 @@ def bench_engine(tracks: int, jobs: int) -> dict:
         stats = asyncio.run(engine.run())
         wall = time.perf_counter() - started
         assert stats["noop"].done == tracks, stats["noop"]
-    return {"wall": wall, "per": wall / tracks * 1000, "steady": (wall - (first_result[0] - started)) / max(1, tracks - 1) * 1000}
+    steady = (wall - (first_result[0] - started)) / max(1, tracks - 1) * 1000
+    return {"wall": wall, "per": wall / tracks * 1000, "steady": steady}
 
 
 def bench_scan(count: int) -> dict:
-    from tui.dataset import scan
+    from tui.run.dataset import scan
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "ds"

@@ -3,7 +3,7 @@ outside TensorFlow.
 
     python -m benchmarks.essentia_tf [--tracks 20] [--seconds 30] [--jobs 1] [--reference 5]
 
-The stand-ins (tests/essentia_standins.py) have the real interfaces but trivial graphs, so the
+The stand-ins (tests/support/essentia_standins.py) have the real interfaces but trivial graphs, so the
 time inside essentia's predict calls here is essentia's own mel spectrograms and patching plus
 TensorFlow's session overhead; the real graphs' compute needs the real weights. The reference
 column is the plain way: per track, essentia's MonoLoader at 16 kHz and freshly created
@@ -27,7 +27,7 @@ RATE = 44100
 
 def synthesise(root: Path, count: int, seconds: float) -> list[Path]:
     """Tracks of chords over a click track and noise, varied in tempo and level, as FLAC."""
-    from tests.helpers import write_track
+    from tests.support.helpers import write_track
 
     rng = np.random.default_rng(7)
     folders = []
@@ -43,8 +43,8 @@ def synthesise(root: Path, count: int, seconds: float) -> list[Path]:
 
 
 def engine_run(dataset: Path, weights: Path, jobs: int):
-    from tests.helpers import run_engine
-    from tui import events as ev
+    from tests.support.helpers import run_engine
+    from tui.run import events as ev
 
     os.environ["MIRDECK_MODELS_DIR"] = str(weights)
     log_dir = dataset.parent / "log"
@@ -87,8 +87,8 @@ def decode_seconds(folders: list[Path]) -> list[float]:
 
 def reference(folders: list[Path], weights: Path) -> list[float]:
     """Seconds per track the plain way: load at 16 kHz and build every algorithm per track."""
-    from backends.essentia_models.catalogue import EMBEDDING, HEADS, metadata
-    from backends.essentia_models.graphs import import_essentia
+    from backends.extractors.essentia_tf.catalogue import EMBEDDING, HEADS, metadata
+    from backends.extractors.essentia_tf.graphs import import_essentia
 
     es = import_essentia()
     times = []
@@ -121,8 +121,8 @@ def main(argv=None) -> int:
     parser.add_argument("--reference", type=int, default=5, help="tracks for the plain reference (0: skip)")
     args = parser.parse_args(argv)
 
-    from tests.essentia_standins import write_standins
-    from tui.store import read_info
+    from tests.support.essentia_standins import write_standins
+    from tui.run.store import read_info
 
     console = Console()
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,8 +23,8 @@ MODULE = "flamingo_gguf"
 
 def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
-    from tests import flamingo_standin
-    from tests.helpers import info_of, run_engine, sine, write_track
+    from tests.support import flamingo_standin
+    from tests.support.helpers import info_of, run_engine, sine, write_track
     from tui import paths
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -57,7 +57,8 @@ def main(argv=None) -> int:
                        module_options={MODULE: {**base, "mode": mode}})
             wall = time.perf_counter() - started
             provs = [info_of(t)["_mirdeck"][MODULE] for t in tracks]
-            texts = [tuple(info_of(t)[k] for k in sorted(info_of(t)) if k.startswith("music_flamingo_")) for t in tracks]
+            texts = [tuple(info_of(t)[k] for k in sorted(info_of(t)) if k.startswith("music_flamingo_"))
+                     for t in tracks]
             rows.append({"mode": mode, "loads": sum(p["model_loads"] for p in provs),
                          "encodes": sum(p["audio_encodes"] for p in provs),
                          "evaluated": sum(p["prompt_tokens_evaluated"] for p in provs),

@@ -33,9 +33,9 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from backends.flamingo_common import load_prompts
-    from backends.flamingo_transformers import Sampling, TrackSession, load, render_prompt
-    from tests.test_flamingo_hf import standin
+    from backends.flamingo.hf import Sampling, TrackSession, load, render_prompt
+    from backends.flamingo.prompts import load_prompts
+    from tests.support.flamingo_hf_standin import standin
 
     torch.set_num_threads(1)
     loaded = load(standin("audioflamingo3"))

@@ -31,7 +31,8 @@ TEMPLATE = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' }}"
             "{% if m['content'] is string %}{{ m['content'] }}{% else %}"
             "{% for p in m['content'] if p['type'] == 'audio' %}{{ '<sound>' }}{% endfor %}"
             "{% for p in m['content'] if p['type'] == 'text' %}{{ p['text'] }}{% endfor %}{% endif %}"
-            "{{ '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+            "{{ '<|im_end|>\\n' }}{% endfor %}"
+            "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<sound>")
 
 
@@ -49,10 +50,14 @@ def byte_tokenizer():
 
 def build(sizes: dict, dtype: str, device: str):
     import torch
-    from transformers import (AudioFlamingo3Config, AudioFlamingo3ForConditionalGeneration, AudioFlamingo3Processor,
-                              WhisperFeatureExtractor)
+    from transformers import (
+        AudioFlamingo3Config,
+        AudioFlamingo3ForConditionalGeneration,
+        AudioFlamingo3Processor,
+        WhisperFeatureExtractor,
+    )
 
-    from backends.flamingo_transformers import LoadedFlamingo
+    from backends.flamingo.hf import LoadedFlamingo
 
     tok = byte_tokenizer()
     vocab = max(sizes["text"]["vocab_size"], len(tok))
@@ -101,8 +106,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from backends.flamingo_common import load_prompts
-    from backends.flamingo_transformers import TrackSession
+    from backends.flamingo.hf import TrackSession
+    from backends.flamingo.prompts import load_prompts
 
     cuda = args.device.startswith("cuda")
     loaded, params = build(TINY if args.tiny else REAL, args.dtype, args.device)
@@ -143,11 +148,13 @@ def main(argv=None) -> int:
     print(f"{'way':<18} {'s/track':>8} {'encode s':>9} {'tokens':>7} {'tok/s':>7} {'TTFT mean':>10} {'peak GiB':>9}")
     for way, r in results.items():
         ttft = sum(q["first_token_s"] for q in r["questions"]) / len(r["questions"])
+        peak = r["peak_memory_gib"] if r["peak_memory_gib"] is not None else "n/a"
         print(f"{way:<18} {r['track_seconds']:8.1f} {r['audio_featurise_encode_s']:9.2f} {r['generated_tokens']:7d} "
-              f"{r['tokens_per_s_overall']:7.2f} {ttft:10.3f} {r['peak_memory_gib'] if r['peak_memory_gib'] is not None else 'n/a':>9}")
+              f"{r['tokens_per_s_overall']:7.2f} {ttft:10.3f} {peak:>9}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"params": params, "dtype": args.dtype, "seconds": args.seconds, "results": results}, fh, indent=2)
+            json.dump({"params": params, "dtype": args.dtype, "seconds": args.seconds, "results": results},
+                      fh, indent=2)
     return 0
 
 

@@ -94,11 +94,12 @@ def measure_rhythm(request: dict) -> dict:
     import librosa  # noqa: F401 - import time is start-up cost, not per-track cost
 
     from backends.extractors import rhythm
+    from backends.extractors.rhythm.onsets import detect_onsets
 
     extractor = rhythm.create()
     track = _track(request)
     # librosa compiles its numba kernels on first use: once per worker, not per track.
-    extractor.onsets(np.random.default_rng(0).standard_normal(RATE).astype(np.float32))
+    detect_onsets(np.random.default_rng(0).standard_normal(RATE).astype(np.float32))
     out, cpu, rss = {}, {}, {}
 
     def timed(stage, work):
@@ -110,12 +111,12 @@ def measure_rhythm(request: dict) -> dict:
         return result
 
     # The whole module first, so that its peak memory is its own, not a stage's left-over.
-    features, _ = timed("rhythm process (all of it)", lambda: extractor.process(track))
+    features = timed("rhythm process (all of it)", lambda: extractor.process(track)).features
     mix = extractor._mono(track, "mix", rhythm.RATE)
     timed("beats on mix (multi-feature tracker)", lambda: extractor._beats(mix))
     for name in ("mix", "drums", "bass", "other"):
         audio = extractor._mono(track, name, rhythm.ONSET_RATE)
-        timed(f"onsets on {name} (librosa)", lambda: extractor.onsets(audio))
+        timed(f"onsets on {name} (librosa)", lambda: detect_onsets(audio))
     return {"seconds": out, "cpu_seconds": cpu, "stage_rss_mb": rss, "features": features,
             "peak_rss_mb": _peak_rss_mb()}
 
@@ -125,9 +126,8 @@ def measure_rhythm_essentia(request: dict) -> dict:
     minutes): what the backend's tracker reproduces."""
     import essentia.standard as es
 
-    from backends.extractors import rhythm
-
     from backends.audio import to_mono
+    from backends.extractors import rhythm
 
     data, _ = _track(request).audio("mix", rhythm.RATE)
     mix = np.ascontiguousarray(to_mono(np.asarray(data)), dtype=np.float32)
@@ -148,7 +148,7 @@ def measure_timbral(request: dict) -> dict:
     extractor = timbral.create()
     track = _track(request)
     began, began_cpu = time.perf_counter(), time.process_time()
-    features = extractor.process(track)
+    features = extractor.process(track).features
     stage = "timbral process (decoded once, accelerated)"
     return {"seconds": {stage: time.perf_counter() - began},
             "cpu_seconds": {stage: time.process_time() - began_cpu},
@@ -156,7 +156,7 @@ def measure_timbral(request: dict) -> dict:
 
 
 def measure_timbral_baseline(request: dict) -> dict:
-    from backends import timbral_compat
+    from backends.extractors.timbral import compat as timbral_compat
 
     package = timbral_compat.load()
     path = request["sources"]["mix"]["path"]

@@ -82,11 +82,11 @@ class PeakWatcher(threading.Thread):
 def measure(name: str, mode: str, path: str) -> dict:
     import soundfile
 
-    from backends import timbral_compat
+    from backends.extractors.timbral import compat as timbral_compat
 
     package = timbral_compat.load()
     if mode == "mirdeck":
-        from backends import timbral_speedups
+        from backends.extractors.timbral import speedups as timbral_speedups
 
         timbral_speedups.install(package)
     # The package's own read (soundfile, float64, always_2d=False), once, outside the measurement.
@@ -133,7 +133,7 @@ def measure_module(request: dict) -> dict:
     base = _rss_mb()
     watcher.start()
     began, began_cpu = time.perf_counter(), time.process_time()
-    features = extractor.process(track)
+    features = extractor.process(track).features
     cpu, wall = time.process_time() - began_cpu, time.perf_counter() - began
     watcher.stop()
     return {"cpu_s": cpu, "wall_s": wall, "base_mb": base, "peak_mb": _own_peak_mb(),

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 DEFAULT_DEMO_DIR = "demo-dataset"
 
@@ -41,13 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def run_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--profile", "-p", default=None, help="environment profile (default: cpu); see 'mirdeck profiles'")
+        p.add_argument("--profile", "-p", default=None,
+                       help="environment profile (default: cpu); see 'mirdeck profiles'")
         p.add_argument("--only", action="append", metavar="MODULE[,MODULE]", help="run only these modules")
         p.add_argument("--skip", action="append", metavar="MODULE[,MODULE]", help="do not run these modules")
         p.add_argument("--overwrite", action="append", metavar="MODULE[,MODULE]",
                        help="recompute these modules even where done ('all' for every module)")
         p.add_argument("--jobs", "-j", type=int, default=None, help="parallel CPU jobs (default: profile, else cores)")
-        p.add_argument("--log-dir", type=Path, default=None, help="where the run log goes (default: DATASET/.mirdeck/runs/...)")
+        p.add_argument("--log-dir", type=Path, default=None,
+                       help="where the run log goes (default: DATASET/.mirdeck/runs/...)")
         p.add_argument("--headless", action="store_true", help="never open the dashboard, even on a terminal")
         p.add_argument("--verbose", "-v", action="store_true", help="print a line per finished track")
         p.add_argument("--set", action="append", dest="module_options", metavar="MODULE.OPTION=VALUE",
@@ -59,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_options(p)
 
     p = sub.add_parser("demo", help="synthesise the built-in demo dataset and run on it (the default job)")
-    p.add_argument("--dir", type=Path, default=Path(DEFAULT_DEMO_DIR), help=f"where to write it (default: ./{DEFAULT_DEMO_DIR})")
+    p.add_argument("--dir", type=Path, default=Path(DEFAULT_DEMO_DIR),
+                   help=f"where to write it (default: ./{DEFAULT_DEMO_DIR})")
     p.add_argument("--no-run", action="store_true", help="only write the dataset")
     run_options(p)
 
@@ -86,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("tracks", nargs="+", type=Path, help="track folders, or dataset folders (every track in them)")
     p.add_argument("--profile", "-p", default=None, help="environment profile (default: cpu)")
     p.add_argument("--out", type=Path, default=None, help="report folder (default: ./mirdeck-ab/<time>)")
-    p.add_argument("--prompts", type=Path, default=None, help="prompts file for both back ends (default: the shared one)")
+    p.add_argument("--prompts", type=Path, default=None,
+                   help="prompts file for both back ends (default: the shared one)")
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--top-p", type=float, default=None)
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
-    handler = globals()[f"cmd_{args.command}"]
+    handler = COMMANDS[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -133,8 +137,8 @@ def _fail(message: str) -> int:
 
 def _engine(dataset: Path, args):
     from backends.registry import RegistryError
-    from tui.engine import Engine, RunOptions
-    from tui.profiles import ProfileError, default_name, load
+    from tui.run.engine import Engine, RunOptions
+    from tui.run.profiles import ProfileError, default_name, load
 
     try:
         profile = load(args.profile or default_name())
@@ -144,7 +148,7 @@ def _engine(dataset: Path, args):
                          jobs=args.jobs, log_dir=args.log_dir,
                          module_options=_module_options(getattr(args, "module_options", None)))
     engine = Engine(dataset, profile, options)
-    from tui.plan import resolve_modules
+    from tui.run.plan import resolve_modules
 
     try:  # check module names now, before anything starts
         resolve_modules(engine.specs, options.only, options.skip)
@@ -166,7 +170,7 @@ def _run(dataset: Path, args) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.headless
     if interactive:
         try:
-            from tui.app import run_dashboard
+            from tui.dashboard.app import run_dashboard
         except ImportError:
             run_dashboard = None
         if run_dashboard is not None:
@@ -179,7 +183,7 @@ def run_headless(engine, *, verbose: bool = False) -> int:
     import signal
 
     from tui.headless import HeadlessPrinter
-    from tui.runlog import RunLog
+    from tui.run.runlog import RunLog
 
     printer = HeadlessPrinter(verbose=verbose)
     engine.subscribe(RunLog(engine.log_dir))
@@ -233,7 +237,7 @@ def cmd_demo(args) -> int:
 def cmd_dashboard(args) -> int:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         return _fail("the dashboard needs a terminal; without one use 'mirdeck run DATASET'")
-    from tui.app import run_setup
+    from tui.dashboard.app import run_setup
 
     return run_setup(args.dataset, args.profile)
 
@@ -241,7 +245,7 @@ def cmd_dashboard(args) -> int:
 def modules_missing_models() -> dict[str, list[str]]:
     """Modules whose declared models are not installed, with the missing model names."""
     from backends.registry import all_specs
-    from tui.models import ManifestError, load_manifest, status
+    from tui.install.models import ManifestError, load_manifest, status
 
     try:
         manifest = load_manifest()
@@ -256,7 +260,7 @@ def modules_missing_models() -> dict[str, list[str]]:
 
 
 def cmd_scan(args) -> int:
-    from tui.dataset import scan
+    from tui.run.dataset import scan
 
     try:
         result = scan(args.dataset)
@@ -272,13 +276,14 @@ def cmd_scan(args) -> int:
 
 
 def cmd_organize(args) -> int:
-    from tui.dataset import organize
+    from tui.run.dataset import organize
 
     try:
         actions = organize(args.source, args.dest, move=args.move, dry_run=args.dry_run)
     except FileNotFoundError as exc:
         return _fail(str(exc))
-    verb = "would move" if args.dry_run and args.move else "would copy" if args.dry_run else "moved" if args.move else "copied"
+    verb = {(True, True): "would move", (True, False): "would copy", (False, True): "moved",
+            (False, False): "copied"}[(bool(args.dry_run), bool(args.move))]
     for a in actions:
         if a.done:
             print(f"{verb} {a.source} -> {a.target}")
@@ -288,7 +293,7 @@ def cmd_organize(args) -> int:
 
 
 def cmd_profiles(args) -> int:
-    from tui.profiles import ProfileError, list_names, load
+    from tui.run.profiles import ProfileError, list_names, load
 
     if not args.name:
         for name in list_names():
@@ -309,7 +314,8 @@ def cmd_profiles(args) -> int:
     if profile.llama:
         print("llama.cpp: " + ", ".join(f"{k}={v}" for k, v in profile.llama.items()))
     env = profile.profile_env(args.backend)
-    print(f"environment{' for ' + args.backend if args.backend else ''} (set in every worker; the parent's stays as it is):")
+    scope = f" for {args.backend}" if args.backend else ""
+    print(f"environment{scope} (set in every worker; the parent's stays as it is):")
     for key, value in env.items():
         print(f"  {key}={value}")
     for name, override in profile.backend.items():
@@ -350,8 +356,8 @@ def _option_pairs(items: list[str]) -> dict:
 def cmd_ab(args) -> int:
     import time
 
-    from tui.ab import ABOptions, WinnerRefused, run_ab, track_folders
-    from tui.profiles import ProfileError, default_name, load
+    from tui.ab.run import ABOptions, WinnerRefused, run_ab, track_folders
+    from tui.run.profiles import ProfileError, default_name, load
 
     try:
         profile = load(args.profile or default_name())
@@ -368,7 +374,7 @@ def cmd_ab(args) -> int:
     out = args.out or Path("mirdeck-ab") / time.strftime("%Y%m%d-%H%M%S")
     if out.exists() and any(out.iterdir()):
         return _fail(f"{out}: report folder exists and is not empty")
-    from backends.flamingo_common import SAMPLING_KEYS
+    from backends.flamingo.prompts import SAMPLING_KEYS
 
     sampling = {k: getattr(args, k) for k in SAMPLING_KEYS}
     options = ABOptions(prompts_file=args.prompts, sampling={k: v for k, v in sampling.items() if v is not None},
@@ -392,7 +398,7 @@ def cmd_ab(args) -> int:
 
 def cmd_models(args) -> int:
     from tui import paths
-    from tui.models import FetchError, ManifestError, fetch, load_manifest, status
+    from tui.install.models import FetchError, ManifestError, fetch, load_manifest, status
 
     try:
         manifest = load_manifest()
@@ -405,7 +411,7 @@ def cmd_models(args) -> int:
         for entry in manifest.values():
             ok, word = status(entry)
             print(f"{'✓' if ok else '✗'} {entry.name:<28} {entry.backend:<14} {word}   {entry.licence}")
-        from tui.llama_build import describe_for_profile
+        from tui.install.llama import describe_for_profile
         print(describe_for_profile())
         return 0
     unknown = [n for n in args.names if n not in manifest]
@@ -428,6 +434,13 @@ def cmd_models(args) -> int:
                 continue
         print(f"installed {name}: {path}")
     return 1 if failed else 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run, "demo": cmd_demo, "dashboard": cmd_dashboard, "scan": cmd_scan,
+    "organize": cmd_organize, "profiles": cmd_profiles, "modules": cmd_modules, "ab": cmd_ab,
+    "models": cmd_models,
+}
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tui import events as ev
+from tui.run import events as ev
 
 
 def fmt_rtf(value: float | None) -> str:

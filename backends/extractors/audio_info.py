@@ -4,7 +4,8 @@ Stable Audio Tools conditions on track length, so ``duration_seconds`` is a real
 """
 from __future__ import annotations
 
-from backends.spec import AudioNeed, BackendSpec, Extractor
+from backends.spec import AudioNeed, BackendSpec, Extractor, Result
+from backends.track import Track
 
 SPEC = BackendSpec(
     name="audio_info",
@@ -21,7 +22,7 @@ CLIP_LEVEL = 32767 / 32768
 
 
 class AudioInfo(Extractor):
-    def process(self, track):
+    def process(self, track: Track) -> Result:
         import numpy as np
 
         data, rate = track.audio("mix")
@@ -33,7 +34,7 @@ class AudioInfo(Extractor):
         if peak == 0:
             for key in ("peak_dbfs", "rms_dbfs"):
                 track.note(key, "digital silence: every sample is zero, which has no level in dB")
-        return {
+        return Result({
             "duration_seconds": round(mix.duration, 6),
             "sample_rate": int(rate),
             "channels": int(mix.channels),
@@ -41,7 +42,7 @@ class AudioInfo(Extractor):
             "peak_dbfs": round(20 * np.log10(peak), 4) if peak > 0 else None,
             "rms_dbfs": round(10 * np.log10(mean_square), 4) if mean_square > 0 else None,
             "clipping_ratio": clipped / data.size if data.size else 0.0,
-        }
+        })
 
 
 def create() -> AudioInfo:

@@ -8,7 +8,8 @@ HPCP tuned to 440 Hz) the chroma uses too, so the profile and the key describe t
 """
 from __future__ import annotations
 
-from backends.spec import AudioNeed, BackendSpec, Extractor
+from backends.spec import AudioNeed, BackendSpec, Extractor, Result
+from backends.track import Track
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -95,7 +96,7 @@ class Chroma(Extractor):
         super().__init__(**kwargs)
         self.es = es
 
-    def process(self, track):
+    def process(self, track: Track) -> Result:
         from backends.dsp import mono
         from backends.protocol import BadInput
 
@@ -112,7 +113,7 @@ class Chroma(Extractor):
             for key in SPEC.keys:
                 features[key] = None
                 track.note(key, reason)
-            return features
+            return Result(features)
         mean = profiles[kept].mean(axis=0)
         mean = mean / mean.max()
         features.update({f"chroma_{i}": float(v) for i, v in enumerate(mean)})
@@ -120,7 +121,7 @@ class Chroma(Extractor):
                                                     frameSize=FRAME, hopSize=HOP)(audio)
         # "A minor" in one field: what AudioCraft-style loaders put into the text condition.
         features.update({"key": f"{key} {scale}", "scale": scale, "key_strength": float(strength)})
-        return features
+        return Result(features)
 
 
 def create() -> Chroma:

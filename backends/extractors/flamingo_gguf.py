@@ -19,8 +19,9 @@ any [sampling] key of the prompts file (``temperature``, ``top_k``, ``top_p``, `
 """
 from __future__ import annotations
 
-from backends.flamingo_common import FEATURE_KEYS, MODEL_KEY
-from backends.spec import AudioNeed, BackendSpec, Extractor
+from backends.flamingo.prompts import FEATURE_KEYS, MODEL_KEY
+from backends.spec import AudioNeed, BackendSpec, Extractor, Result
+from backends.track import Track
 
 SPEC = BackendSpec(
     name="flamingo_gguf",
@@ -62,7 +63,7 @@ class FlamingoGGUF(Extractor):
         from pathlib import Path
 
         from backends import models
-        from backends.flamingo_common import SAMPLING_KEYS, load_prompts, prompts_path
+        from backends.flamingo.prompts import SAMPLING_KEYS, load_prompts, prompts_path
         from backends.protocol import BackendError, ModelMissing
 
         mode = options.get("mode", "served")
@@ -91,12 +92,12 @@ class FlamingoGGUF(Extractor):
                 "ctx_min": int(options.get("ctx_size", env_int("MIRDECK_LLAMA_CTX_SIZE", 0)))}
 
     # -- one track -----------------------------------------------------------------------------
-    def process(self, track):
+    def process(self, track: Track) -> Result:
         import os
         import tempfile
 
-        from backends.flamingo_common import KEY_PREFIX, normalise_text
-        from backends.llama_cpp import build_stamp, tool_path
+        from backends.flamingo.llama_cli import build_stamp, tool_path
+        from backends.flamingo.prompts import KEY_PREFIX, normalise_text
 
         s = self._settings(track.options)
         tool = tool_path("llama-server" if s["mode"] == "served" else "llama-mtmd-cli")
@@ -123,10 +124,10 @@ class FlamingoGGUF(Extractor):
             **({"empty_answers": empty, "empty_reason": "the model stopped before writing any text"}
                if empty else {}),
         }
-        return features
+        return Result(features)
 
     def _per_prompt(self, track, tool, s, wav, duration):
-        from backends.llama_cpp import context_size, mtmd_cli_command, run_mtmd_cli
+        from backends.flamingo.llama_cli import context_size, mtmd_cli_command, run_mtmd_cli
 
         prompts = s["prompts"]
         answers, per_question = {}, {}
@@ -146,8 +147,8 @@ class FlamingoGGUF(Extractor):
                          "generated_tokens": totals["generated_tokens"], "questions": per_question}
 
     def _served(self, track, tool, s, wav, duration):
-        from backends.llama_cpp import TOKENS_PER_WINDOW, audio_windows, context_size
-        from backends.llama_server import LlamaServer
+        from backends.flamingo.llama_cli import TOKENS_PER_WINDOW, audio_windows, context_size
+        from backends.flamingo.llama_server import LlamaServer
 
         prompts = s["prompts"]
         longest = max(p.max_tokens for p in prompts.prompts)

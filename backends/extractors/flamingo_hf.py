@@ -22,8 +22,9 @@ so they are in place before torch is imported.
 """
 from __future__ import annotations
 
-from backends.flamingo_common import FEATURE_KEYS, MODEL_KEY
-from backends.spec import AudioNeed, BackendSpec, Extractor
+from backends.flamingo.prompts import FEATURE_KEYS, MODEL_KEY
+from backends.spec import AudioNeed, BackendSpec, Extractor, Result
+from backends.track import Track
 
 SPEC = BackendSpec(
     name="flamingo_hf",
@@ -52,7 +53,7 @@ class FlamingoHF(Extractor):
     def close(self) -> None:
         if self.loaded is not None:
             self.loaded = None
-            from backends.flamingo_transformers import release_memory
+            from backends.flamingo.hf import release_memory
 
             release_memory()
 
@@ -60,7 +61,7 @@ class FlamingoHF(Extractor):
         from pathlib import Path
 
         from backends import models
-        from backends.flamingo_transformers import load
+        from backends.flamingo.hf import load
 
         folder = Path(options["model_dir"]) if options.get("model_dir") else models.models_dir() / DEFAULT_DIR
         if not folder.is_dir():
@@ -76,9 +77,9 @@ class FlamingoHF(Extractor):
             self.device = self.loaded.device
         return self.loaded
 
-    def process(self, track):
-        from backends.flamingo_common import KEY_PREFIX, SAMPLING_KEYS, load_prompts, normalise_text, prompts_path
-        from backends.flamingo_transformers import OutOfMemoryInModel, TrackSession
+    def process(self, track: Track) -> Result:
+        from backends.flamingo.hf import OutOfMemoryInModel, TrackSession
+        from backends.flamingo.prompts import KEY_PREFIX, SAMPLING_KEYS, load_prompts, normalise_text, prompts_path
         from backends.process_memory import peak_rss_bytes
         from backends.protocol import OutOfMemory
 
@@ -141,7 +142,7 @@ class FlamingoHF(Extractor):
             **({"empty_answers": empty, "empty_reason": "the model stopped before writing any text"}
                if empty else {}),
         }
-        return features
+        return Result(features)
 
 
 def models_missing(folder):

@@ -15,7 +15,8 @@ for movement when both are pitched and adjacent in time.
 """
 from __future__ import annotations
 
-from backends.spec import AudioNeed, BackendSpec, Extractor
+from backends.spec import AudioNeed, BackendSpec, Extractor, Result
+from backends.track import Track
 
 HARMONIC_STEMS = ("bass", "other")
 
@@ -72,7 +73,7 @@ class Harmonic(Extractor):
         super().__init__(**kwargs)
         self.es = es
 
-    def process(self, track):
+    def process(self, track: Track) -> Result:
         from backends.dsp import mono, present_stems
         from backends.extractors.chroma import hpcp_frames
 
@@ -92,7 +93,7 @@ class Harmonic(Extractor):
                 if value is None:
                     track.note(key, f"{stem}: {why} (silent or shorter than 2 s)")
             track.progress((i + 1) / len(stems), stem)
-        return features
+        return Result(features)
 
 
 def create() -> Harmonic:

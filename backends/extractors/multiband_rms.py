@@ -7,7 +7,8 @@ The mean square in a band is the integral of the signal's power spectral density
 """
 from __future__ import annotations
 
-from backends.spec import AudioNeed, BackendSpec, Extractor
+from backends.spec import AudioNeed, BackendSpec, Extractor, Result
+from backends.track import Track
 
 # Band name -> [low, high) in Hz. The names are read by users' data loaders.
 BANDS = {
@@ -64,7 +65,7 @@ def band_mean_squares(data, rate: int = RATE) -> dict[str, float]:
 
 
 class MultibandRms(Extractor):
-    def process(self, track):
+    def process(self, track: Track) -> Result:
         from backends.dsp import db_power
         from backends.protocol import BadInput
 
@@ -79,7 +80,7 @@ class MultibandRms(Extractor):
             if features[key] is None:
                 low, high = BANDS[band]
                 track.note(key, f"no energy at all in {low:g}-{high:g} Hz (digital silence there)")
-        return features
+        return Result(features)
 
 
 def create() -> MultibandRms:

@@ -8,7 +8,13 @@ few transients from dominating.
 """
 from __future__ import annotations
 
-from backends.spec import AudioNeed, BackendSpec, Extractor
+from typing import TYPE_CHECKING
+
+from backends.spec import AudioNeed, BackendSpec, Extractor, Result
+from backends.track import Track
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SPEC = BackendSpec(
     name="spectral",
@@ -49,7 +55,6 @@ def frame_features(audio, *, block: int = 2048) -> "dict[str, np.ndarray]":
     too, so fades into silence do not count as spectral change.
     """
     import numpy as np
-
     import scipy.fft
 
     frames = frame_matrix(audio)
@@ -93,7 +98,7 @@ def frame_features(audio, *, block: int = 2048) -> "dict[str, np.ndarray]":
 
 
 class Spectral(Extractor):
-    def process(self, track):
+    def process(self, track: Track) -> Result:
         import numpy as np
 
         from backends.dsp import mono
@@ -113,7 +118,7 @@ class Spectral(Extractor):
                 features[key] = None
                 track.note(key, f"no frame louder than {QUIET_DBFS:g} dBFS"
                            + (" with a loud frame before it" if name == "flux" else ""))
-        return features
+        return Result(features)
 
 
 def create() -> Spectral:

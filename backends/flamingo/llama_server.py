@@ -1,0 +1,217 @@
+"""One ``llama-server`` per worker: the model loads once, and each track's audio is encoded once.
+
+The five questions about a track are sent as chat requests whose content is the audio followed by
+the question, with the same system text. They share the prefix (template start + audio), so the
+server's prompt cache (one slot) answers questions two to five without re-encoding the audio; its
+``timings.cache_n`` says how many prompt tokens came from the cache.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from backends.flamingo.llama_cli import Sampling, classify_failure, parse_log, sampler_json
+from backends.protocol import BackendError, ErrorKind
+
+
+@dataclass
+class ServedAnswer:
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    """Prompt tokens evaluated for this question (those not taken from the cache)."""
+    cached_tokens: int
+    """Prompt tokens reused from the server's prompt cache."""
+    generated_tokens: int
+    prompt_ms: float
+    generate_ms: float
+    audio_encodes: int
+    """Audio slices the server encoded while answering (0 when the audio came from the cache)."""
+
+
+def _die_with_parent() -> None:
+    """In the server child: SIGTERM it when the worker dies, so a killed worker leaves no server behind."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+PORT_TRIES = 3
+
+
+class _PortTaken(Exception):
+    """Another llama-server answered on the port picked for ours."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def chat_messages(audio_wav: bytes, prompt: str, system: str = "") -> list[dict]:
+    """The chat request of one question: optional system turn, then the audio followed by the question.
+
+    No system turn when ``system`` is empty, so the model's own chat template supplies its default
+    one (the real checkpoints' template adds "You are a helpful assistant."), as transformers does.
+    """
+    messages = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    # Audio before the question: the cached prefix then covers the audio for every question.
+    messages.append({"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": base64.b64encode(audio_wav).decode("ascii"),
+                                                "format": "wav"}},
+        {"type": "text", "text": prompt}]})
+    return messages
+
+
+class LlamaServer:
+    """A running ``llama-server`` for one (model, projector, context size, GPU layers)."""
+
+    def __init__(self, tool: Path, *, model: Path, mmproj: Path, ctx_size: int, gpu_layers: int,
+                 threads: int | None = None, startup_timeout_s: float = 600.0):
+        self.model, self.mmproj, self.ctx_size, self.gpu_layers = model, mmproj, ctx_size, gpu_layers
+        self.port = _free_port()
+        self._logdir = tempfile.TemporaryDirectory(prefix="mirdeck-llama-server-")
+        self.log_path = Path(self._logdir.name) / "server.log"
+        self._log = open(self.log_path, "w+b")
+        self._log_offset = 0
+        cmd = [str(tool), "-m", str(model), "--mmproj", str(mmproj), "-c", str(ctx_size),
+               "--gpu-layers", str(gpu_layers), "--host", "127.0.0.1", "--port", str(self.port),
+               "-np", "1", "--no-webui", "--log-prefix", "--no-log-timestamps", "--perf", "--no-warmup"]
+        if threads:
+            cmd += ["-t", str(threads)]
+        # A name only this server answers to: a free port picked here can be taken by another
+        # process's server before ours binds it, and then that server would answer our requests.
+        self.alias = f"mirdeck-{os.getpid()}-{secrets.token_hex(6)}"
+        cmd += ["--alias", self.alias]
+        started = time.monotonic()
+        for _ in range(PORT_TRIES):
+            self.command = cmd
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                         preexec_fn=_die_with_parent)
+            try:
+                self._wait_ready(startup_timeout_s)
+                break
+            except _PortTaken:
+                self.proc.kill()
+                self.proc.wait()
+                self.port = _free_port()
+                cmd[cmd.index("--port") + 1] = str(self.port)
+        else:
+            self.close()
+            raise BackendError(f"llama-server found another server on each of {PORT_TRIES} free ports it tried",
+                               kind=ErrorKind.INTERNAL)
+        self.load_seconds = time.monotonic() - started
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                log = self.new_log()
+                self.close()
+                raise classify_failure(parse_log(log).errors or log.strip().splitlines()[-5:],
+                                       audio_label="(server start)", model=str(self.model),
+                                       mmproj=str(self.mmproj), returncode=self.proc.returncode)
+            try:
+                with urllib.request.urlopen(self._url("/health"), timeout=2) as resp:
+                    healthy = resp.status == 200
+                if healthy:
+                    if self._answers_as_ours():
+                        return
+                    raise _PortTaken()
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        self.close()
+        raise BackendError(f"llama-server did not become ready within {timeout_s:.0f} s", kind=ErrorKind.TIMEOUT)
+
+    def _answers_as_ours(self) -> bool:
+        with urllib.request.urlopen(self._url("/v1/models"), timeout=5) as resp:
+            try:
+                models = json.loads(resp.read())
+            except ValueError:
+                return False
+        return any(isinstance(m, dict) and m.get("id") == self.alias for m in models.get("data", []))
+
+    def _url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def new_log(self) -> str:
+        """Server log written since the last call."""
+        self._log.flush()
+        with open(self.log_path, "rb") as fh:
+            fh.seek(self._log_offset)
+            data = fh.read()
+        self._log_offset += len(data)
+        return data.decode("utf-8", errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def post(self, path: str, body: dict, timeout_s: float | None = 60) -> dict:
+        """One JSON request to the server (``/apply-template``, ``/tokenize``, ...), its JSON answer."""
+        request = urllib.request.Request(self._url(path), data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise BackendError(f"llama-server {path}: HTTP {exc.code}: "
+                               f"{exc.read().decode('utf-8', errors='replace')[:1000]}") from None
+
+    def ask(self, *, audio_wav: bytes, prompt: str, sampling: Sampling, system: str = "",
+            audio_label: str, timeout_s: float | None = None) -> ServedAnswer:
+        """One question about one audio clip (WAV bytes)."""
+        messages = chat_messages(audio_wav, prompt, system)
+        body = {"messages": messages, "max_tokens": sampling.max_tokens, **sampler_json(sampling),
+                "cache_prompt": True, "stream": False}
+        request = urllib.request.Request(self._url("/v1/chat/completions"), data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        self.new_log()  # skip what came before, so the slices counted below are this question's
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+                reply = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", errors="replace")[:1000]
+            errors = parse_log(self.new_log()).errors or [detail]
+            raise classify_failure(errors, audio_label=audio_label, model=str(self.model),
+                                   mmproj=str(self.mmproj), returncode=exc.code) from None
+        except (TimeoutError, socket.timeout):
+            raise BackendError(f"llama-server did not answer within {timeout_s:.0f} s on {audio_label}",
+                               kind=ErrorKind.TIMEOUT) from None
+        except (urllib.error.URLError, ConnectionError) as exc:
+            raise BackendError(f"llama-server stopped answering on {audio_label}: {exc}; log: {self.log_path}",
+                               kind=ErrorKind.CRASH if not self.alive() else ErrorKind.INTERNAL) from None
+        log = parse_log(self.new_log())
+        timings = reply.get("timings", {})
+        choice = reply["choices"][0]
+        return ServedAnswer(text=choice["message"].get("content") or "", finish_reason=choice.get("finish_reason"),
+                            prompt_tokens=int(timings.get("prompt_n", 0)), cached_tokens=int(timings.get("cache_n", 0)),
+                            generated_tokens=int(timings.get("predicted_n", 0)),
+                            prompt_ms=float(timings.get("prompt_ms", 0.0)),
+                            generate_ms=float(timings.get("predicted_ms", 0.0)), audio_encodes=log.audio_slices)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        if not os.environ.get("MIRDECK_KEEP_SERVER_LOG"):
+            self._logdir.cleanup()

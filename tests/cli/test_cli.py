@@ -1,0 +1,69 @@
+"""The command line as a user runs it: real subprocesses, real demo dataset."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tui.paths import ROOT
+
+
+def mirdeck(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "tui.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, timeout=300)
+
+
+def test_demo_runs_headless_and_writes_info_files(tmp_path):
+    result = mirdeck("demo", "--dir", tmp_path / "demo", "--only", "audio_info")
+    assert result.returncode == 0, result.stderr
+    assert "audio_info" in result.stdout and "realtime" in result.stdout
+    truth = json.loads((tmp_path / "demo" / ".mirdeck-demo.json").read_text())
+    for name, facts in truth.items():
+        info = json.loads((tmp_path / "demo" / name / f"{name}.INFO").read_text())
+        assert info["duration_seconds"] == pytest.approx(facts["seconds"], abs=1e-3)
+    logs = list((tmp_path / "demo" / ".mirdeck" / "runs").glob("*/events.jsonl"))
+    assert len(logs) == 1
+    again = mirdeck("run", tmp_path / "demo", "--only", "audio_info")
+    assert again.returncode == 0 and "already done, skipped" in again.stdout
+
+
+def test_unknown_module_and_broken_profile_fail_before_starting(tmp_path):
+    (tmp_path / "ds").mkdir()
+    result = mirdeck("run", tmp_path / "ds", "--only", "lufs")
+    assert result.returncode == 2 and "unknown module 'lufs'" in result.stderr
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "broken.toml").write_text('[env\nX = "1"\n')
+    result = mirdeck("run", tmp_path / "ds", "--profile", "broken", env={"MIRDECK_PROFILES_DIR": str(profiles)})
+    assert result.returncode == 2 and "broken.toml: TOML syntax error" in result.stderr
+    result = mirdeck("run", tmp_path / "nope")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_profiles_command_shows_the_effective_environment():
+    result = mirdeck("profiles", "rocm-7.2")
+    assert result.returncode == 0
+    assert "extends: rocm-7.2 -> rocm-rdna4" in result.stdout
+    assert "PYTORCH_ALLOC_CONF=garbage_collection_threshold:0.8,max_split_size_mb:512" in result.stdout
+    assert "HSA_TOOLS_LIB=" in result.stdout
+    listing = mirdeck("profiles")
+    assert all(name in listing.stdout for name in ("cpu", "cuda", "rocm-rdna4", "rocm-7.2"))
+
+
+def test_modules_and_models_commands_answer():
+    result = mirdeck("modules")
+    assert result.returncode == 0 and "audio_info v1" in result.stdout and "duration_seconds" in result.stdout
+    result = mirdeck("models")
+    assert result.returncode == 0 and "weights folder" in result.stdout
+
+
+def test_demo_skips_modules_whose_models_are_missing_and_says_what_to_fetch(tmp_path):
+    env = {"MIRDECK_EXTRA_BACKENDS": "tests.support.fake_backends.needsmodel", "PYTHONPATH": str(ROOT)}
+    result = mirdeck("demo", "--dir", tmp_path / "demo", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "skipping needsmodel: model not installed (mirdeck models fetch test-model)" in result.stdout
+    info = json.loads((tmp_path / "demo" / "Tiny - Blip" / "Tiny - Blip.INFO").read_text())
+    assert "needsmodel" not in info["_mirdeck"] and "audio_info" in info["_mirdeck"]

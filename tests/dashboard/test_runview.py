@@ -1,0 +1,94 @@
+"""The dashboard's model: counts, ETA and log built from engine events (no screen involved)."""
+from __future__ import annotations
+
+from tui.dashboard.runview import RunView
+from tui.gpu import DeviceReading, GpuSnapshot, ProcessMemory
+from tui.run import events as ev
+
+T0 = 1000.0
+
+
+def started_view(now: list[float]) -> RunView:
+    view = RunView(clock=lambda: now[0])
+    view(ev.RunStarted(dataset="/d", profile="cpu", modules=["a", "b"], tracks=10,
+                       planned={"a": 10, "b": 10}, skipped={"a": 0, "b": 0}, log_dir="/l", time=T0))
+    return view
+
+
+def finish(view: RunView, track: str, module: str, at: float, audio: float = 60.0, wall: float = 2.0) -> None:
+    view(ev.ModuleStarted(track=track, module=module, worker_pid=7, time=at))
+    view(ev.ModuleFinished(track=track, module=module, audio_seconds=audio, wall_seconds=wall,
+                           realtime_factor=audio / wall, keys=3, time=at))
+
+
+def test_eta_follows_the_pace_so_far_and_excludes_pauses():
+    now = [T0]
+    view = started_view(now)
+    for i in range(5):  # 5 of 20 requests in 100 s -> 300 s left
+        finish(view, f"t{i}", "a", T0 + 20 * (i + 1))
+    now[0] = T0 + 100
+    assert view.eta_seconds() == 300
+    view.set_paused(True)
+    assert view.eta_seconds() is None  # no pace while paused, rather than a made-up one
+    now[0] = T0 + 400
+    view.set_paused(False)
+    assert view.elapsed() == 100  # the 300 s pause does not count as working time
+    assert view.eta_seconds() == 300
+
+
+def test_no_eta_before_any_result():
+    view = started_view([T0 + 50])
+    assert view.eta_seconds() is None
+
+
+def test_realtime_factor_last_and_overall():
+    view = started_view([T0])
+    finish(view, "t0", "a", T0 + 1, audio=100, wall=1)
+    finish(view, "t1", "a", T0 + 2, audio=100, wall=4)
+    row = view.modules["a"]
+    assert row.last_rtf == 25
+    assert row.rtf == 40  # 200 s of audio in 5 s, not the mean of 100 and 25
+
+
+def test_a_crash_retried_then_failing_counts_once_and_logs_both():
+    view = started_view([T0])
+    view(ev.ModuleStarted(track="t", module="a", worker_pid=7, time=T0))
+    view(ev.ModuleFailed(track="t", module="a", kind="crash", message="died; retrying on a fresh worker",
+                         attempt=1, time=T0 + 1))
+    assert view.modules["a"].failed == 0
+    view(ev.ModuleStarted(track="t", module="a", worker_pid=8, time=T0 + 1))
+    view(ev.ModuleFailed(track="t", module="a", kind="crash", message="died again", attempt=2, time=T0 + 2))
+    assert view.modules["a"].failed == 1 and view.modules["a"].running == 0
+    assert [e.level for e in view.filtered_log("warning")] == ["warning", "error"]
+    assert view.errors["t"][0].message == "crash: died again"
+
+
+def test_a_module_whose_worker_is_not_ready_is_marked_unavailable_with_the_reason():
+    view = started_view([T0])
+    view(ev.WorkerStarted(module="b", pid=9, device="cpu", ready=False, startup_seconds=0.1, time=T0))
+    view(ev.Warning(message="model clap missing: run mirdeck models fetch clap", module="b", time=T0))
+    assert view.modules["b"].state(run_over=False) == "unavailable"
+    assert "mirdeck models fetch clap" in view.modules["b"].unavailable
+
+
+def test_log_filters_by_level_and_module_and_shows_stderr_around_an_error():
+    view = started_view([T0])
+    for i in range(12):
+        view(ev.WorkerLog(module="a", pid=7, line=f"line {i}", time=T0 + i))
+    view(ev.WorkerLog(module="b", pid=8, line="other module", time=T0 + 12))
+    view(ev.ModuleFailed(track="t", module="a", kind="internal", message="boom", time=T0 + 13))
+    assert all(e.module == "a" for e in view.filtered_log("stderr", "a"))
+    assert [e.level for e in view.filtered_log("error")] == ["error"]
+    around = view.log_around(view.errors["t"][0], before=3, after=0)
+    assert [e.message for e in around] == ["line 9", "line 10", "line 11", "internal: boom"]  # not b's line
+
+
+def test_peak_vram_per_module_comes_from_its_workers_pids():
+    view = started_view([T0])
+    view(ev.WorkerStarted(module="a", pid=7, device="gpu", ready=True, startup_seconds=1, time=T0))
+    device = DeviceReading(index=0, name="gpu", vram_used=5, vram_total=10)
+    view.note_gpu(GpuSnapshot(source="test", devices=(device,), processes={7: ProcessMemory(7, vram=3000)}))
+    view.note_gpu(GpuSnapshot(source="test", devices=(device,), processes={7: ProcessMemory(7, vram=1000)}))
+    assert view.modules["a"].peak_vram == 3000
+    assert view.modules["b"].peak_vram is None  # never seen on a GPU: unknown, not 0
+    assert list(view.gpu_history[0]) == [0.5, 0.5]

@@ -1,3 +1,0 @@
-"""Test-only backends for the dashboard tests and benchmark (enable with
-``MIRDECK_EXTRA_BACKENDS=tests.dashboard_backends.dash_slow,...``). Behaviour is chosen by the
-track's folder name and the run's module options."""

@@ -1,0 +1,239 @@
+"""flamingo_gguf end to end: the real engine, the real llama.cpp binaries built from the pinned source,
+and tiny random-weight Music Flamingo stand-ins converted with llama.cpp's own converter.
+
+The first run builds llama.cpp (about 10 minutes on 2 cores) into ~/.cache/mirdeck/llama; later runs
+reuse it, and the converted stand-ins, from the cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+import soundfile
+
+from tests.support.helpers import events_named, info_of, run_engine, sine, write_track
+from tui import paths
+from tui.paths import ROOT
+
+# The first test may build llama.cpp (~10 min on 2 cores) inside its setup: more than the default timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+MODULE = "flamingo_gguf"
+KEYS = ("full", "technical", "genre_mood", "instrumentation", "structure")
+
+
+@pytest.fixture(scope="session")
+def standins(llama_bin_dir):
+    """Converted stand-ins, cached by the builder's own source so an edit rebuilds them."""
+    from tests.support import flamingo_standin
+
+    digest = hashlib.sha256(Path(flamingo_standin.__file__).read_bytes()).hexdigest()[:12]
+    folder = paths.cache_dir() / "test-standins" / digest
+    return {b: flamingo_standin.build(folder, b) for b in ("random", "scripted", "silent")}
+
+
+@pytest.fixture
+def small_prompts(tmp_path):
+    """The real prompts file with small token limits, so the tests stay quick."""
+    text = (ROOT / "models" / "flamingo_prompts.toml").read_text()
+    for old, new in (("500", "12"), ("200", "9"), ("150", "8"), ("100", "6"), ("300", "10")):
+        text = text.replace(f"max_tokens = {old}", f"max_tokens = {new}")
+    path = tmp_path / "prompts.toml"
+    path.write_text(text.replace('version = "', 'version = "test-'))
+    return path
+
+
+def options(standin, prompts, **extra):
+    model, mmproj = standin
+    return {MODULE: {"model_file": str(model), "mmproj_file": str(mmproj), "model_label": "gguf_standin-random",
+                     "prompts_file": str(prompts), **extra}}
+
+
+def dataset_of(tmp_path, count=2, seconds=4.0, name="ds"):
+    root = tmp_path / name
+    for i in range(count):
+        write_track(root, f"Track {i}", sine(220.0 * (i + 1), seconds))
+    return root
+
+
+def prov(folder):
+    return info_of(folder)["_mirdeck"][MODULE]
+
+
+def features(folder):
+    info = info_of(folder)
+    return {k: info["music_flamingo_" + k] for k in KEYS}
+
+
+def test_per_prompt_and_served_give_identical_text_and_served_encodes_audio_once(tmp_path, standins, small_prompts):
+    data = dataset_of(tmp_path, count=3)
+    tracks = sorted(p for p in data.iterdir() if p.is_dir())
+    opts = options(standins["random"], small_prompts, temperature=0)
+    run_engine(data, only=[MODULE], module_options={MODULE: {**opts[MODULE], "mode": "per_prompt"}})
+    per_prompt = {t.name: features(t) for t in tracks}
+    pp = prov(tracks[0])
+    assert pp["mode"] == "per_prompt" and pp["model_loads"] == 5 and pp["audio_encodes"] == 5
+    assert pp["prompt_version"].startswith("test-") and pp["temperature"] == 0.0
+    assert all(q["prompt_tokens"] >= 750 for q in pp["questions"].values())  # audio every time
+
+    events, _ = run_engine(data, only=[MODULE], overwrite=[MODULE], module_options=opts)
+    assert not events_named(events, "module_failed")
+    served = {t.name: features(t) for t in tracks}
+    assert served == per_prompt
+    assert all(isinstance(v, str) and v for f in served.values() for v in f.values())
+    assert info_of(tracks[0])["music_flamingo_model"] == "gguf_standin-random"
+
+    provs = [prov(t) for t in tracks]
+    # One llama-server for the whole run: the model loaded once, on whichever track came first.
+    assert sorted(p["model_loads"] for p in provs) == [0, 0, 1]
+    assert {p["server_starts"] for p in provs} == {1}
+    for p in provs:
+        assert p["mode"] == "served" and p["audio_encodes"] == 1
+        questions = [p["questions"][k] for k in KEYS]
+        assert questions[0]["audio_encoded"] and questions[0]["prompt_tokens"] >= 750
+        for later in questions[1:]:
+            # The audio (750 tokens per 30 s window) comes from the server's prompt cache.
+            assert not later["audio_encoded"]
+            assert later["cached_tokens"] >= 750 and later["prompt_tokens"] < 100
+        assert p["prompt_tokens_evaluated"] < pp["prompt_tokens_evaluated"] / 3
+
+
+def test_scripted_answers_keep_newlines_stop_early_and_are_normalised(tmp_path, standins, small_prompts):
+    data = dataset_of(tmp_path, count=1, seconds=3.0)
+    track = next(p for p in data.iterdir() if p.is_dir())
+    prompts = small_prompts.read_text()
+    for limit in ("12", "9", "8", "6", "10"):
+        prompts = prompts.replace(f"max_tokens = {limit}\n", "max_tokens = 60\n")
+    small_prompts.write_text(prompts)
+    opts = options(standins["scripted"], small_prompts, top_p=1.0, seed=3)
+    run_engine(data, only=[MODULE], module_options=opts)
+    served, p = features(track), prov(track)
+    texts = list(served.values())
+    assert any("\n" in t for t in texts), texts
+    # The stand-in writes a curly apostrophe; the stored text has the ASCII one.
+    assert not any("\u2019" in t for t in texts) and any("'s" in t for t in texts), texts
+    stopped = [q for q in p["questions"].values() if q["finish_reason"] == "stop"]
+    assert stopped and all(q["generated_tokens"] < 60 for q in stopped)
+
+    run_engine(data, only=[MODULE], overwrite=[MODULE], module_options={MODULE: {**opts[MODULE], "mode": "per_prompt"}})
+    assert features(track) == served  # same seed, same sampler, same text
+
+
+def test_an_empty_answer_is_null_with_the_reason(tmp_path, standins, small_prompts):
+    data = dataset_of(tmp_path, count=1, seconds=2.0)
+    track = next(p for p in data.iterdir() if p.is_dir())
+    for mode in ("served", "per_prompt"):
+        run_engine(data, only=[MODULE], overwrite=[MODULE],
+                   module_options={MODULE: {**options(standins["silent"], small_prompts)[MODULE], "mode": mode}})
+        assert features(track) == {k: None for k in KEYS}
+        assert sorted(prov(track)["empty_answers"]) == sorted(KEYS)
+
+
+def test_other_formats_and_awkward_names(tmp_path, standins, small_prompts):
+    root = tmp_path / "odd"
+    signal = sine(330.0, 3.0)
+    ogg = write_track(root, "Artist, \"Quoted\" - Title\u2019s (ogg)", signal, fmt="ogg")
+    wav = write_track(root, "a,b,c", signal, fmt="wav")
+    m4a_dir = root / "Comma, in m4a"
+    m4a_dir.mkdir()
+    soundfile.write(tmp_path / "src.wav", signal, 44100)
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(tmp_path / "src.wav"), "-c:a", "aac",
+                    str(m4a_dir / "full_mix.m4a")], check=True)
+    opts = options(standins["random"], small_prompts, temperature=0)
+    events, _ = run_engine(root, only=[MODULE], module_options=opts)
+    assert not events_named(events, "module_failed"), events_named(events, "module_failed")
+    for folder in (ogg, wav, m4a_dir):
+        assert all(features(folder).values())
+
+
+def test_missing_model_wrong_projector_and_unreadable_audio(tmp_path, standins, small_prompts):
+    data = dataset_of(tmp_path, count=1, seconds=2.0)
+    bad = data / "Broken"
+    bad.mkdir()
+    (bad / "full_mix.flac").write_bytes(b"fLaC" + b"\x00" * 100)
+    model, mmproj = standins["random"]
+
+    def failures(**opts):
+        events, _ = run_engine(data, only=[MODULE], overwrite=[MODULE],
+                               module_options={MODULE: {**options(standins["random"], small_prompts)[MODULE], **opts}})
+        return {e.track.split("/")[-1] if "/" in e.track else e.track: (e.kind, e.message)
+                for e in events_named(events, "module_failed")}
+
+    gone = failures(model_file=str(tmp_path / "nothere.gguf"))
+    assert {k for k, _ in gone.values()} <= {"model_missing", "bad_input"}
+    assert any(kind == "model_missing" and "nothere.gguf" in msg for kind, msg in gone.values()), gone
+
+    for mode in ("served", "per_prompt"):
+        wrong = failures(mmproj_file=str(model), mode=mode)  # a language model is no projector
+        kinds = [kind for kind, msg in wrong.values() if "projector" in msg]
+        assert kinds and set(kinds) == {"model_missing"}, wrong
+
+    # The unreadable file fails as bad input; the good track beside it is still described.
+    ok = failures()
+    assert [kind for kind, _ in ok.values()] == ["bad_input"]
+    assert all(features(data / "Track 0").values())
+
+
+def test_llama_reports_unreadable_audio_as_bad_input(tmp_path, standins, llama_bin_dir):
+    from backends.flamingo.llama_cli import Sampling, mtmd_cli_command, run_mtmd_cli
+    from backends.protocol import BadInput
+
+    model, mmproj = standins["random"]
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunk")
+    cmd = mtmd_cli_command(llama_bin_dir / "llama-mtmd-cli", model=model, mmproj=mmproj, audio=junk,
+                           prompt="hi", sampling=Sampling(0.0, 1.0, 1, 4), ctx_size=1024, gpu_layers=0, threads=None)
+    with pytest.raises(BadInput, match="junk.wav"):
+        run_mtmd_cli(cmd, audio_label=str(junk))
+
+
+def test_build_is_reused_and_described(llama_bin_dir):
+    from tui.install.llama import describe, find_binaries, plan_for
+
+    info = find_binaries("cpu")
+    assert info["stamp"]["key"] == plan_for("cpu").key
+    assert "-DGGML_NATIVE=OFF" in info["stamp"]["flags"] and "-DLLAMA_CURL=OFF" in info["stamp"]["flags"]
+    done = subprocess.run([str(ROOT / "bin" / "build-llama"), "--variant", "cpu"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "reusing" in done.stdout
+    assert "llama-cpp-python 0.3.36" in describe("cpu")
+    # Static build: no libllama/libggml shared objects to go missing.
+    ldd = subprocess.run(["ldd", str(llama_bin_dir / "llama-server")], capture_output=True, text=True).stdout
+    assert "libllama" not in ldd and "libggml" not in ldd and "libssl" not in ldd and "libcurl" not in ldd
+
+
+def test_server_never_talks_to_another_server_on_its_port(standins, llama_bin_dir, monkeypatch):
+    """A free port can be taken by another llama-server before ours binds it (parallel workers,
+    parallel tests): ours must notice that the answers are not its own and move to another port,
+    instead of sending its questions to a server with another model."""
+    import http.server
+    import threading
+
+    from backends.flamingo import llama_server
+
+    class Decoy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'{"data": [{"id": "someone-elses-model"}]}' if self.path == "/v1/models" else b'{"status": "ok"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    decoy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Decoy)
+    threading.Thread(target=decoy.serve_forever, daemon=True).start()
+    ports = [decoy.server_address[1]]
+    real_free_port = llama_server._free_port
+    monkeypatch.setattr(llama_server, "_free_port", lambda: ports.pop(0) if ports else real_free_port())
+    model, mmproj = standins["random"]
+    server = llama_server.LlamaServer(llama_bin_dir / "llama-server", model=model, mmproj=mmproj,
+                                      ctx_size=1024, gpu_layers=0)
+    try:
+        assert server.port != decoy.server_address[1]
+        assert server._answers_as_ours()
+    finally:
+        server.close()
+        decoy.shutdown()

@@ -1,0 +1,45 @@
+"""The llama.cpp build plan and cache key (no compiler run here; tests/flamingo/test_gguf.py builds)."""
+from __future__ import annotations
+
+import pytest
+
+from tui.install import llama as lb
+
+
+def test_variants_get_their_flags_and_distinct_keys():
+    cpu, cuda = lb.plan_for("cpu"), lb.plan_for("cuda")
+    rocm = lb.plan_for("rocm", "gfx1201")
+    for plan in (cpu, cuda, rocm):
+        assert {"-DGGML_NATIVE=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DBUILD_SHARED_LIBS=OFF",
+                "-DLLAMA_USE_PREBUILT_UI=OFF"} <= set(plan.flags)
+    assert "-DGGML_CUDA=ON" in cuda.flags and "-DGGML_HIP=ON" in rocm.flags and "-DGPU_TARGETS=gfx1201" in rocm.flags
+    keys = {cpu.key, cuda.key, rocm.key, lb.plan_for("rocm", "gfx1100").key}
+    assert len(keys) == 4
+    assert lb.plan_for("cpu").key == cpu.key  # stable, so a second build is reused
+
+
+def test_rocm_without_targets_and_unknown_variant_are_refused():
+    with pytest.raises(lb.BuildError, match="gpu_targets"):
+        lb.plan_for("rocm")
+    with pytest.raises(lb.BuildError, match="unknown llama.cpp build"):
+        lb.plan_for("vulkan")
+
+
+def test_profiles_choose_the_variant():
+    assert lb.plan_for_profile("cpu").variant == "cpu"
+    rocm = lb.plan_for_profile("rocm-7.2")  # extends rocm-rdna4, which names gfx1201
+    assert rocm.variant == "rocm" and "-DGPU_TARGETS=gfx1201" in rocm.flags
+
+
+def test_describe_without_a_build_says_how_to_build(tmp_path, monkeypatch):
+    monkeypatch.setattr(lb, "bin_link_dir", lambda: tmp_path)
+    monkeypatch.delenv("MIRDECK_LLAMA_BIN_DIR", raising=False)
+    assert "bin/build-llama --variant cuda" in lb.describe("cuda")
+
+
+def test_a_tampered_source_is_refused(tmp_path, monkeypatch):
+    fake = tmp_path / lb.SOURCE_FILE
+    fake.write_bytes(b"not the sdist")
+    monkeypatch.setenv("MIRDECK_LLAMA_SDIST", str(fake))
+    with pytest.raises(lb.BuildError, match="does not match the pinned"):
+        lb.fetch_source(log=lambda m: None)

@@ -1,0 +1,224 @@
+"""``mirdeck ab``: both Music Flamingo back ends on the same tracks, compared fairly, reported.
+
+Fair means: one prompts file, and every sampler setting of its [sampling] table (temperature,
+top-k, top-p, min-p, repeat penalty and window, seed; ``SAMPLING_KEYS``) passed explicitly to both back
+ends as run options (so a profile's per-back-end override cannot make them differ), then checked
+again from what each back end recorded in provenance; a run where they still differ is reported
+unfair and no winner can be applied from it.
+
+The user's ``.INFO`` files are never touched by the comparison: the engine runs on a mirror of the
+tracks (a folder per track holding a link to its ``full_mix``) inside the report folder, with the
+same worker machinery as ``mirdeck run``. Only ``--winner gguf|hf`` merges the chosen back end's
+keys (and its provenance, with a pointer to the report) into the real ``.INFO``.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from backends.flamingo.prompts import KEY_PREFIX, MODEL_KEY, PROMPT_NAMES, SAMPLING_KEYS, load_prompts, prompts_path
+from tui.ab.reports import BACKENDS, BackendRun, report_name, track_report, write_reports
+from tui.run import store
+
+SAMPLE_EVERY_S = 0.5
+
+
+def track_folders(paths_given: Iterable[Path]) -> tuple[list, list[str]]:
+    """Track folders from the arguments: a track folder itself, or every track of a dataset folder."""
+    from tui.run.dataset import scan
+
+    tracks, problems = [], []
+    for path in paths_given:
+        result = scan(path)
+        tracks += result.tracks
+        problems += result.problems
+    return tracks, problems
+
+
+def mirror(tracks, root: Path) -> dict[str, Any]:
+    """A folder per track under ``root`` with a link to its mix; returns mirror name -> TrackFolder."""
+    root.mkdir(parents=True, exist_ok=True)
+    names: dict[str, Any] = {}
+    for track in tracks:
+        name, n = track.folder.name, 2
+        while name in names:
+            name, n = f"{track.folder.name} ({n})", n + 1
+        folder = root / name
+        folder.mkdir()
+        os.symlink(track.mix.resolve(), folder / track.mix.name)
+        names[name] = track
+    return names
+
+
+class MemorySampler:
+    """Samples each A/B worker's resident memory (with children) and GPU memory while the run goes."""
+
+    def __init__(self):
+        self.pids: dict[str, set[int]] = {}
+        self.peak_rss: dict[str, int] = {}
+        self.peak_gpu: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        try:
+            from tui.gpu import open_probe  # the dashboard's GPU probe, where it is merged in
+
+            self.probe = open_probe()
+            if getattr(self.probe, "source", "none") == "none":
+                self.probe = None
+        except ImportError:
+            self.probe = None
+
+    def on_event(self, event) -> None:
+        if event.name == "worker_started" and event.module in BACKENDS.values():
+            self.pids.setdefault(event.module, set()).add(event.pid)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        import psutil
+
+        while not self._stop.wait(SAMPLE_EVERY_S):
+            for module, pids in list(self.pids.items()):
+                family = set()
+                rss = 0
+                for pid in list(pids):
+                    try:
+                        proc = psutil.Process(pid)
+                        members = [proc] + proc.children(recursive=True)
+                        rss += sum(p.memory_info().rss for p in members)
+                        family |= {p.pid for p in members}
+                    except psutil.Error:
+                        continue
+                if rss:
+                    self.peak_rss[module] = max(self.peak_rss.get(module, 0), rss)
+                if self.probe is not None and family:
+                    try:
+                        snap = self.probe.read(family)
+                        vram = sum(m.vram for pid, m in snap.processes.items() if pid in family)
+                        self.peak_gpu[module] = max(self.peak_gpu.get(module, 0), vram)
+                    except Exception:  # a probe hiccup must not end the comparison
+                        pass
+
+
+@dataclass
+class ABOptions:
+    prompts_file: Path | None = None
+    sampling: dict[str, Any] = field(default_factory=dict)
+    """``SAMPLING_KEYS`` overrides for this comparison (both back ends get the same)."""
+    backend_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per side (``gguf``, ``hf``): model choice and the like, never prompts or sampling."""
+    winner: str | None = None
+    jobs: int = 1
+
+
+def shared_options(options: ABOptions) -> dict[str, Any]:
+    """What both back ends must receive identically: the prompts file and its sampling, explicitly."""
+    path = options.prompts_file or prompts_path({})
+    prompts = load_prompts(path, overrides=options.sampling)
+    return {"prompts_file": str(Path(path).resolve()), **{k: getattr(prompts, k) for k in SAMPLING_KEYS}}
+
+
+def run_ab(tracks, profile, out_dir: Path, options: ABOptions, on_event=None,
+           stop: threading.Event | None = None) -> tuple[dict, list[dict]]:
+    """Run both back ends on ``tracks`` (TrackFolder list) and write the reports into ``out_dir``.
+
+    One engine run per back end, one after the other, each on its own mirror: both write the same
+    keys, and each has the machine (and the GPU) to itself while it is timed. ``stop`` (set from
+    another thread, e.g. the dashboard quitting) kills the workers at once; the reports then say
+    which tracks did not run.
+    """
+    from tui.run.engine import Engine, RunOptions
+
+    forbidden = {"prompts_file", *SAMPLING_KEYS}
+    for side, opts in options.backend_options.items():
+        if forbidden & set(opts):
+            raise ValueError(f"{side} options may not set {', '.join(sorted(forbidden & set(opts)))}: "
+                             "an A/B runs both back ends with the same prompts and sampling")
+    common = shared_options(options)
+    sampler = MemorySampler()
+    sampler.start()
+    mirrors, unavailable = {}, {}
+    try:
+        for side, module in BACKENDS.items():
+            work = out_dir / "tracks" / side
+            mirrors[side] = (work, mirror(tracks, work))
+            engine = Engine(work, profile, RunOptions(
+                only=[module], overwrite=[module], jobs=options.jobs, log_dir=out_dir / "log" / side,
+                module_options={module: {**options.backend_options.get(side, {}), **common}}))
+            if module not in engine.specs:  # e.g. a checkout without the GGUF back end
+                unavailable[side] = f"{module} is not installed in this checkout of mirdeck"
+                continue
+            engine.subscribe(sampler.on_event)
+            if on_event:
+                engine.subscribe(on_event)
+            if stop is not None and stop.is_set():
+                unavailable[side] = "the A/B was stopped before this back end ran"
+                continue
+            asyncio.run(_run_until_stopped(engine, stop))
+    finally:
+        sampler.stop()
+    keys = [KEY_PREFIX + p for p in PROMPT_NAMES] + [MODEL_KEY]
+    reports = []
+    for index, track in enumerate(tracks):
+        runs = {}
+        for side, module in BACKENDS.items():
+            work, names = mirrors[side]
+            name = list(names)[index]
+            info = store.read_info_lenient(store.info_path(work / name))[0]
+            prov = info.get(store.PROVENANCE_KEY, {}).get(module, {})
+            ok = prov.get("status") == "ok"
+            error = unavailable.get(side) or (prov.get("error") or {}).get("message", "did not run")
+            runs[side] = BackendRun(ok=ok, features={k: info.get(k) for k in keys} if ok else {}, provenance=prov,
+                                    error=None if ok else error,
+                                    peak_rss_bytes=sampler.peak_rss.get(module),
+                                    peak_gpu_bytes=sampler.peak_gpu.get(module))
+        reports.append(track_report(track.name, str(track.folder), runs))
+    s = write_reports(out_dir, reports)
+    if options.winner:
+        apply_winner(reports, tracks, mirrors, options.winner, out_dir)
+    return s, reports
+
+
+async def _run_until_stopped(engine, stop: threading.Event | None) -> None:
+    run = asyncio.ensure_future(engine.run())
+    stopped = False
+    while not run.done():
+        if stop is not None and stop.is_set() and not stopped:
+            engine.stop(immediate=True)
+            stopped = True
+        await asyncio.wait({run}, timeout=0.2)
+    run.result()
+
+
+class WinnerRefused(Exception):
+    pass
+
+
+def apply_winner(reports: list[dict], tracks, mirrors, winner: str, out_dir: Path) -> list[str]:
+    """Merge the winner's keys and provenance into each real .INFO where it succeeded and the run was fair."""
+    if winner not in BACKENDS:
+        raise WinnerRefused(f"--winner must be one of {', '.join(BACKENDS)}, not {winner!r}")
+    if not all(r["fair"] for r in reports):
+        raise WinnerRefused("the comparison was not fair (see the reports); no .INFO was changed")
+    module = BACKENDS[winner]
+    work, names = mirrors[winner]
+    written = []
+    for index, (track, report) in enumerate(zip(tracks, reports)):
+        if not report["backends"][winner]["ok"]:
+            continue
+        info = store.read_info_lenient(store.info_path(work / list(names)[index]))[0]
+        keys = [KEY_PREFIX + p for p in PROMPT_NAMES] + [MODEL_KEY]
+        prov = {**info[store.PROVENANCE_KEY][module], "chosen_by": "mirdeck ab --winner " + winner,
+                "ab_report": str(out_dir / (report_name(report["track"]) + ".md"))}
+        store.merge(track.folder, module, features={k: info.get(k) for k in keys}, provenance=prov)
+        written.append(str(track.folder))
+    return written

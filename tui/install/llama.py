@@ -1,0 +1,318 @@
+"""Build llama.cpp's ``llama-mtmd-cli`` and ``llama-server`` from a pinned registry source, and cache them.
+
+The source is the ``llama-cpp-python`` sdist from PyPI (it vendors llama.cpp with ``tools/mtmd``,
+audio input, the ``musicflamingo`` projector and ``convert_hf_to_gguf.py``), pinned by version and
+sha256. A build is keyed by (source version, source sha256, variant, cmake flags) and lands in
+``<cache>/llama/<key>/`` with a ``stamp.json``; ``bin/llama/<variant>`` links to it. A second call
+with the same key reuses it, so CI runs on the same machine pay the ~10 minute CPU build once.
+
+Stdlib only: ``bin/build-llama`` runs this before any virtual environment exists.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tui import paths
+
+SOURCE_PACKAGE = "llama-cpp-python"
+SOURCE_VERSION = "0.3.36"
+SOURCE_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
+SOURCE_FILE = f"llama_cpp_python-{SOURCE_VERSION}.tar.gz"
+VENDOR_PREFIX = f"llama_cpp_python-{SOURCE_VERSION}/vendor/llama.cpp/"
+TARGETS = ("llama-mtmd-cli", "llama-server")
+VARIANTS = ("cpu", "rocm", "cuda")
+STAMP = "stamp.json"
+
+# Offline and small: static, no network code (curl, OpenSSL, the web UI download), nothing but
+# the two tools. GGML_NATIVE=OFF keeps the CPU code portable to other machines of the same arch.
+COMMON_FLAGS = (
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DBUILD_SHARED_LIBS=OFF",
+    "-DGGML_NATIVE=OFF",
+    "-DLLAMA_CURL=OFF",
+    "-DLLAMA_OPENSSL=OFF",
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_APP=OFF",
+    "-DLLAMA_BUILD_TOOLS=ON",
+    "-DLLAMA_BUILD_SERVER=ON",
+)
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    variant: str
+    flags: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps({"package": SOURCE_PACKAGE, "version": SOURCE_VERSION, "sha256": SOURCE_SHA256,
+                           "variant": self.variant, "flags": list(self.flags), "targets": list(TARGETS)},
+                          sort_keys=True)
+        return f"{self.variant}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def llama_cache() -> Path:
+    return Path(os.environ.get("MIRDECK_LLAMA_CACHE", paths.cache_dir() / "llama"))
+
+
+def bin_link_dir() -> Path:
+    """The git-ignored place under ``bin/`` where the built variants are linked."""
+    return paths.ROOT / "bin" / "llama"
+
+
+def plan_for(variant: str, gpu_targets: str | None = None) -> BuildPlan:
+    if variant not in VARIANTS:
+        raise BuildError(f"unknown llama.cpp build {variant!r} (choose {', '.join(VARIANTS)})")
+    flags = list(COMMON_FLAGS)
+    if variant == "rocm":
+        if not gpu_targets:
+            raise BuildError("a ROCm build needs GPU targets: set [llama] gpu_targets in the profile "
+                             "(gfx1201 for the RX 9070 XT) or pass --gpu-targets")
+        flags += ["-DGGML_HIP=ON", f"-DGPU_TARGETS={gpu_targets}", f"-DAMDGPU_TARGETS={gpu_targets}"]
+    elif variant == "cuda":
+        flags += ["-DGGML_CUDA=ON"]
+    return BuildPlan(variant=variant, flags=tuple(flags))
+
+
+def plan_for_profile(name: str) -> BuildPlan:
+    from tui.run.profiles import load as load_profile
+    profile = load_profile(name)
+    return plan_for(str(profile.llama.get("build", "cpu")), profile.llama.get("gpu_targets"))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_source(log=print) -> Path:
+    """The verified sdist: ``$MIRDECK_LLAMA_SDIST`` if set, else the cached copy, else pip downloads it."""
+    given = os.environ.get("MIRDECK_LLAMA_SDIST")
+    target = llama_cache() / "src" / SOURCE_FILE
+    if given:
+        path = Path(given)
+    elif target.is_file():
+        path = target
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            log(f"build-llama: downloading {SOURCE_PACKAGE}=={SOURCE_VERSION} source from PyPI")
+            cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                   "--no-deps", "--no-binary", ":all:",
+                   f"{SOURCE_PACKAGE}=={SOURCE_VERSION}", "-d", tmp]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            got = Path(tmp) / SOURCE_FILE
+            if not got.is_file():
+                raise BuildError(f"pip could not download {SOURCE_FILE}: {done.stderr.strip()[-800:]}\n"
+                                 f"(offline? put the file somewhere and set MIRDECK_LLAMA_SDIST to it)")
+            os.replace(got, target)
+        path = target
+    actual = _sha256(path)
+    if actual != SOURCE_SHA256:
+        raise BuildError(f"{path}: sha256 {actual} does not match the pinned {SOURCE_SHA256} "
+                         f"for {SOURCE_PACKAGE} {SOURCE_VERSION}; refusing to build from it")
+    return path
+
+
+def source_tree(log=print) -> Path:
+    """The extracted llama.cpp tree of the pinned source (extracted once, then reused)."""
+    tree = llama_cache() / "src" / f"llama.cpp-{SOURCE_VERSION}-{SOURCE_SHA256[:12]}"
+    if (tree / ".complete").is_file():
+        return tree
+    sdist = fetch_source(log)
+    log(f"build-llama: extracting llama.cpp from {sdist.name}")
+    partial = tree.with_name(tree.name + ".part")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    with tarfile.open(sdist) as tar:
+        members = []
+        for member in tar.getmembers():
+            if member.name.startswith(VENDOR_PREFIX) and member.name != VENDOR_PREFIX:
+                member.name = member.name[len(VENDOR_PREFIX):]
+                members.append(member)
+        tar.extractall(partial, members=members, filter="data")
+    (partial / ".complete").write_text(SOURCE_SHA256 + "\n")
+    shutil.rmtree(tree, ignore_errors=True)
+    os.replace(partial, tree)
+    return tree
+
+
+def read_stamp(build_dir: Path) -> dict | None:
+    try:
+        stamp = json.loads((build_dir / STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+    if all((build_dir / "bin" / name).is_file() for name in TARGETS):
+        return stamp
+    return None
+
+
+def _link(plan: BuildPlan, build_dir: Path) -> Path:
+    links = bin_link_dir()
+    links.mkdir(parents=True, exist_ok=True)
+    link = links / plan.variant
+    tmp = links / f".{plan.variant}.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(build_dir)
+    os.replace(tmp, link)
+    return link
+
+
+def build(plan: BuildPlan, *, jobs: int | None = None, log=print) -> Path:
+    """Build (or reuse) ``plan``; returns the folder holding ``bin/`` and ``stamp.json``."""
+    out = llama_cache() / plan.key
+    if read_stamp(out) and (read_stamp(out) or {}).get("key") == plan.key:
+        log(f"build-llama: reusing {out} (stamp matches)")
+        _link(plan, out)
+        return out
+    tree = source_tree(log)
+    work = out / "build"
+    jobs = jobs or os.cpu_count() or 1
+    started = time.monotonic()
+    log(f"build-llama: building {', '.join(TARGETS)} ({plan.variant}) in {work} with {jobs} jobs")
+    configure = ["cmake", "-S", str(tree), "-B", str(work), *plan.flags]
+    if shutil.which("ninja"):
+        configure += ["-G", "Ninja"]
+    _run(configure, out / "build.log")
+    _run(["cmake", "--build", str(work), "--target", *TARGETS, "-j", str(jobs)], out / "build.log")
+    bindir = out / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    for name in TARGETS:
+        shutil.copy2(work / "bin" / name, bindir / name)
+    stamp = {
+        "key": plan.key, "package": SOURCE_PACKAGE, "version": SOURCE_VERSION, "sha256": SOURCE_SHA256,
+        "variant": plan.variant, "flags": list(plan.flags), "targets": list(TARGETS),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "build_seconds": round(time.monotonic() - started, 1), "jobs": jobs,
+        "machine": platform.machine(), "compiler": _compiler_version(),
+        "binaries": {name: _sha256(bindir / name) for name in TARGETS},
+    }
+    (out / (STAMP + ".tmp")).write_text(json.dumps(stamp, indent=2) + "\n")
+    os.replace(out / (STAMP + ".tmp"), out / STAMP)
+    # The object files are ~hundreds of MB and a matching stamp means they are never needed again.
+    shutil.rmtree(work, ignore_errors=True)
+    _link(plan, out)
+    log(f"build-llama: done in {stamp['build_seconds']} s -> {bindir}")
+    return out
+
+
+def _run(cmd: list[str], logfile: Path) -> None:
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(logfile, "a") as fh:
+        fh.write("$ " + " ".join(cmd) + "\n")
+        fh.flush()
+        done = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        tail = logfile.read_text(errors="replace").splitlines()[-30:]
+        raise BuildError(f"{cmd[0]} failed (rc {done.returncode}); last lines of {logfile}:\n" + "\n".join(tail))
+
+
+def _compiler_version() -> str:
+    try:
+        return subprocess.run(["c++", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        return "unknown"
+
+
+def find_binaries(variant: str = "cpu") -> dict | None:
+    """Which built binaries ``variant`` would use, and how they were built; None if not built.
+
+    ``$MIRDECK_LLAMA_BIN_DIR`` (a folder with both tools) wins over the bundled build.
+    """
+    override = os.environ.get("MIRDECK_LLAMA_BIN_DIR")
+    if override:
+        folder = Path(override)
+        found = {name: str(folder / name) for name in TARGETS if (folder / name).is_file()}
+        return {"source": "MIRDECK_LLAMA_BIN_DIR", "dir": str(folder), "binaries": found, "stamp": None}
+    link = bin_link_dir() / variant
+    if not link.exists():
+        return None
+    target = link.resolve()
+    stamp = read_stamp(target)
+    if stamp is None:
+        return None
+    return {"source": "bundled", "dir": str(target / "bin"), "link": str(link),
+            "binaries": {name: str(target / "bin" / name) for name in TARGETS}, "stamp": stamp}
+
+
+def describe(variant: str = "cpu") -> str:
+    """One paragraph for ``mirdeck doctor``: which llama.cpp binary is used and how it was built."""
+    info = find_binaries(variant)
+    if info is None:
+        return (f"llama.cpp ({variant}): not built. Run: bin/build-llama --variant {variant} "
+                f"(about 10 minutes on 2 cores; only needed for the flamingo_gguf backend)")
+    if info["stamp"] is None:
+        return f"llama.cpp: {info['dir']} (from $MIRDECK_LLAMA_BIN_DIR; how it was built is unknown)"
+    s = info["stamp"]
+    flags = " ".join(f for f in s["flags"] if f not in COMMON_FLAGS) or "(portable CPU)"
+    return (f"llama.cpp ({s['variant']}): {info['dir']}\n"
+            f"  source {s['package']} {s['version']} (sha256 {s['sha256'][:12]}...), built {s['built_at']} "
+            f"in {s['build_seconds']} s with {s['compiler']}\n  variant flags: {flags}")
+
+
+def describe_for_profile(name: str | None = None) -> str:
+    """``describe`` for the build the profile asks for (``[llama] build``; the default profile if None)."""
+    from tui.run.profiles import ProfileError, default_name
+    from tui.run.profiles import load as load_profile
+    try:
+        profile = load_profile(name or default_name())
+    except ProfileError as exc:
+        return f"llama.cpp: cannot read the profile: {exc}"
+    return describe(str(profile.llama.get("build", "cpu")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bin/build-llama", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", help="read [llama] build and gpu_targets from this profile")
+    parser.add_argument("--variant", choices=VARIANTS, help="build variant (default: the profile's, else cpu)")
+    parser.add_argument("--gpu-targets", help="ROCm GPU targets, e.g. gfx1201")
+    parser.add_argument("--jobs", type=int, help="parallel compile jobs (default: all cores)")
+    parser.add_argument("--source-only", action="store_true",
+                        help="only fetch, verify and extract the source; print its folder")
+    parser.add_argument("--print-dir", action="store_true", help="print the build folder and exit 0 if built")
+    args = parser.parse_args(argv)
+    try:
+        if args.source_only:
+            print(source_tree(log=lambda m: print(m, file=sys.stderr)))
+            return 0
+        if args.profile and not args.variant:
+            plan = plan_for_profile(args.profile)
+        else:
+            plan = plan_for(args.variant or "cpu", args.gpu_targets)
+        if args.print_dir:
+            out = llama_cache() / plan.key
+            print(out)
+            return 0 if read_stamp(out) else 1
+        build(plan, jobs=args.jobs)
+        print(describe(plan.variant))
+        return 0
+    except BuildError as exc:
+        print(f"build-llama: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,489 @@
+"""The run engine: scan, plan, decode once, schedule workers, merge results, emit events.
+
+UI-free: every view subscribes to the typed events in ``tui.run.events``.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from backends import protocol
+from backends.protocol import ErrorKind
+from backends.registry import all_specs
+from backends.spec import BackendSpec
+from tui import paths
+from tui.run import events as ev
+from tui.run import store
+from tui.run.dataset import scan
+from tui.run.plan import Plan, TrackPlan, make_plan, resolve_modules
+from tui.run.pool import ModulePool, ModuleUnavailable, workers_that_fit
+from tui.run.profiles import Profile
+from tui.run.supervisor import WorkerDied, WorkerTimeout
+
+DECODER_ENTRY = "backends.decoder"
+# Why a module failed on a track, as recorded in provenance: the protocol's kinds, plus two that
+# only the engine knows (the .INFO could not be written; the run was stopped before an answer,
+# which is never recorded).
+BAD_INPUT, INTERNAL = ErrorKind.BAD_INPUT.value, ErrorKind.INTERNAL.value
+CRASH, TIMEOUT = ErrorKind.CRASH.value, ErrorKind.TIMEOUT.value
+STORE = "store"
+STOPPED = "stopped"
+DECODE_TIMEOUT_S = 600.0
+
+
+@dataclass
+class RunOptions:
+    only: list[str] = field(default_factory=list)
+    skip: list[str] = field(default_factory=list)
+    overwrite: list[str] = field(default_factory=list)
+    jobs: int | None = None
+    log_dir: Path | None = None
+    module_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class ModuleStats:
+    planned: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    not_applicable: int = 0
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    last_rtf: float | None = None
+
+    @property
+    def realtime_factor(self) -> float | None:
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else None
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {"planned": self.planned, "done": self.done, "failed": self.failed,
+                "skipped": self.skipped, "not_applicable": self.not_applicable,
+                "audio_seconds": round(self.audio_seconds, 3),
+                "wall_seconds": round(self.wall_seconds, 3),
+                "realtime_factor": round(self.realtime_factor, 3) if self.realtime_factor else None}
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    features: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    kind: str = ""
+    message: str = ""
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(self, dataset: str | os.PathLike[str], profile: Profile, options: RunOptions | None = None,
+                 specs: dict[str, BackendSpec] | None = None):
+        self.dataset = Path(dataset).resolve()
+        self.profile = profile
+        self.options = options or RunOptions()
+        self.specs = specs if specs is not None else all_specs()
+        self.jobs = self.options.jobs or profile.effective_jobs()
+        self.subscribers: list[Callable[[ev.Event], None]] = []
+        self.stats: dict[str, ModuleStats] = {}
+        self.pools: dict[str, ModulePool] = {}
+        self.plan: Plan | None = None
+        self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+        self.log_dir = self._choose_log_dir()
+        self._workers_log: TextIO | None = None
+        self._stopping = False
+        self._aborting = False
+        self._unpaused = asyncio.Event()
+        self._unpaused.set()
+        self._cpu_slots: asyncio.Semaphore | None = None
+        self.scratch = paths.pcm_scratch_dir() / f"mirdeck-{self.run_id}"
+
+    # -- control, callable from any view -------------------------------------------------------
+    def subscribe(self, callback: Callable[[ev.Event], None]) -> None:
+        self.subscribers.append(callback)
+
+    def stop(self, *, immediate: bool = False) -> None:
+        """Graceful: finish the tracks in flight, start no more. Immediate: kill the workers now."""
+        self._stopping = True
+        self._unpaused.set()
+        if immediate:
+            self._aborting = True
+            for pool in self.pools.values():
+                pool.kill_all()
+
+    def pause(self) -> None:
+        self._unpaused.clear()
+
+    def resume(self) -> None:
+        self._unpaused.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._unpaused.is_set()
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def emit(self, event: ev.Event) -> None:
+        for callback in self.subscribers:
+            callback(event)
+
+    def _choose_log_dir(self) -> Path:
+        if self.options.log_dir:
+            return Path(self.options.log_dir)
+        inside = self.dataset / ".mirdeck" / "runs" / self.run_id
+        try:
+            inside.mkdir(parents=True, exist_ok=True)
+            return inside
+        except OSError:
+            return paths.cache_dir() / "runs" / self.run_id
+
+    def child_env(self, module: str) -> dict[str, str]:
+        env = self.profile.child_env(module)
+        env["MIRDECK_MODELS_DIR"] = str(paths.models_dir())
+        env["PYTHONUNBUFFERED"] = "1"
+        # The profile's [llama] table (build variant, GPU layers, threads) for the llama.cpp backends.
+        for key, value in self.profile.llama.items():
+            env[f"MIRDECK_LLAMA_{key.upper()}"] = str(value)
+        # The worker imports ``backends`` from this checkout whatever the caller's sys.path was.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.ROOT), env.get("PYTHONPATH", "")]))
+        return env
+
+    def worker_stderr(self, module: str, pid: int, line: str) -> None:
+        if self._workers_log is not None:
+            self._workers_log.write(f"{time.strftime('%H:%M:%S')} {module}[{pid}] {line}\n")
+            self._workers_log.flush()
+        self.emit(ev.WorkerLog(module=module, pid=pid, line=line))
+
+    def _uses_cpu_slot(self, spec: BackendSpec) -> bool:
+        return spec.device == "cpu" or self.profile.device == "cpu"
+
+    def planned_requests(self, name: str) -> int:
+        """Requests a pool serves over the whole run: one per planned track of a module, and one
+        decode per track that has work."""
+        if name == "decode":
+            return len(self.plan.tracks) if self.plan is not None else 0
+        stats = self.stats.get(name)
+        return stats.planned if stats is not None else 0
+
+    def _pool(self, name: str) -> ModulePool:
+        if name not in self.pools:
+            if name == "decode":
+                self.pools[name] = ModulePool(self, name, DECODER_ENTRY, self.jobs)
+            else:
+                spec = self.specs[name]
+                limit = self.jobs if spec.device == "cpu" else 1
+                if spec.max_workers:
+                    limit = min(limit, spec.max_workers)
+                if spec.worker_memory_gb > 0:
+                    limit = min(limit, workers_that_fit(spec.worker_memory_gb))
+                self.pools[name] = ModulePool(self, name, spec.entry, limit)
+        return self.pools[name]
+
+    def passes(self, modules: list[str]) -> list[list[str]]:
+        """Split modules into sweeps whose GPU models fit the VRAM budget together.
+
+        Usually one sweep; a GPU module that does not fit beside the others gets a later sweep
+        (its tracks are then decoded again: the price of not holding every model at once).
+        """
+        budget = self.profile.vram_budget_gb
+        gpu = [m for m in modules if self.specs[m].device == "gpu" and self.profile.device != "cpu"]
+        if budget <= 0 or sum(self.specs[m].vram_gb for m in gpu) <= budget:
+            return [modules]
+        sweeps: list[list[str]] = [[m for m in modules if m not in gpu]]
+        used = 0.0
+        for name in gpu:
+            need = self.specs[name].vram_gb
+            if used + need <= budget or used == 0:
+                sweeps[0].append(name)
+                used += need
+            else:
+                placed = False
+                for sweep in sweeps[1:]:
+                    if sum(self.specs[m].vram_gb for m in sweep) + need <= budget:
+                        sweep.append(name)
+                        placed = True
+                        break
+                if not placed:
+                    sweeps.append([name])
+        return [[m for m in modules if m in sweep] for sweep in sweeps]
+
+    # -- the run -------------------------------------------------------------------------------
+    async def run(self) -> dict[str, ModuleStats]:
+        started = time.perf_counter()
+        self._cpu_slots = asyncio.Semaphore(self.jobs)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        workers_log = self._workers_log = open(self.log_dir / "workers.log", "a", encoding="utf-8")
+        try:
+            scanned = scan(self.dataset)
+            modules = resolve_modules(self.specs, self.options.only, self.options.skip)
+            self.plan = plan = make_plan(scanned.tracks, self.specs, modules, self.options.overwrite)
+            planned = plan.planned()
+            for name in modules:
+                self.stats[name] = ModuleStats(planned=planned[name], skipped=plan.skipped[name],
+                                               not_applicable=plan.not_applicable[name])
+            self.emit(ev.RunStarted(dataset=str(self.dataset), profile=self.profile.name, modules=modules,
+                                    tracks=len(scanned.tracks), planned=dict(planned),
+                                    skipped=dict(plan.skipped), log_dir=str(self.log_dir),
+                                    scan_problems=scanned.problems + plan.problems))
+            for name in modules:
+                if plan.skipped[name]:
+                    self.emit(ev.ModuleSkipped(module=name, count=plan.skipped[name]))
+            for sweep in self.passes(modules):
+                await self._sweep(plan, sweep)
+                if self._stopping:
+                    break
+        finally:
+            await self._close_pools()
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.emit(ev.RunFinished(stopped=self._stopping, wall_seconds=round(time.perf_counter() - started, 3),
+                                     summary={n: s.to_dict() for n, s in self.stats.items()}))
+            workers_log.close()
+            self._workers_log = None
+        return self.stats
+
+    async def _close_pools(self) -> None:
+        pools, self.pools = list(self.pools.values()), {}
+        await asyncio.gather(*(pool.close() for pool in pools))
+        for pool in pools:  # anything still alive (killed mid-request) is reaped here
+            for worker in list(pool.workers):
+                worker.kill()
+                await worker.stop(grace=1)
+
+    async def _sweep(self, plan: Plan, modules: list[str]) -> None:
+        in_flight = asyncio.Semaphore(max(2, self.jobs * 2))
+        tasks: set[asyncio.Task[None]] = set()
+        for index, track_plan in enumerate(plan.tracks):
+            chosen = [m for m in track_plan.modules if m in modules]
+            if not chosen:
+                continue
+            await self._unpaused.wait()
+            await in_flight.acquire()
+            if self._stopping:
+                in_flight.release()
+                break
+            task = asyncio.create_task(self._track_guarded(index, track_plan, chosen))
+            tasks.add(task)
+
+            def finished(done: asyncio.Task[None]) -> None:
+                tasks.discard(done)
+                in_flight.release()
+
+            task.add_done_callback(finished)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=False)
+        # Workers of this sweep's models are no longer needed: free their memory for the next.
+        for name in modules:
+            if name in self.pools:
+                await self.pools.pop(name).close()
+
+    @staticmethod
+    def _track_message(track_plan: TrackPlan) -> dict[str, str]:
+        return {"folder": str(track_plan.track.folder), "name": track_plan.track.name}
+
+    def _track_id(self, track_plan: TrackPlan) -> str:
+        try:
+            return str(track_plan.track.folder.relative_to(self.dataset))
+        except ValueError:
+            return str(track_plan.track.folder)
+
+    async def _track_guarded(self, index: int, track_plan: TrackPlan, modules: list[str]) -> None:
+        try:
+            await self._track(index, track_plan, modules)
+        except Exception as exc:  # an engine bug on one track must not end the run silently
+            import traceback
+
+            self.emit(ev.Warning(message=f"engine error on {self._track_id(track_plan)}: {exc!r}\n"
+                                         + traceback.format_exc(), track=self._track_id(track_plan)))
+
+    async def _track(self, index: int, track_plan: TrackPlan, modules: list[str]) -> None:
+        track_id = self._track_id(track_plan)
+        self.emit(ev.TrackStarted(track=track_id, modules=modules))
+        scratch = self.scratch / f"{index:06d}"
+        outcomes: dict[str, asyncio.Future[Outcome]] = {m: asyncio.get_running_loop().create_future() for m in modules}
+        try:
+            sources, decode_errors = await self._decode(track_id, track_plan, modules, scratch)
+            await asyncio.gather(*(self._module(track_id, track_plan, name, sources, decode_errors, outcomes)
+                                   for name in modules))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        ok = [m for m in modules if outcomes[m].done() and outcomes[m].result().ok]
+        failed = [m for m in modules if m not in ok]
+        duration = sources.get("mix", {}).get("frames", 0) / max(1, sources.get("mix", {}).get("sample_rate", 1))
+        self.emit(ev.TrackFinished(track=track_id, ok=ok, failed=failed, audio_seconds=round(duration, 3)))
+
+    async def _decode(self, track_id: str, track_plan: TrackPlan, modules: list[str],
+                      scratch: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+        wanted: dict[str, set[int | None]] = TrackPlan(track_plan.track, modules, track_plan.info).needs(self.specs)
+        if not wanted:
+            return {}, {}
+        files = track_plan.track.files()
+        job = {source: {"path": str(files[source]),
+                        "rates": sorted(("native" if r is None else r for r in rates), key=str)}
+               for source, rates in wanted.items()}
+        began = time.perf_counter()
+        request = protocol.request(f"{track_id}#decode", track=self._track_message(track_plan), sources={},
+                                   options={"decode": job, "cache_dir": str(scratch)})
+        outcome = await self._call("decode", track_id, request, DECODE_TIMEOUT_S, cpu=True)
+        if not outcome.ok:
+            message = outcome.message or "decoding failed"
+            return {}, {source: {"kind": outcome.kind or INTERNAL, "message": message} for source in job}
+        decoded = outcome.features.get("sources", {})
+        errors = outcome.features.get("errors", {})
+        self.emit(ev.TrackDecoded(track=track_id, sources={s: list(i["pcm"]) for s, i in decoded.items()},
+                                  wall_seconds=round(time.perf_counter() - began, 4),
+                                  errors={s: e["message"] for s, e in errors.items()}))
+        return decoded, errors
+
+    async def _call(self, name: str, track_id: str, message: dict[str, Any], timeout: float, *, cpu: bool,
+                    on_progress: Callable[[dict[str, Any]], None] | None = None,
+                    on_started: Callable[[int], None] | None = None) -> Outcome:
+        """One request with the engine's failure policy: a crash or hang is retried once on a
+        fresh worker; an error the backend reports is final."""
+        pool = self._pool(name)
+        last = Outcome(False, kind=INTERNAL, message="not run")
+        for attempt in (1, 2):
+            if self._aborting:
+                return Outcome(False, kind=STOPPED, message="run stopped")
+            try:
+                worker = await pool.acquire()
+            except ModuleUnavailable as exc:
+                return Outcome(False, kind=exc.kind, message=str(exc))
+            if self._aborting:  # an immediate stop came while this request waited for a worker
+                await pool.release(worker)
+                return Outcome(False, kind=STOPPED, message="run stopped")
+            slot = self._cpu_slots if cpu else None
+            if slot:
+                await slot.acquire()
+            try:
+                await self._unpaused.wait()  # pause holds work that has not been sent yet
+                if self._aborting:
+                    await pool.release(worker)
+                    return Outcome(False, kind=STOPPED, message="run stopped")
+                if on_started:
+                    on_started(worker.pid)
+                reply = await worker.call(message, timeout, on_progress)
+            except (WorkerDied, WorkerTimeout) as exc:
+                kind = TIMEOUT if isinstance(exc, WorkerTimeout) else CRASH
+                await pool.retire(worker, "killed" if kind == TIMEOUT else "crash")
+                if self._aborting:
+                    return Outcome(False, kind=STOPPED, message="run stopped")
+                last = Outcome(False, kind=kind, message=f"{name} on {track_id}: {exc}")
+                if attempt == 1:
+                    self.emit(ev.ModuleFailed(track=track_id, module=name, kind=kind,
+                                              message=last.message + "; retrying on a fresh worker",
+                                              attempt=1))
+                continue
+            finally:
+                if slot:
+                    slot.release()
+            await pool.release(worker)
+            if reply["type"] == "result":
+                return _result_outcome(reply)
+            return Outcome(False, kind=reply.get("kind", INTERNAL), message=reply.get("message", ""))
+        return last
+
+    async def _module(self, track_id: str, track_plan: TrackPlan, name: str, sources: dict[str, Any],
+                      decode_errors: dict[str, Any], outcomes: dict[str, asyncio.Future[Outcome]]) -> None:
+        spec = self.specs[name]
+        folder = track_plan.track.folder
+        result = Outcome(False)
+        try:
+            inputs: dict[str, Any] = {}
+            for dep in spec.requires:
+                if dep in outcomes:
+                    dep_outcome = await outcomes[dep]
+                    if not dep_outcome.ok:
+                        result = Outcome(False, kind=BAD_INPUT if dep_outcome.kind == BAD_INPUT else INTERNAL,
+                                         message=f"needs {dep}, which failed on this track: {dep_outcome.message}")
+                        return
+                    inputs[dep] = {"features": dep_outcome.features, "files": dep_outcome.files}
+                else:
+                    info = track_plan.info
+                    prov = info.get(store.PROVENANCE_KEY, {}).get(dep, {})
+                    inputs[dep] = {"features": {k: v for k, v in info.items() if self.specs[dep].produces(k)},
+                                   "files": prov.get("files", {})}
+            needed = {need.source for need in spec.audio}
+            for source in sorted(needed):
+                required = any(n.required for n in spec.audio if n.source == source)
+                if source in decode_errors and required:
+                    err = decode_errors[source]
+                    result = Outcome(False, kind=err["kind"], message=err["message"])
+                    return
+            request_sources = {s: sources[s] for s in needed if s in sources}
+            await self._unpaused.wait()
+            if self._aborting:
+                result = Outcome(False, kind=STOPPED, message="run stopped")
+                return
+            message = protocol.request(
+                f"{track_id}#{name}", track=self._track_message(track_plan), sources=request_sources,
+                inputs=inputs, options={**self.profile.options_for(name), **self.options.module_options.get(name, {})})
+            result = await self._call(
+                name, track_id, message, self.profile.timeout_for(name, spec.timeout_s),
+                cpu=self._uses_cpu_slot(spec),
+                on_progress=lambda m: self.emit(ev.ModuleProgress(track=track_id, module=name,
+                                                                  fraction=m.get("fraction", 0.0),
+                                                                  stage=m.get("stage", ""))),
+                on_started=lambda pid: self.emit(ev.ModuleStarted(track=track_id, module=name, worker_pid=pid)))
+        except Exception as exc:  # a bug in the engine must not lose the rest of the run
+            result = Outcome(False, kind=INTERNAL, message=f"engine error on {name}: {exc!r}")
+        finally:
+            if result.kind != STOPPED:
+                result = await self._record(track_id, folder, name, result)
+            outcomes[name].set_result(result)
+
+    async def _record(self, track_id: str, folder: Path, name: str, result: Outcome) -> Outcome:
+        spec = self.specs[name]
+        stats = self.stats[name]
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        if result.ok:
+            prov = {**result.provenance, "status": "ok", "profile": self.profile.name,
+                    "finished_at": now}
+            if result.files:
+                prov["files"] = {k: os.path.basename(v) for k, v in result.files.items()}
+            try:
+                outcome = await asyncio.to_thread(store.merge, folder, name, features=result.features,
+                                                  provenance=prov)
+            except (store.StoreError, ValueError, OSError) as exc:
+                result = Outcome(False, kind=INTERNAL if isinstance(exc, ValueError) else STORE,
+                                 message=f"{folder}: {exc}")
+            else:
+                if outcome.moved_aside:
+                    self.emit(ev.StoreProblem(track=track_id, message=f"{outcome.reason}; moved aside to "
+                                              f"{outcome.moved_aside.name} and started a fresh .INFO"))
+                stats.done += 1
+                stats.audio_seconds += result.audio_seconds
+                stats.wall_seconds += result.wall_seconds
+                rtf = prov.get("realtime_factor")
+                stats.last_rtf = rtf
+                self.emit(ev.ModuleFinished(track=track_id, module=name,
+                                            audio_seconds=result.audio_seconds,
+                                            wall_seconds=result.wall_seconds,
+                                            realtime_factor=rtf or 0.0, keys=len(result.features)))
+                return result
+        stats.failed += 1
+        prov = {"version": spec.version, "status": "error", "profile": self.profile.name,
+                "finished_at": now, "error": {"kind": result.kind, "message": result.message}}
+        try:
+            outcome = await asyncio.to_thread(store.merge, folder, name, features=None, provenance=prov)
+            if outcome.moved_aside:
+                self.emit(ev.StoreProblem(track=track_id, message=f"{outcome.reason}; moved aside to "
+                                          f"{outcome.moved_aside.name}"))
+        except (store.StoreError, OSError) as exc:
+            self.emit(ev.StoreProblem(track=track_id, message=str(exc)))
+        self.emit(ev.ModuleFailed(track=track_id, module=name, kind=result.kind, message=result.message,
+                                  attempt=2 if result.kind in (CRASH, TIMEOUT) else 1))
+        return result
+
+
+def _result_outcome(reply: dict[str, Any]) -> Outcome:
+    audio = float(reply.get("audio_seconds", 0.0))
+    wall = float(reply.get("wall_seconds", 0.0))
+    rtf = round(audio / wall, 2) if wall > 0 else None
+    return Outcome(True, features=reply.get("features", {}), files=reply.get("files", {}),
+                   audio_seconds=audio, wall_seconds=wall,
+                   provenance={**reply.get("provenance", {}), "elapsed_s": round(wall, 4),
+                               "audio_seconds": round(audio, 3), "realtime_factor": rtf})

@@ -1,0 +1,148 @@
+"""Typed events the engine emits. Every view (dashboard, headless printer, run log) consumes these.
+
+Each event serialises to one flat JSON object with an ``event`` name and a wall-clock ``time``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Event:
+    time: float = field(default_factory=time.time, kw_only=True)
+
+    @property
+    def name(self) -> str:
+        return _NAMES[type(self)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.name, **asdict(self)}
+
+
+@dataclass
+class RunStarted(Event):
+    dataset: str
+    profile: str
+    modules: list[str]
+    tracks: int
+    planned: dict[str, int]  # module -> tracks to process
+    skipped: dict[str, int]  # module -> tracks already done
+    log_dir: str
+    scan_problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunFinished(Event):
+    stopped: bool
+    wall_seconds: float
+    summary: dict[str, dict[str, float | None]]
+
+
+@dataclass
+class TrackStarted(Event):
+    track: str
+    modules: list[str]
+
+
+@dataclass
+class TrackFinished(Event):
+    track: str
+    ok: list[str]
+    failed: list[str]
+    audio_seconds: float
+
+
+@dataclass
+class ModuleStarted(Event):
+    track: str
+    module: str
+    worker_pid: int
+
+
+@dataclass
+class ModuleProgress(Event):
+    track: str
+    module: str
+    fraction: float
+    stage: str
+
+
+@dataclass
+class ModuleFinished(Event):
+    track: str
+    module: str
+    audio_seconds: float
+    wall_seconds: float
+    realtime_factor: float
+    keys: int
+
+
+@dataclass
+class ModuleFailed(Event):
+    track: str
+    module: str
+    kind: str
+    message: str
+    attempt: int = 1
+
+
+@dataclass
+class ModuleSkipped(Event):
+    module: str
+    count: int
+
+
+@dataclass
+class WorkerStarted(Event):
+    module: str
+    pid: int
+    device: str
+    ready: bool
+    startup_seconds: float
+
+
+@dataclass
+class WorkerExited(Event):
+    module: str
+    pid: int
+    returncode: int | None
+    reason: str  # "shutdown", "crash", "killed", "crash_at_exit"
+
+
+@dataclass
+class WorkerLog(Event):
+    module: str
+    pid: int
+    line: str
+
+
+@dataclass
+class Warning(Event):  # noqa: A001 - the event's name in the stream is "warning"
+    message: str
+    track: str = ""
+    module: str = ""
+
+
+@dataclass
+class StoreProblem(Event):
+    track: str
+    message: str
+
+
+_NAMES: dict[type[Event], str] = {cls: "".join("_" + c.lower() if c.isupper() else c for c in cls.__name__).lstrip("_")
+          for cls in (RunStarted, RunFinished, TrackStarted, TrackFinished, ModuleStarted,
+                      ModuleProgress, ModuleFinished, ModuleFailed, ModuleSkipped, WorkerStarted,
+                      WorkerExited, WorkerLog, Warning, StoreProblem)}
+
+
+@dataclass
+class TrackDecoded(Event):
+    track: str
+    sources: dict[str, list[str]]  # source -> sample rates decoded ("native" or Hz)
+    wall_seconds: float
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+_NAMES[TrackDecoded] = "track_decoded"
