@@ -103,8 +103,8 @@ def to_mono(data: np.ndarray) -> np.ndarray:
         return data[:, 0]
     if channels >= 8:  # NumPy sums 8 or more values pairwise; keep its order there
         return data.mean(axis=1, dtype=np.float32)
-    # NumPy's mean over a short row axis costs 10x this column sum (0.27 s vs 0.03 s for
-    # 2 minutes of stereo); below 8 values it adds in order too, so the result is identical.
+    # NumPy's mean over a short row axis costs several times this column sum (docs/performance.md);
+    # below 8 values it adds in order too, so the result is identical.
     total = np.add(data[:, 0], data[:, 1], dtype=np.float32)
     for c in range(2, channels):
         total += data[:, c]

@@ -35,9 +35,8 @@ AXES = ("CE", "CU", "PC", "PQ")
 MAX_CHANNELS = 64
 
 # Peak memory per window in a micro-batch for the real 12-layer, 768-dim model. float32: measured on
-# CPU with `python -m benchmarks.audiobox` (scoring RSS 341 MB at 1 window, 905 MB at 4, 2653 MB
-# at 16: 154-188 MB for each extra window). bf16: an estimate (activations at half width), not yet
-# measured on a GPU.
+# CPU with `python -m benchmarks.audiobox` (docs/performance.md). bf16: an estimate (activations at
+# half width), not yet measured on a GPU.
 BYTES_PER_WINDOW = {"float32": 160e6, "bf16": 90e6}
 MAX_MICRO_BATCH = 64
 

@@ -7,7 +7,7 @@ oversampled peak (2× at 96 kHz and up, libebur128's choice) of libebur128's int
 computed by ``backends/extractors/loudness/true_peak.py`` only on the blocks that can hold it (the same value to
 1e-5 dB at a tenth of the cost on typical music; see that module). pyloudnorm's integrated loudness
 is the independent check in the tests (within 0.1 LU); it is not used here because its gating is
-a Python loop over blocks, ~20× slower than libebur128 (see ``benchmarks/dsp.py``).
+a Python loop over blocks, much slower than libebur128 (docs/performance.md, ``benchmarks/dsp.py``).
 
 Silence has no loudness (the measure is −inf): the key holds null and the reason is in the
 module's provenance notes, never a floor that looks like a measurement.

@@ -4,8 +4,8 @@ shared spectrogram.
 essentia's ``BeatTrackerMultiFeature`` (Zapata, Davies and Gómez 2014; what
 ``RhythmExtractor2013(method="multifeature")`` runs) computes five onset detection functions
 (ODFs), has ``TempoTapDegara`` track beats in each, and lets ``TempoTapMaxAgreement`` pick the
-candidate the others agree with most; that agreement is its confidence. On this machine it runs at
-38x realtime per core, most of it spent framing and transforming the same audio three times over
+candidate the others agree with most; that agreement is its confidence. It spends most of its time
+framing and transforming the same audio three times over
 (the 2048/1024 chain and, separately, the beat emphasis and the information gain functions on
 2048/512 frames) and walking every bin of every frame one at a time.
 

@@ -22,9 +22,8 @@ SPEC = BackendSpec(
     audio=(AudioNeed("mix", None),),
     # The package can loop forever on pathological audio; the engine kills the worker after this.
     timeout_s=900,
-    # It is nearly all of a track's CPU time (2x realtime per core), so it gets a worker per job
-    # like any CPU module, as many as fit the memory: 1.6 GB each on a 7.5-minute track (it used
-    # to peak near 11.5 GB, and ran one worker then).
+    # It is nearly all of a track's CPU time, so it gets a worker per job like any CPU module, as
+    # many as fit the memory (its measured peak on a 7.5-minute track: docs/performance.md).
     worker_memory_gb=2.0,
 )
 

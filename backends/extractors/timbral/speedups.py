@@ -16,7 +16,7 @@ package on the file path):
   dependency), in the same float64 arithmetic.
 * ``get_bandwidth_array``: hardness asks for 4096-sample frames every 128 samples with no
   normalisation (2049 x 155,000 float64 on a 7.5-minute track, and scipy's complex intermediate
-  twice that: the 11.5 GB the module used to peak at), then walks it frame by frame in Python.
+  twice that: the module's worst peak before this), then walks it frame by frame in Python.
   Here the same spectrogram is made in blocks of frames and the per-frame loop is vectorised
   (an earlier version of this layer blocked only the package's default settings, which none of
   the eight functions uses).
@@ -34,7 +34,7 @@ package on the file path):
   for bit: BLAS sums a block's mel projection in another order than the whole track's, a few
   units in the last place of the mel powers.
 * brightness's and depth's whole-track spectrograms (three each, 950 MB on a 7.5-minute track,
-  which depth held through its onsets: the module's 2.7 GB peak): their loops read them a column
+  which depth held through its onsets, the module's next peak): their loops read them a column
   at a time, so each is a backends/extractors/timbral/spectrogram_columns.py spectrogram that makes a block of
   frames when the loop reaches it; depth's sum over frames is added up block by block in NumPy's
   order. Where a whole array is needed, backends/extractors/timbral/spectrogram_blocks.py makes scipy's without its
@@ -216,7 +216,7 @@ def _fast_hpss():
 def _blockwise_onsets(librosa_proxy):
     """The proxy's ``onset`` namespace with librosa's default onset strength computed from a mel
     spectrogram made in blocks (backends/extractors/timbral/onset_blocks.py): librosa's own, for the whole track
-    at once, peaked at 3.8 GB above the rest on a 7.5-minute track (depth, warmth, hardness)."""
+    at once, holds gigabytes of temporaries on a 7.5-minute track (depth, warmth, hardness)."""
     import numpy as np
 
     from backends.extractors.timbral import onset_blocks

@@ -15,8 +15,8 @@ class Panel(Widget):
     tick was most of the dashboard's CPU use).
 
     Lines are turned into strips here, once per content and width, instead of through Textual's
-    general renderable pipeline: at 4 Hz that pipeline cost 1-6 ms per panel per frame (the
-    module table most), this costs a tenth of that (see benchmarks/dashboard.py)."""
+    general renderable pipeline, which cost several times more per panel and frame (the module
+    table most; docs/performance.md, benchmarks/dashboard.py)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
