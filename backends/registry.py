@@ -11,7 +11,7 @@ import os
 import pkgutil
 from functools import lru_cache
 
-from backends.spec import BackendSpec
+from backends.spec import STEMS, BackendSpec
 
 
 class RegistryError(ValueError):
@@ -57,7 +57,8 @@ def get(name: str) -> BackendSpec:
 
 
 def check_conflicts(specs) -> None:
-    """Two backends may not write the same key, and requirements must exist without cycles."""
+    """Two backends may not write the same key or provide the same stem, and requirements must
+    exist without cycles."""
     specs = list(specs)
     by_name = {s.name: s for s in specs}
     owner: dict[str, str] = {}
@@ -79,6 +80,16 @@ def check_conflicts(specs) -> None:
             if (other != spec.name and spec.produces(key) and key not in spec.keys
                     and not _alternatives(spec, by_name[other])):
                 raise RegistryError(f"{spec.name}'s pattern covers {key!r}, a key of {other}")
+    provider: dict[str, str] = {}
+    for spec in specs:
+        for source in spec.provides:
+            if source not in STEMS:
+                raise RegistryError(f"{spec.name} provides {source!r}, which is not a stem ({', '.join(STEMS)})")
+            if source in provider:
+                raise RegistryError(f"stem {source!r} is provided by both {provider[source]} and {spec.name}")
+            if source in spec.stems_read():
+                raise RegistryError(f"{spec.name} reads the stem {source!r} it provides")
+            provider[source] = spec.name
     names = {s.name for s in specs}
     for spec in specs:
         for dep in spec.requires:

@@ -41,6 +41,10 @@ class BackendSpec:
     audio: tuple[AudioNeed, ...] = (AudioNeed(),)
     requires: tuple[str, ...] = ()
     """Backends whose results this one reads (they run first on the same track)."""
+    provides: tuple[str, ...] = ()
+    """Stems this backend writes as audio files of the track (``stems``: all four). On a track
+    where it runs, every module that reads one of them waits for it and reads its files, decoded
+    by the decode step like stems the user supplied; it never runs where all of them exist."""
     models: tuple[str, ...] = ()
     """Names in ``models/manifest.toml``."""
     device: Device = "cpu"
@@ -60,6 +64,10 @@ class BackendSpec:
     entry: str = ""
     """Import path of the module with ``create``; filled in by the registry."""
 
+    def stems_read(self) -> tuple[str, ...]:
+        """The stems this backend reads when they exist."""
+        return tuple(s for s in STEMS if any(n.source == s for n in self.audio))
+
     def produces(self, key: str) -> bool:
         return key in self.keys or any(fnmatch.fnmatchcase(key, p) for p in self.optional_keys)
 
@@ -72,6 +80,9 @@ class Result:
     """Feature key -> JSON value; keys never start with ``_``."""
     files: dict[str, str] = field(default_factory=dict)
     """Sidecar kind -> path of a file written beside the .INFO (``Track.write_sidecar``)."""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """How this track's result was computed (settings, files written); merged into the module's
+    provenance in the .INFO beside the worker's own (version, device, model)."""
 
 
 @dataclass

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise TypeError(f"{name}.process returned {type(result).__name__}, not backends.spec.Result")
             wall = time.perf_counter() - started
             provenance = {"version": version, "device": extractor.device, "profile": profile,
-                          **extractor.model_provenance}
+                          **extractor.model_provenance, **result.provenance}
             if track.notes:
                 provenance["notes"] = dict(track.notes)
             audio_seconds = track.mix.duration if track.has("mix") else 0.0

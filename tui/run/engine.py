@@ -18,7 +18,7 @@ from backends.registry import all_specs
 from backends.spec import BackendSpec
 from tui import paths
 from tui.run import events as ev
-from tui.run import store
+from tui.run import stems, store
 from tui.run.dataset import scan
 from tui.run.plan import Plan, TrackPlan, make_plan, resolve_modules
 from tui.run.pool import ModulePool, ModuleUnavailable, workers_that_fit
@@ -158,6 +158,14 @@ class Engine:
             self._workers_log.flush()
         self.emit(ev.WorkerLog(module=module, pid=pid, line=line))
 
+    def module_options(self, name: str) -> dict[str, Any]:
+        return {**self.profile.options_for(name), **self.options.module_options.get(name, {})}
+
+    def stem_caches(self) -> dict[str, Path | None]:
+        """Provider -> the cache folder its option ``cache_dir`` names (None: the track folders)."""
+        return {name: stems.cache_dir_of(self.module_options(name))
+                for name, spec in self.specs.items() if spec.provides}
+
     def _uses_cpu_slot(self, spec: BackendSpec) -> bool:
         return spec.device == "cpu" or self.profile.device == "cpu"
 
@@ -220,7 +228,12 @@ class Engine:
         try:
             scanned = scan(self.dataset)
             modules = resolve_modules(self.specs, self.options.only, self.options.skip)
-            self.plan = plan = make_plan(scanned.tracks, self.specs, modules, self.options.overwrite)
+            caches = self.stem_caches()
+            for track in scanned.tracks:
+                for cache in caches.values():
+                    stems.attach_cached(track, cache)
+            self.plan = plan = make_plan(scanned.tracks, self.specs, modules, self.options.overwrite,
+                                         stem_caches=caches)
             planned = plan.planned()
             for name in modules:
                 self.stats[name] = ModuleStats(planned=planned[name], skipped=plan.skipped[name],
@@ -304,9 +317,11 @@ class Engine:
         self.emit(ev.TrackStarted(track=track_id, modules=modules))
         scratch = self.scratch / f"{index:06d}"
         outcomes: dict[str, asyncio.Future[Outcome]] = {m: asyncio.get_running_loop().create_future() for m in modules}
+        separated: dict[str, asyncio.Task[dict[str, Any]]] = {}
         try:
             sources, decode_errors = await self._decode(track_id, track_plan, modules, scratch)
-            await asyncio.gather(*(self._module(track_id, track_plan, name, sources, decode_errors, outcomes)
+            await asyncio.gather(*(self._module(track_id, track_plan, name, sources, decode_errors, outcomes,
+                                                separated, scratch)
                                    for name in modules))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -315,12 +330,21 @@ class Engine:
         duration = sources.get("mix", {}).get("frames", 0) / max(1, sources.get("mix", {}).get("sample_rate", 1))
         self.emit(ev.TrackFinished(track=track_id, ok=ok, failed=failed, audio_seconds=round(duration, 3)))
 
-    async def _decode(self, track_id: str, track_plan: TrackPlan, modules: list[str],
-                      scratch: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-        wanted: dict[str, set[int | None]] = TrackPlan(track_plan.track, modules, track_plan.info).needs(self.specs)
+    async def _decode(self, track_id: str, track_plan: TrackPlan, modules: list[str], scratch: Path,
+                      files: dict[str, Path] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Decode what ``modules`` read of this track (of ``files`` when given: stems written in this
+        run) once, at every rate they need."""
+        if files is None:
+            wanted = TrackPlan(track_plan.track, modules, track_plan.info).needs(self.specs)
+            files = track_plan.track.files()
+        else:
+            wanted = {}
+            for name in modules:
+                for need in self.specs[name].audio:
+                    if need.source in files:
+                        wanted.setdefault(need.source, set()).add(need.sample_rate)
         if not wanted:
             return {}, {}
-        files = track_plan.track.files()
         job = {source: {"path": str(files[source]),
                         "rates": sorted(("native" if r is None else r for r in rates), key=str)}
                for source, rates in wanted.items()}
@@ -386,11 +410,50 @@ class Engine:
             return Outcome(False, kind=reply.get("kind", INTERNAL), message=reply.get("message", ""))
         return last
 
+    async def _separated_stems(self, track_id: str, track_plan: TrackPlan, provider: str,
+                               outcome: Outcome, scratch: Path) -> dict[str, Any]:
+        """Decode the stems ``provider`` wrote on this track for the modules that read them."""
+        written = {stem: Path(path) for stem, path in outcome.files.items() if stem in self.specs[provider].provides}
+        readers = [m for m in track_plan.modules if set(self.specs[m].stems_read()) & set(written)]
+        decoded, errors = await self._decode(track_id, track_plan, readers, scratch / provider, files=written)
+        for stem, err in errors.items():
+            self.emit(ev.Warning(message=f"{track_id}: the {stem} stem {provider} wrote cannot be decoded: "
+                                         f"{err['message']}", track=track_id))
+        return decoded
+
+    async def _stems_from_providers(self, track_id: str, track_plan: TrackPlan, spec: BackendSpec,
+                                    outcomes: dict[str, asyncio.Future[Outcome]],
+                                    separated: dict[str, asyncio.Task[dict[str, Any]]],
+                                    scratch: Path) -> dict[str, Any]:
+        """The stems written in this run that ``spec`` reads, decoded (waits for their providers)."""
+        waits = sorted({provider for stem, provider in track_plan.coming.items()
+                        if stem in spec.stems_read() and provider in outcomes})
+        found: dict[str, Any] = {}
+        for provider in waits:
+            outcome = await outcomes[provider]
+            if not outcome.ok:
+                continue  # the reader goes on with the stems the track had; the failure is recorded
+            if provider not in separated:
+                separated[provider] = asyncio.create_task(
+                    self._separated_stems(track_id, track_plan, provider, outcome, scratch))
+            found.update(await asyncio.shield(separated[provider]))
+        return found
+
+    def _provider_options(self, track_plan: TrackPlan, name: str) -> dict[str, Any]:
+        """What the engine tells a stem provider on top of the user's options: which stems to write
+        where, and which of those files it may replace (only its own, with ``--overwrite``)."""
+        outputs = track_plan.stem_outputs.get(name, {})
+        return {"write_stems": {stem: str(path) for stem, path in outputs.items()},
+                "replace_stems": sorted(s for s in outputs if s in track_plan.track.stems)}
+
     async def _module(self, track_id: str, track_plan: TrackPlan, name: str, sources: dict[str, Any],
-                      decode_errors: dict[str, Any], outcomes: dict[str, asyncio.Future[Outcome]]) -> None:
+                      decode_errors: dict[str, Any], outcomes: dict[str, asyncio.Future[Outcome]],
+                      separated: dict[str, asyncio.Task[dict[str, Any]]] | None = None,
+                      scratch: Path | None = None) -> None:
         spec = self.specs[name]
         folder = track_plan.track.folder
         result = Outcome(False)
+        stem_origins: dict[str, str] = {}
         try:
             inputs: dict[str, Any] = {}
             for dep in spec.requires:
@@ -414,13 +477,21 @@ class Engine:
                     result = Outcome(False, kind=err["kind"], message=err["message"])
                     return
             request_sources = {s: sources[s] for s in needed if s in sources}
+            if spec.stems_read() and separated is not None and scratch is not None:
+                new = await self._stems_from_providers(track_id, track_plan, spec, outcomes, separated, scratch)
+                request_sources.update({s: info for s, info in new.items() if s in needed})
+                stem_origins = {s: stems.SEPARATED if s in new else track_plan.origins.get(s, stems.SUPPLIED)
+                                for s in spec.stems_read() if s in request_sources}
+            options = self.module_options(name)
+            if spec.provides:
+                options.update(self._provider_options(track_plan, name))
             await self._unpaused.wait()
             if self._aborting:
                 result = Outcome(False, kind=STOPPED, message="run stopped")
                 return
             message = protocol.request(
                 f"{track_id}#{name}", track=self._track_message(track_plan), sources=request_sources,
-                inputs=inputs, options={**self.profile.options_for(name), **self.options.module_options.get(name, {})})
+                inputs=inputs, options=options)
             result = await self._call(
                 name, track_id, message, self.profile.timeout_for(name, spec.timeout_s),
                 cpu=self._uses_cpu_slot(spec),
@@ -432,18 +503,41 @@ class Engine:
             result = Outcome(False, kind=INTERNAL, message=f"engine error on {name}: {exc!r}")
         finally:
             if result.kind != STOPPED:
-                result = await self._record(track_id, folder, name, result)
+                result = await self._record(track_id, folder, name, result, stem_origins, track_plan)
             outcomes[name].set_result(result)
 
-    async def _record(self, track_id: str, folder: Path, name: str, result: Outcome) -> Outcome:
+    def _stems_provenance(self, track_plan: TrackPlan, name: str, result: Outcome) -> dict[str, Any]:
+        """A provider's record of every stem of the track: the files it wrote (with their size, so a
+        file put in their place later is known as the user's) and those it found supplied."""
+        track = track_plan.track
+        record: dict[str, Any] = {}
+        for stem, path in track.stems.items():
+            if stem in self.specs[name].provides and stem not in result.files:
+                origin = track_plan.origins.get(stem, stems.SUPPLIED)
+                entry: dict[str, Any] = {"file": stems.recorded_name(track.folder, path), "origin": origin}
+                if origin == stems.SEPARATED:
+                    entry["bytes"] = stems._size(path)
+                record[stem] = entry
+        for stem, written in result.files.items():
+            path = Path(written)
+            record[stem] = {"file": stems.recorded_name(track.folder, path), "origin": stems.SEPARATED,
+                            "bytes": stems._size(path)}
+        return dict(sorted(record.items()))
+
+    async def _record(self, track_id: str, folder: Path, name: str, result: Outcome,
+                      stem_origins: dict[str, str] | None = None, track_plan: TrackPlan | None = None) -> Outcome:
         spec = self.specs[name]
         stats = self.stats[name]
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if result.ok:
             prov = {**result.provenance, "status": "ok", "profile": self.profile.name,
                     "finished_at": now}
-            if result.files:
+            if spec.provides and track_plan is not None:
+                prov["stems"] = self._stems_provenance(track_plan, name, result)
+            elif result.files:
                 prov["files"] = {k: os.path.basename(v) for k, v in result.files.items()}
+            if spec.stems_read():
+                prov["stems"] = dict(sorted((stem_origins or {}).items()))
             try:
                 outcome = await asyncio.to_thread(store.merge, folder, name, features=result.features,
                                                   provenance=prov)

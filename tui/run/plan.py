@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 from backends.registry import RegistryError, order_by_requirements
 from backends.spec import BackendSpec
+from tui.run import stems
 from tui.run.dataset import TrackFolder
 from tui.run.store import PROVENANCE_KEY, read_info_lenient
 
@@ -16,6 +18,15 @@ class TrackPlan:
     track: TrackFolder
     modules: list[str]
     info: dict[str, Any]  # the .INFO as it was at planning time
+    origins: dict[str, str] = field(default_factory=dict)
+    """Each stem the track has at planning time: ``separated`` or ``supplied``."""
+    stem_outputs: dict[str, dict[str, Path]] = field(default_factory=dict)
+    """Provider -> the stems it writes on this track, each with its target file."""
+
+    @property
+    def coming(self) -> dict[str, str]:
+        """Stem -> the provider that writes it in this run."""
+        return {stem: name for name, outputs in self.stem_outputs.items() for stem in outputs}
 
     def needs(self, specs: dict[str, BackendSpec]) -> dict[str, set[int | None]]:
         """Sources to decode for this track and the sample rates of each (None = native)."""
@@ -79,27 +90,66 @@ def resolve_modules(specs: dict[str, BackendSpec], only: Iterable[str] | None = 
                     raise RegistryError(f"cannot skip {dep!r}: {needing} requires it")
                 wanted.add(dep)
                 frontier.append(dep)
-    return order_by_requirements(specs, wanted)
+    order = order_by_requirements(specs, wanted)
+    # Stem providers first: on each track the modules that read stems wait for them anyway.
+    return [m for m in order if specs[m].provides] + [m for m in order if not specs[m].provides]
+
+
+def _last_failed_on_input(spec: BackendSpec, info: dict[str, Any]) -> bool:
+    block = info.get(PROVENANCE_KEY)
+    prov = block.get(spec.name) if isinstance(block, dict) else None
+    return (isinstance(prov, dict) and prov.get("status") == "error" and prov.get("version") == spec.version
+            and (prov.get("error") or {}).get("kind") == "bad_input")
 
 
 def make_plan(tracks: list[TrackFolder], specs: dict[str, BackendSpec], modules: list[str],
-              overwrite: Iterable[str] = ()) -> Plan:
+              overwrite: Iterable[str] = (), stem_caches: dict[str, Path | None] | None = None) -> Plan:
+    """Which modules run on which track.
+
+    A module that provides stems runs where one of them is missing (a folder with all four needs
+    nothing) and, with ``--overwrite``, where it separated them itself; never over a supplied one.
+    A module that reads stems is not done while a stem it would read now (or one separated in this
+    run) is not among those it read last time: the stems of this run reach it in this run.
+    """
     overwrite = set(overwrite)
     everything = "all" in overwrite
+    stem_caches = stem_caches or {}
     plan = Plan(modules=modules, tracks=[])
+    provider_first = [m for m in modules if specs[m].provides] + [m for m in modules if not specs[m].provides]
     for track in tracks:
         info, problem = read_info_lenient(track.info_path)
         if problem:
             plan.problems.append(problem + " (it will be moved aside at the first write)")
-        chosen: list[str] = []
-        for name in modules:
+        origins = stems.origins(track, info, specs, stem_caches)
+        chosen: set[str] = set()
+        outputs: dict[str, dict[str, Path]] = {}
+        coming: set[str] = set()
+        for name in provider_first:
             spec = specs[name]
+            redo = everything or name in overwrite
             if not applicable(spec, track):
                 plan.not_applicable[name] += 1
-            elif not (everything or name in overwrite) and is_done(spec, info):
-                plan.skipped[name] += 1
+                continue
+            if spec.provides:
+                cache = stem_caches.get(name)
+                wanted = [s for s in spec.provides
+                          if s not in track.stems or (redo and origins.get(s) == stems.SEPARATED)]
+                if not wanted:
+                    plan.skipped[name] += 1
+                    continue
+                chosen.add(name)
+                outputs[name] = {s: track.stems[s] if s in track.stems else stems.output_path(track, s, cache)
+                                 for s in wanted}
+                if not _last_failed_on_input(spec, info):  # it will fail again: nothing is coming
+                    coming |= set(wanted)
+            elif redo or not is_done(spec, info):
+                chosen.add(name)
+            elif not ({s for s in spec.stems_read() if s in track.stems or s in coming}
+                      <= stems.stems_used(spec, info)):
+                chosen.add(name)  # done, but without stems it can read now
             else:
-                chosen.append(name)
+                plan.skipped[name] += 1
         if chosen:
-            plan.tracks.append(TrackPlan(track, chosen, info))
+            plan.tracks.append(TrackPlan(track, [m for m in modules if m in chosen], info,
+                                         origins=origins, stem_outputs=outputs))
     return plan
