@@ -332,7 +332,10 @@ def cmd_modules(args) -> int:
     for spec in all_specs().values():
         needs = ", ".join(f"{n.source}@{n.sample_rate or 'native'}{'' if n.required else '?'}" for n in spec.audio)
         print(f"{spec.name} v{spec.version} [{spec.device}] — {spec.description}")
-        print(f"    keys: {', '.join(spec.keys + spec.optional_keys)}")
+        if spec.keys or spec.optional_keys or not spec.provides:
+            print(f"    keys: {', '.join(spec.keys + spec.optional_keys)}")
+        if spec.provides:
+            print(f"    writes stems: {', '.join(spec.provides)} (FLAC files of the track, where missing)")
         print(f"    reads: {needs or 'nothing'}" + (f"; requires: {', '.join(spec.requires)}" if spec.requires else "")
               + (f"; models: {', '.join(spec.models)}" if spec.models else ""))
     return 0

@@ -95,11 +95,12 @@ def resolve_modules(specs: dict[str, BackendSpec], only: Iterable[str] | None = 
     return [m for m in order if specs[m].provides] + [m for m in order if not specs[m].provides]
 
 
-def _last_failed_on_input(spec: BackendSpec, info: dict[str, Any]) -> bool:
+def _failed_before(spec: BackendSpec, info: dict[str, Any]) -> bool:
+    """Whether this version of the module failed on the track last time (it is retried, but what
+    it would write is not counted on: no model installed, a six-channel mix)."""
     block = info.get(PROVENANCE_KEY)
     prov = block.get(spec.name) if isinstance(block, dict) else None
-    return (isinstance(prov, dict) and prov.get("status") == "error" and prov.get("version") == spec.version
-            and (prov.get("error") or {}).get("kind") == "bad_input")
+    return isinstance(prov, dict) and prov.get("status") == "error" and prov.get("version") == spec.version
 
 
 def make_plan(tracks: list[TrackFolder], specs: dict[str, BackendSpec], modules: list[str],
@@ -140,7 +141,10 @@ def make_plan(tracks: list[TrackFolder], specs: dict[str, BackendSpec], modules:
                 chosen.add(name)
                 outputs[name] = {s: track.stems[s] if s in track.stems else stems.output_path(track, s, cache)
                                  for s in wanted}
-                if not _last_failed_on_input(spec, info):  # it will fail again: nothing is coming
+                # Done readers run again for the stems this run will write, unless the provider
+                # failed here before: otherwise every run would redo them while, say, the model is
+                # missing. Once its stems exist, the next run brings the readers up to date.
+                if not _failed_before(spec, info):
                     coming |= set(wanted)
             elif redo or not is_done(spec, info):
                 chosen.add(name)

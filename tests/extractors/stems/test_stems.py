@@ -175,15 +175,20 @@ def test_readers_done_before_stems_existed_run_again_when_they_arrive(tmp_path, 
     assert third["loudness"].planned == 0 and third["stems"].planned == 0
 
 
-def test_a_folder_with_all_four_stems_needs_nothing(tmp_path, monkeypatch):
+def test_a_folder_with_all_four_stems_needs_nothing_and_a_missing_model_costs_one_try(tmp_path, monkeypatch):
     monkeypatch.setenv("MIRDECK_MODELS_DIR", str(tmp_path / "no-weights"))
     ds = tmp_path / "ds"
     write_track(ds, "A", sine(220, 1.0), stems={s: sine(220, 1.0) for s in STEMS})
     write_track(ds, "B", sine(220, 1.0))
-    events, stats = run_engine(ds, only=["stems"])
+    events, stats = run_engine(ds, only=["stems", "loudness"])
     assert stats["stems"].skipped == 1 and stats["stems"].planned == 1
     failure = info_of(ds / "B")["_mirdeck"]["stems"]["error"]
     assert failure["kind"] == "model_missing" and "mirdeck models fetch htdemucs" in failure["message"]
+    assert stats["loudness"].done == 2 and info_of(ds / "A")["_mirdeck"]["loudness"]["stems"] == dict.fromkeys(
+        sorted(STEMS), "supplied")
+    # The separation is retried; the done loudness of B is not redone for stems that never come.
+    _, again = run_engine(ds, only=["stems", "loudness"])
+    assert again["stems"].planned == 1 and again["loudness"].planned == 0
 
 
 def test_overwrite_replaces_only_the_stems_it_separated(tmp_path, scaled_weights, monkeypatch):
