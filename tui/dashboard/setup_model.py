@@ -45,7 +45,7 @@ def summarise_dataset(root: str | Path, specs: dict[str, BackendSpec]) -> Datase
         for name, spec in specs.items():
             if applicable(spec, track):
                 summary.applicable[name] += 1
-                summary.done[name] += is_done(spec, info)
+                summary.done[name] += is_done(spec, info, track)
     return summary
 
 

@@ -51,8 +51,12 @@ class Plan:
         return Counter(m for tp in self.tracks for m in tp.modules)
 
 
-def is_done(spec: BackendSpec, info: dict[str, Any]) -> bool:
-    """Done means: last run of this module succeeded, with the same version, and its keys are there."""
+def is_done(spec: BackendSpec, info: dict[str, Any], track: TrackFolder | None = None) -> bool:
+    """Done means: last run of this module succeeded, with the same version, and its keys are there.
+
+    A module that provides stems is done on a track that has all of them, whoever wrote them."""
+    if spec.provides and track is not None:
+        return all(stem in track.stems for stem in spec.provides)
     block = info.get(PROVENANCE_KEY)
     prov = block.get(spec.name) if isinstance(block, dict) else None
     if not isinstance(prov, dict) or prov.get("status") != "ok" or prov.get("version") != spec.version:

@@ -302,3 +302,13 @@ def test_out_of_memory_halves_the_batch_then_gives_up(tmp_path, monkeypatch):
     with pytest.raises(OutOfMemory, match="one 7.8 s segment per pass"):
         extractor.process(request("drums2.flac"))
     assert calls == [8, 4, 2, 1]
+
+
+def test_demo_skips_stems_without_weights_and_names_the_fetch_command(tmp_path, monkeypatch):
+    """What a newcomer sees: no stems from random weights, but the one command that brings the real ones."""
+    from tui.cli import modules_missing_models
+
+    monkeypatch.setenv("MIRDECK_MODELS_DIR", str(tmp_path / "empty"))
+    assert modules_missing_models()["stems"] == ["htdemucs"]
+    standin.install_scaled_copies(tmp_path / "empty")  # a stand-in is not the published checkpoint
+    assert modules_missing_models()["stems"] == ["htdemucs"]
