@@ -44,8 +44,9 @@ SPEC = BackendSpec(
     provides=STEMS,
     models=(DEFAULT_MODEL,),
     device="gpu",
-    # Weights (42 M parameters, 0.17 GB in float32) + 4 segments of 7.8 s in flight at about
-    # 0.5 GB of activations each (docs/performance.md, benchmarks/stems.py) + CUDA context.
+    # Weights (42 M parameters, 0.17 GB in float32) + the GPU batch of 4 segments of 7.8 s at about
+    # 0.36 GB of activations each (measured on the CPU: docs/performance.md) + the CUDA context.
+    # An estimate until a GPU measures it (benchmarks/stems.py --device cuda).
     vram_gb=3.0,
     timeout_s=3600,
 )

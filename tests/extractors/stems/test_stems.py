@@ -58,6 +58,7 @@ def scaled_weights(tmp_path_factory):
 
 # -- the segment loop against demucs' own ------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shifts, batch", [(0, 2), (2, 3)])
 def test_batched_segments_give_what_demucs_apply_model_gives(shifts, batch, monkeypatch):
     import torch
@@ -122,6 +123,7 @@ def test_known_model_gives_gain_times_mix_for_every_layout(tmp_path, scaled_weig
     assert again["stems"].planned == 1 and again["stems"].skipped == 4  # only the failed track is retried
 
 
+@pytest.mark.slow
 def test_stand_in_htdemucs_stems_feed_loudness_rhythm_and_harmonic_in_the_same_run(tmp_path, htdemucs_weights,
                                                                                     monkeypatch):
     monkeypatch.setenv("MIRDECK_MODELS_DIR", str(htdemucs_weights))
