@@ -72,6 +72,9 @@ class Result:
     """Feature key -> JSON value; keys never start with ``_``."""
     files: dict[str, str] = field(default_factory=dict)
     """Sidecar kind -> path of a file written beside the .INFO (``Track.write_sidecar``)."""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """What this track's values were computed from or over, beyond the module's fixed provenance
+    (e.g. the share of the track where a pulse was found); merged into the module's provenance."""
 
 
 @dataclass

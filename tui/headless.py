@@ -22,12 +22,14 @@ def summary_table(summary: dict[str, dict], title: str = "mirdeck run") -> Table
     table = Table(title=title, title_justify="left")
     for column, justify in (("module", "left"), ("done", "right"), ("failed", "right"),
                             ("skipped", "right"), ("n/a", "right"), ("audio s", "right"),
-                            ("wall s", "right"), ("realtime", "right")):
+                            ("wall s", "right"), ("realtime", "right"), ("cpu s", "right"),
+                            ("per core", "right")):
         table.add_column(column, justify=justify)
     for name, s in summary.items():
         table.add_row(name, str(s["done"]), str(s["failed"]) if s["failed"] else "0", str(s["skipped"]),
                       str(s["not_applicable"]), f"{s['audio_seconds']:,.1f}", f"{s['wall_seconds']:,.2f}",
-                      fmt_rtf(s["realtime_factor"]))
+                      fmt_rtf(s["realtime_factor"]), f"{s.get('cpu_seconds', 0.0):,.2f}",
+                      fmt_rtf(s.get("realtime_per_core")))
     return table
 
 

@@ -77,6 +77,7 @@ class ModuleFinished(Event):
     wall_seconds: float
     realtime_factor: float
     keys: int
+    cpu_seconds: float = 0.0
 
 
 @dataclass
