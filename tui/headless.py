@@ -60,6 +60,9 @@ class HeadlessPrinter:
             done = e.skipped.get(name, 0)
             if done:
                 self.console.print(f"  {name}: {done} tracks already done, skipped")
+            for why, count in e.not_applicable.get(name, {}).items():
+                self.console.print(f"  {name}: n/a on {count} track{'s' if count != 1 else ''} ({why})",
+                                   highlight=False)
         for problem in e.scan_problems:
             self.console.print(f"  [yellow]scan[/] {problem}", highlight=False)
         self.console.print(f"  run log: {e.log_dir}", highlight=False)

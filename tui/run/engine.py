@@ -237,7 +237,8 @@ class Engine:
             self.emit(ev.RunStarted(dataset=str(self.dataset), profile=self.profile.name, modules=modules,
                                     tracks=len(scanned.tracks), planned=dict(planned),
                                     skipped=dict(plan.skipped), log_dir=str(self.log_dir),
-                                    scan_problems=scanned.problems + plan.problems))
+                                    scan_problems=scanned.problems + plan.problems,
+                                    not_applicable={m: dict(c) for m, c in plan.not_applicable_reasons.items()}))
             for name in modules:
                 if plan.skipped[name]:
                     self.emit(ev.ModuleSkipped(module=name, count=plan.skipped[name]))
