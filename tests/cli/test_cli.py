@@ -19,7 +19,7 @@ def mirdeck(*args, cwd=None, env=None):
 def test_demo_runs_headless_and_writes_info_files(tmp_path):
     result = mirdeck("demo", "--dir", tmp_path / "demo", "--only", "audio_info")
     assert result.returncode == 0, result.stderr
-    assert "audio_info" in result.stdout and "realtime" in result.stdout
+    assert "audio_info" in result.stdout and "RT wall" in result.stdout
     truth = json.loads((tmp_path / "demo" / ".mirdeck-demo.json").read_text())
     for name, facts in truth.items():
         info = json.loads((tmp_path / "demo" / name / f"{name}.INFO").read_text())
@@ -80,7 +80,7 @@ def test_a_run_leaves_out_modules_without_models_once_and_succeeds(tmp_path):
     line = "skipping needsmodel: model not installed (mirdeck models fetch test-model)"
     assert result.stderr.count(line) == 1  # one line per module, not one per track
     assert "model_missing" not in result.stdout + result.stderr
-    assert "needsmodel" not in result.stdout.split("realtime")[-1]  # not a row of the run table
+    assert "needsmodel" not in result.stdout.split("RT core")[-1]  # not a row of the run table
 
 
 def test_a_module_named_with_only_whose_model_is_missing_is_refused_before_starting(tmp_path):

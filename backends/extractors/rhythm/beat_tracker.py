@@ -217,6 +217,9 @@ def beat_emphasis(band_odf: np.ndarray) -> np.ndarray:
     smoothed = ((cumulative[:, width:width + frames] - cumulative[:, :frames]) / width)
     extended[:, :frames] = np.maximum(extended[:, :frames] - smoothed.astype(np.float32), 0.0)
     acf = _unbiased_autocorrelation(extended)[:, :MAX_PERIOD]
+    if acf.shape[1] < MAX_PERIOD:
+        # Under ~6 s of audio the lags the combs read run past the signal: nothing correlates there.
+        acf = np.pad(acf, ((0, 0), (0, MAX_PERIOD - acf.shape[1])))
     tau = np.arange(1, MAX_PERIOD + 1, dtype=np.float64)
     rayleigh = round(43 * 512.0 / MAX_PERIOD) ** 2
     preference = (tau / rayleigh * np.exp(-0.5 * tau * tau / rayleigh)).astype(np.float32)
