@@ -55,18 +55,26 @@ class ModuleStats:
     not_applicable: int = 0
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
     last_rtf: float | None = None
 
     @property
     def realtime_factor(self) -> float | None:
         return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else None
 
+    @property
+    def realtime_per_core(self) -> float | None:
+        """Audio seconds per CPU second: what the module costs, however busy the machine was."""
+        return self.audio_seconds / self.cpu_seconds if self.cpu_seconds > 0 else None
+
     def to_dict(self) -> dict[str, float | None]:
         return {"planned": self.planned, "done": self.done, "failed": self.failed,
                 "skipped": self.skipped, "not_applicable": self.not_applicable,
                 "audio_seconds": round(self.audio_seconds, 3),
                 "wall_seconds": round(self.wall_seconds, 3),
-                "realtime_factor": round(self.realtime_factor, 3) if self.realtime_factor else None}
+                "cpu_seconds": round(self.cpu_seconds, 3),
+                "realtime_factor": round(self.realtime_factor, 3) if self.realtime_factor else None,
+                "realtime_per_core": round(self.realtime_per_core, 3) if self.realtime_per_core else None}
 
 
 @dataclass
@@ -78,6 +86,7 @@ class Outcome:
     message: str = ""
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
@@ -241,7 +250,8 @@ class Engine:
             self.emit(ev.RunStarted(dataset=str(self.dataset), profile=self.profile.name, modules=modules,
                                     tracks=len(scanned.tracks), planned=dict(planned),
                                     skipped=dict(plan.skipped), log_dir=str(self.log_dir),
-                                    scan_problems=scanned.problems + plan.problems))
+                                    scan_problems=scanned.problems + plan.problems,
+                                    not_applicable={m: dict(c) for m, c in plan.not_applicable_reasons.items()}))
             for name in modules:
                 if plan.skipped[name]:
                     self.emit(ev.ModuleSkipped(module=name, count=plan.skipped[name]))
@@ -480,6 +490,15 @@ class Engine:
             if spec.stems_read() and separated is not None and scratch is not None:
                 new = await self._stems_from_providers(track_id, track_plan, spec, outcomes, separated, scratch)
                 request_sources.update({s: info for s, info in new.items() if s in needed})
+                if spec.needs_one_of and not any(s in request_sources for s in spec.needs_one_of):
+                    # It was planned for stems that did not come: say why, rather than "done" with nothing.
+                    failed = [outcomes[p].result() for p in sorted(set(track_plan.coming.values()))
+                              if p in outcomes and not outcomes[p].result().ok]
+                    reason = failed[0] if failed else Outcome(False, kind=BAD_INPUT, message="no stem was written")
+                    result = Outcome(False, kind=BAD_INPUT if reason.kind == BAD_INPUT else reason.kind,
+                                     message=f"no {' or '.join(spec.needs_one_of)} stem: separation failed on "
+                                             f"this track: {reason.message}")
+                    return
                 stem_origins = {s: stems.SEPARATED if s in new else track_plan.origins.get(s, stems.SUPPLIED)
                                 for s in spec.stems_read() if s in request_sources}
             options = self.module_options(name)
@@ -551,12 +570,14 @@ class Engine:
                 stats.done += 1
                 stats.audio_seconds += result.audio_seconds
                 stats.wall_seconds += result.wall_seconds
+                stats.cpu_seconds += result.cpu_seconds
                 rtf = prov.get("realtime_factor")
                 stats.last_rtf = rtf
                 self.emit(ev.ModuleFinished(track=track_id, module=name,
                                             audio_seconds=result.audio_seconds,
                                             wall_seconds=result.wall_seconds,
-                                            realtime_factor=rtf or 0.0, keys=len(result.features)))
+                                            realtime_factor=rtf or 0.0, keys=len(result.features),
+                                            cpu_seconds=round(result.cpu_seconds, 4)))
                 return result
         stats.failed += 1
         prov = {"version": spec.version, "status": "error", "profile": self.profile.name,
@@ -576,8 +597,11 @@ class Engine:
 def _result_outcome(reply: dict[str, Any]) -> Outcome:
     audio = float(reply.get("audio_seconds", 0.0))
     wall = float(reply.get("wall_seconds", 0.0))
+    cpu = float(reply.get("cpu_seconds", 0.0))
     rtf = round(audio / wall, 2) if wall > 0 else None
+    timing = {"elapsed_s": round(wall, 4), "audio_seconds": round(audio, 3), "realtime_factor": rtf}
+    if cpu > 0:  # realtime per core: audio seconds per CPU second, what wall time hides under load
+        timing.update(cpu_seconds=round(cpu, 4), realtime_per_core=round(audio / cpu, 2))
     return Outcome(True, features=reply.get("features", {}), files=reply.get("files", {}),
-                   audio_seconds=audio, wall_seconds=wall,
-                   provenance={**reply.get("provenance", {}), "elapsed_s": round(wall, 4),
-                               "audio_seconds": round(audio, 3), "realtime_factor": rtf})
+                   audio_seconds=audio, wall_seconds=wall, cpu_seconds=cpu,
+                   provenance={**reply.get("provenance", {}), **timing})

@@ -44,7 +44,8 @@ class Plan:
     modules: list[str]
     tracks: list[TrackPlan]
     skipped: Counter[str] = field(default_factory=Counter)  # already done
-    not_applicable: Counter[str] = field(default_factory=Counter)  # a required stem is missing
+    not_applicable: Counter[str] = field(default_factory=Counter)  # a source it needs is missing
+    not_applicable_reasons: dict[str, Counter[str]] = field(default_factory=dict)  # module -> why -> tracks
     problems: list[str] = field(default_factory=list)
 
     def planned(self) -> Counter[str]:
@@ -64,9 +65,21 @@ def is_done(spec: BackendSpec, info: dict[str, Any], track: TrackFolder | None =
     return all(key in info for key in spec.keys)
 
 
+def not_applicable_because(spec: BackendSpec, track: TrackFolder, coming: Iterable[str] = ()) -> str | None:
+    """Why the module cannot run on the track (a source it needs is missing), or None.
+
+    ``coming``: stems a provider writes on this track in this run, which count as there."""
+    files = set(track.files()) | set(coming)
+    missing = [need.source for need in spec.audio if need.required and need.source not in files]
+    if missing:
+        return f"no {' or '.join(missing)} {'file' if missing == ['mix'] else 'stem'}"
+    if spec.needs_one_of and not any(source in files for source in spec.needs_one_of):
+        return f"no {' or '.join(spec.needs_one_of)} stem"
+    return None
+
+
 def applicable(spec: BackendSpec, track: TrackFolder) -> bool:
-    files = track.files()
-    return all(need.source in files for need in spec.audio if need.required)
+    return not_applicable_because(spec, track) is None
 
 
 def resolve_modules(specs: dict[str, BackendSpec], only: Iterable[str] | None = None,
@@ -132,8 +145,10 @@ def make_plan(tracks: list[TrackFolder], specs: dict[str, BackendSpec], modules:
         for name in provider_first:
             spec = specs[name]
             redo = everything or name in overwrite
-            if not applicable(spec, track):
+            why = not_applicable_because(spec, track, coming)
+            if why:
                 plan.not_applicable[name] += 1
+                plan.not_applicable_reasons.setdefault(name, Counter())[why] += 1
                 continue
             if spec.provides:
                 cache = stem_caches.get(name)
