@@ -97,9 +97,15 @@ def __getattr__(name):  # lets torch.load find the class by its module path with
     raise AttributeError(name)
 
 
-def install_scaled_copies(weights: Path) -> Path:
+def install_scaled_copies(weights: Path, name: str = "htdemucs") -> list[Path]:
+    """Known-answer checkpoints for every signature of ``name``. In a bag (``htdemucs_ft``: one
+    model per stem, weighted 1 for its stem and 0 for the others) model k answers GAINS[k] for every
+    stem, so the bag's stem k is still GAINS[k] x mix only if the weights pick the right model."""
     from backends.extractors.stems import checkpoint
 
-    [sig] = checkpoint.signatures("htdemucs")
-    model = __getattr__("ScaledCopiesModel")()
-    return save(model, weights / checkpoint.FOLDER, sig)
+    sigs = checkpoint.signatures(name)
+    cls = __getattr__("ScaledCopiesModel")
+    if len(sigs) == 1:
+        return [save(cls(), weights / checkpoint.FOLDER, sigs[0])]
+    return [save(cls(gains=(gain,) * 4), weights / checkpoint.FOLDER, sig)
+            for sig, gain in zip(sigs, ScaledCopies.GAINS)]

@@ -314,3 +314,20 @@ def test_demo_skips_stems_without_weights_and_names_the_fetch_command(tmp_path, 
     assert modules_missing_models()["stems"] == ["htdemucs"]
     standin.install_scaled_copies(tmp_path / "empty")  # a stand-in is not the published checkpoint
     assert modules_missing_models()["stems"] == ["htdemucs"]
+
+
+def test_htdemucs_ft_is_a_bag_with_one_model_per_stem(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIRDECK_MODELS_DIR", str(tmp_path / "weights"))
+    ds = tmp_path / "ds"
+    write_track(ds, "A", sine(330, 3.0))
+    options = {"stems": {"model": "htdemucs_ft", "shifts": 0}}
+    run_engine(ds, only=["stems"], module_options=options)
+    failure = info_of(ds / "A")["_mirdeck"]["stems"]["error"]
+    assert failure["kind"] == "model_missing" and ("mirdeck models fetch htdemucs_ft-drums htdemucs_ft-bass "
+                                                   "htdemucs_ft-other htdemucs_ft-vocals") in failure["message"]
+    standin.install_scaled_copies(tmp_path / "weights", "htdemucs_ft")
+    _, stats = run_engine(ds, only=["stems", "loudness"], module_options=options)
+    info = info_of(ds / "A")
+    assert info["_mirdeck"]["stems"]["model"] == "htdemucs_ft" and len(info["_mirdeck"]["stems"]["model_files"]) == 4
+    for stem, gain in zip(STEMS, standin.ScaledCopies.GAINS):
+        assert info[f"lufs_{stem}"] == pytest.approx(info["lufs"] + 20 * np.log10(gain), abs=0.05), stem
