@@ -331,3 +331,16 @@ def test_htdemucs_ft_is_a_bag_with_one_model_per_stem(tmp_path, monkeypatch):
     assert info["_mirdeck"]["stems"]["model"] == "htdemucs_ft" and len(info["_mirdeck"]["stems"]["model_files"]) == 4
     for stem, gain in zip(STEMS, standin.ScaledCopies.GAINS):
         assert info[f"lufs_{stem}"] == pytest.approx(info["lufs"] + 20 * np.log10(gain), abs=0.05), stem
+
+
+def test_a_stems_only_module_says_why_when_the_separation_it_waited_for_failed(tmp_path, scaled_weights,
+                                                                              monkeypatch):
+    monkeypatch.setenv("MIRDECK_MODELS_DIR", str(scaled_weights))
+    ds = tmp_path / "ds"
+    write_track(ds, "surround", music(2.0, channels=6))
+    _, stats = run_engine(ds, only=["stems", "harmonic"])
+    error = info_of(ds / "surround")["_mirdeck"]["harmonic"]["error"]
+    assert error["kind"] == "bad_input" and "separation failed" in error["message"] and "6 channels" in error["message"]
+    # Next time the separation is retried, but harmonic is n/a (no stems, none to count on), not failed again.
+    _, again = run_engine(ds, only=["stems", "harmonic"])
+    assert again["stems"].planned == 1 and again["harmonic"].planned == 0 and again["harmonic"].not_applicable == 1
