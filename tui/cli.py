@@ -159,7 +159,8 @@ def _engine(dataset: Path, args):
                 raise RegistryError(f"unknown module {name!r} in --overwrite; known modules: {', '.join(specs)}")
     except RegistryError as exc:
         raise SystemExit(_fail(str(exc)))
-    missing = {name: models for name, models in modules_missing_models().items() if name in modules}
+    missing = {name: models for name, models in modules_missing_models(
+        {n: {**profile.options_for(n), **module_options.get(n, {})} for n in modules}).items() if name in modules}
     if only and missing:
         # Asked for by name: running it would only fail every track, so refuse like an unknown name.
         lines = [f"{name}: model not installed; fetch it with: mirdeck models fetch {' '.join(models)}"
@@ -250,8 +251,8 @@ def cmd_dashboard(args) -> int:
     return run_setup(args.dataset, args.profile)
 
 
-def modules_missing_models() -> dict[str, list[str]]:
-    """Modules whose declared models are not installed, with the missing model names."""
+def modules_missing_models(options: dict[str, dict] | None = None) -> dict[str, list[str]]:
+    """Modules whose models (for these per-module options) are not installed, with the missing names."""
     from backends.registry import all_specs
     from tui.install.models import ManifestError, load_manifest, status
 
@@ -261,7 +262,8 @@ def modules_missing_models() -> dict[str, list[str]]:
         manifest = {}
     missing: dict[str, list[str]] = {}
     for spec in all_specs().values():
-        absent = [m for m in spec.models if m not in manifest or not status(manifest[m])[0]]
+        needed = spec.needed_models((options or {}).get(spec.name))
+        absent = [m for m in needed if m not in manifest or not status(manifest[m])[0]]
         if absent:
             missing[spec.name] = absent
     return missing

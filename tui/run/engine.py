@@ -15,7 +15,7 @@ from typing import Any, Callable, TextIO
 from backends import protocol
 from backends.protocol import ErrorKind
 from backends.registry import all_specs
-from backends.spec import BackendSpec
+from backends.spec import BackendSpec, options_hash, output_options
 from tui import paths
 from tui.run import events as ev
 from tui.run import store
@@ -229,7 +229,8 @@ class Engine:
         try:
             scanned = scan(self.dataset)
             modules = resolve_modules(self.specs, self.options.only, self.options.skip)
-            self.plan = plan = make_plan(scanned.tracks, self.specs, modules, self.options.overwrite)
+            self.plan = plan = make_plan(scanned.tracks, self.specs, modules, self.options.overwrite,
+                                         {name: self.options_for(name) for name in modules})
             planned = plan.planned()
             for name in modules:
                 self.stats[name] = ModuleStats(planned=planned[name], skipped=plan.skipped[name],
@@ -430,7 +431,7 @@ class Engine:
                 return
             message = protocol.request(
                 f"{track_id}#{name}", track=self._track_message(track_plan), sources=request_sources,
-                inputs=inputs, options={**self.profile.options_for(name), **self.options.module_options.get(name, {})})
+                inputs=inputs, options=self.options_for(name))
             result = await self._call(
                 name, track_id, message, self.profile.timeout_for(name, spec.timeout_s),
                 cpu=self._uses_cpu_slot(spec),
@@ -445,13 +446,21 @@ class Engine:
                 result = await self._record(track_id, folder, name, result)
             outcomes[name].set_result(result)
 
+    def options_for(self, name: str) -> dict[str, Any]:
+        """A module's per-run options: the profile's, then ``--set``."""
+        return {**self.profile.options_for(name), **self.options.module_options.get(name, {})}
+
     async def _record(self, track_id: str, folder: Path, name: str, result: Outcome) -> Outcome:
         spec = self.specs[name]
         stats = self.stats[name]
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if result.ok:
+            options = output_options(spec, self.options_for(name))
+            # What produced these values (the options and their digest "done" compares) and which
+            # keys they are (a later result without some of them removes those).
             prov = {**result.provenance, "status": "ok", "profile": self.profile.name,
-                    "finished_at": now}
+                    "finished_at": now, "options": options, "options_hash": options_hash(options),
+                    "keys": sorted(result.features)}
             if result.files:
                 prov["files"] = {k: os.path.basename(v) for k, v in result.files.items()}
             try:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from backends.registry import RegistryError, order_by_requirements
-from backends.spec import BackendSpec
+from backends.spec import BackendSpec, options_hash, output_options
 from tui.run.dataset import TrackFolder
 from tui.run.store import PROVENANCE_KEY, read_info_lenient
 
@@ -41,11 +41,16 @@ class Plan:
         return Counter(m for tp in self.tracks for m in tp.modules)
 
 
-def is_done(spec: BackendSpec, info: dict[str, Any]) -> bool:
-    """Done means: last run of this module succeeded, with the same version, and its keys are there."""
+def is_done(spec: BackendSpec, info: dict[str, Any], options: dict[str, Any] | None = None) -> bool:
+    """Done means: the last run of this module succeeded, with the same version and the same
+    output options (``options``: what this run gives it; None: none given), and its keys are there.
+    A result recorded before options were recorded counts as made with the defaults."""
     block = info.get(PROVENANCE_KEY)
     prov = block.get(spec.name) if isinstance(block, dict) else None
     if not isinstance(prov, dict) or prov.get("status") != "ok" or prov.get("version") != spec.version:
+        return False
+    wanted = options_hash(output_options(spec, options or {}))
+    if prov.get("options_hash", options_hash(output_options(spec, {}))) != wanted:
         return False
     return all(key in info for key in spec.keys)
 
@@ -94,7 +99,9 @@ def resolve_modules(specs: dict[str, BackendSpec], only: Iterable[str] | None = 
 
 
 def make_plan(tracks: list[TrackFolder], specs: dict[str, BackendSpec], modules: list[str],
-              overwrite: Iterable[str] = ()) -> Plan:
+              overwrite: Iterable[str] = (), options: dict[str, dict[str, Any]] | None = None) -> Plan:
+    """``options``: each module's per-run options as its requests will carry them."""
+    options = options or {}
     overwrite = set(overwrite)
     everything = "all" in overwrite
     plan = Plan(modules=modules, tracks=[])
@@ -109,7 +116,7 @@ def make_plan(tracks: list[TrackFolder], specs: dict[str, BackendSpec], modules:
             if why:
                 plan.not_applicable[name] += 1
                 plan.not_applicable_reasons.setdefault(name, Counter())[why] += 1
-            elif not (everything or name in overwrite) and is_done(spec, info):
+            elif not (everything or name in overwrite) and is_done(spec, info, options.get(name)):
                 plan.skipped[name] += 1
             else:
                 chosen.append(name)
