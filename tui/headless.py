@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from tui.run import events as ev
+from tui.run.runlog import LEFT_FILE
 
 
 def fmt_rtf(value: float | None) -> str:
@@ -43,6 +45,7 @@ class HeadlessPrinter:
         self.total = 0
         self.finished = 0
         self.failures: list[str] = []
+        self.log_dir = ""
 
     def __call__(self, event: ev.Event) -> None:
         handler = getattr(self, f"on_{event.name}", None)
@@ -52,6 +55,7 @@ class HeadlessPrinter:
     def on_run_started(self, e: ev.RunStarted) -> None:
         planned_tracks = max(e.planned.values(), default=0)
         self.total = planned_tracks
+        self.log_dir = e.log_dir
         self.console.print(f"[bold]mirdeck[/] · {e.dataset} · profile [cyan]{e.profile}[/] · "
                            f"{e.tracks} tracks · modules: {', '.join(e.modules)}")
         for name in e.modules:
@@ -92,4 +96,19 @@ class HeadlessPrinter:
             self.progress.stop()
         title = f"mirdeck run {'stopped' if e.stopped else 'finished'} in {e.wall_seconds:,.1f} s"
         self.console.print(summary_table(e.summary, title))
+        if e.left:
+            self.print_left(e.left)
         sys.stdout.flush()
+
+    LEFT_SHOWN = 20
+
+    def print_left(self, left: dict[str, list[str]]) -> None:
+        runs = sum(len(m) for m in left.values())
+        self.console.print(f"[yellow]not processed[/]: {len(left)} track(s), {runs} module run(s) "
+                           "(run again to do them):", highlight=False)
+        for track, modules in list(left.items())[:self.LEFT_SHOWN]:
+            self.console.print(f"  {track}: {', '.join(modules)}", highlight=False, markup=False)
+        if len(left) > self.LEFT_SHOWN:
+            self.console.print(f"  … and {len(left) - self.LEFT_SHOWN} more", highlight=False)
+        if self.log_dir:
+            self.console.print(f"  full list: {Path(self.log_dir) / LEFT_FILE}", highlight=False)

@@ -101,7 +101,9 @@ class SetupScreen(Screen):
             self.query_one("#ab-count").border_title = "A/B tracks"
             self.query_one("#ab-count").display = False
         table = self.query_one("#module-list", DataTable)
-        for label in ("run", "module", "device", "complete", "state", "overwrite", "description"):
+        # The two switches side by side at the left: the state column can hold a fetch command
+        # and pushed a right-hand "overwrite" off a 160-column screen.
+        for label in ("run", "overwrite", "module", "device", "complete", "state", "description"):
             table.add_column(label, key=label)
         for name in self.app.specs:
             self.chosen[name] = True
@@ -198,8 +200,8 @@ class SetupScreen(Screen):
                 complete = "–"
             state = Text(ready.state + (f": {ready.fix}" if ready.fix else ""), style=STATE_STYLE[ready.state])
             device = spec.device + (f" {spec.vram_gb:g} GB" if spec.vram_gb else "")
-            table.add_row(CHECK[self.chosen[name]], name, device, complete, state,
-                          CHECK[self.overwrite[name]], spec.description, key=name)
+            table.add_row(CHECK[self.chosen[name]], CHECK[self.overwrite[name]], name, device, complete, state,
+                          spec.description, key=name)
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1))
 
