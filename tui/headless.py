@@ -100,15 +100,21 @@ class HeadlessPrinter:
             self.print_left(e.left)
         sys.stdout.flush()
 
-    LEFT_SHOWN = 20
-
     def print_left(self, left: dict[str, list[str]]) -> None:
-        runs = sum(len(m) for m in left.values())
-        self.console.print(f"[yellow]not processed[/]: {len(left)} track(s), {runs} module run(s) "
-                           "(run again to do them):", highlight=False)
-        for track, modules in list(left.items())[:self.LEFT_SHOWN]:
-            self.console.print(f"  {track}: {', '.join(modules)}", highlight=False, markup=False)
-        if len(left) > self.LEFT_SHOWN:
-            self.console.print(f"  … and {len(left) - self.LEFT_SHOWN} more", highlight=False)
-        if self.log_dir:
-            self.console.print(f"  full list: {Path(self.log_dir) / LEFT_FILE}", highlight=False)
+        print_left(self.console, left, self.log_dir)
+
+
+LEFT_SHOWN = 20
+
+
+def print_left(console: Console, left: dict[str, list[str]], log_dir: str = "") -> None:
+    """What a stopped run did not process: the count, the first tracks, where the full list is."""
+    runs = sum(len(m) for m in left.values())
+    console.print(f"[yellow]not processed[/]: {len(left)} track(s), {runs} module run(s) "
+                  "(run again to do them):", highlight=False)
+    for track, modules in list(left.items())[:LEFT_SHOWN]:
+        console.print(f"  {track}: {', '.join(modules)}", highlight=False, markup=False)
+    if len(left) > LEFT_SHOWN:
+        console.print(f"  … and {len(left) - LEFT_SHOWN} more", highlight=False)
+    if log_dir:
+        console.print(f"  full list: {Path(log_dir) / LEFT_FILE}", highlight=False)

@@ -67,3 +67,12 @@ def test_demo_skips_modules_whose_models_are_missing_and_says_what_to_fetch(tmp_
     assert "skipping needsmodel: model not installed (mirdeck models fetch test-model)" in result.stdout
     info = json.loads((tmp_path / "demo" / "Tiny - Blip" / "Tiny - Blip.INFO").read_text())
     assert "needsmodel" not in info["_mirdeck"] and "audio_info" in info["_mirdeck"]
+
+
+def test_a_run_refused_before_it_starts_leaves_no_run_folder(tmp_path):
+    ds = tmp_path / "ds"
+    (ds / "a").mkdir(parents=True)
+    for args in (["--only", "bogus"], ["--skip", "bogus"], ["--overwrite", "bogus"], ["--set", "bogus.x=1"]):
+        result = mirdeck("run", ds, *args, env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+        assert result.returncode == 2 and "unknown module 'bogus'" in result.stderr, (args, result.stderr)
+    assert not (ds / ".mirdeck").exists() and not (tmp_path / "cache").exists()

@@ -95,7 +95,7 @@ def test_sigkill_of_the_engine_ends_its_workers_and_the_next_run_removes_its_aud
     out, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
     assert not ours.exists(), "the next run removed the dead run's decoded audio"
-    assert f"removed 1 decoded-audio folder(s) of runs that were killed" in out and ours.name in out
+    assert "removed 1 decoded-audio folder(s) of runs that were killed" in out and ours.name in out
     assert live.is_dir() and unknown.is_dir(), "folders of live or unknown owners are left alone"
 
 

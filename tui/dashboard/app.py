@@ -345,13 +345,19 @@ def run_dashboard(engine, **kwargs) -> int:
     if app.view.finished_at is not None and not app.view.fatal:
         from rich.console import Console
 
-        from tui.headless import summary_table
+        from tui.headless import print_left, summary_table
 
         summary = {n: {"done": r.done, "failed": r.failed, "skipped": r.skipped,
                        "not_applicable": r.not_applicable, "audio_seconds": r.audio_seconds,
                        "wall_seconds": r.wall_seconds, "realtime_factor": r.rtf}
                    for n, r in app.view.modules.items()}
-        Console().print(summary_table(summary, f"mirdeck run {'stopped' if app.view.stopped else 'finished'}"))
+        try:
+            console = Console()
+            console.print(summary_table(summary, f"mirdeck run {'stopped' if app.view.stopped else 'finished'}"))
+            if app.view.left:
+                print_left(console, app.view.left, app.view.log_dir)
+        except OSError:  # SIGHUP: the terminal is gone, the run log has it all
+            pass
     return result if isinstance(result, int) else app.exit_code
 
 

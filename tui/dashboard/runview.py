@@ -214,7 +214,8 @@ class RunView:
         row = self.decode if module == DECODE else self.modules.get(module)
         state = self.in_flight.get(track)
         if state is not None:
-            state.finished.add(module)
+            if module != DECODE:  # ``finished`` counts the track's modules, not its decode
+                state.finished.add(module)
             state.progress.pop(module, None)
         if (track, module) in self._active:
             self._active.discard((track, module))

@@ -45,7 +45,10 @@ class SetupScreen(Screen):
         Binding("o", "toggle_overwrite", "overwrite", show=False),
         Binding("a", "app.ab", "A/B view"),
         Binding("question_mark", "app.help", "help"),
-        Binding("ctrl+q", "app.quit", "quit"),
+        # "q" as on the live screen (typed as a letter while the dataset field has focus, where
+        # Textual lets the field have it); the app's own ctrl+q also quits but is not shown.
+        Binding("q", "app.request_quit", "quit"),
+        Binding("ctrl+q", "app.request_quit", "quit", show=False),
     ]
 
     def __init__(self, dataset: Path | None, profile: str | None = None):

@@ -58,7 +58,8 @@ class RunHeader(Panel):
             parts.append(Text("stopping now: killing workers", style="bold red"))
         else:
             if view.left:
-                parts.append(Text(f"not processed: {len(view.left):,} track(s), listed in the log", style="bold yellow"))
+                parts.append(Text(f"not processed: {len(view.left):,} track(s), listed in the log",
+                                  style="bold yellow"))
             if view.tracks_failed:
                 parts.append(Text(f"{view.tracks_failed:,} track(s) with failures · t opens a track", style="yellow"))
         status = Text(" · ").join(parts)
