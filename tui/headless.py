@@ -73,6 +73,8 @@ class HeadlessPrinter:
             self.progress.start()
 
     def on_track_finished(self, e: ev.TrackFinished) -> None:
+        if e.not_run and not e.ok and not e.failed:
+            return  # a stop came first: it is in the "not processed" list at the end
         self.finished += 1
         if self.progress is not None:
             self.progress.update(self.task, advance=1, last=e.track[-40:])

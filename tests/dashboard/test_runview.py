@@ -162,4 +162,14 @@ def test_a_stopped_run_keeps_what_was_not_processed():
                         time=T0 + 5))
     assert view.left == {"t3": ["a", "b"], "t4": ["b"]}
     last = view.filtered_log("warning")[-1].message
-    assert "not processed: 2 track(s), 3 module run(s)" in last and "t3, t4" in last
+    assert "not processed: 2 track(s), 3 module run(s): t3, t4 (list in" in last
+
+
+def test_a_track_a_stop_came_before_is_not_counted_as_finished():
+    view = started_view([T0])
+    view(ev.TrackStarted(track="t0", modules=["a", "b"], time=T0))
+    view(ev.TrackFinished(track="t0", ok=[], failed=[], not_run=["a", "b"], audio_seconds=0.0, time=T0 + 1))
+    assert view.tracks_finished == 0 and "t0" not in view.in_flight
+    view(ev.TrackStarted(track="t1", modules=["a", "b"], time=T0))
+    view(ev.TrackFinished(track="t1", ok=["a"], failed=[], not_run=["b"], audio_seconds=3.0, time=T0 + 1))
+    assert view.tracks_finished == 1

@@ -168,8 +168,8 @@ class RunView:
         if self.left:
             runs = sum(len(m) for m in self.left.values())
             names = ", ".join(list(self.left)[:5]) + (" …" if len(self.left) > 5 else "")
-            self.add_log("warning", "", f"not processed: {len(self.left)} track(s), {runs} module run(s) "
-                                        f"(list in {self.log_dir}/not-processed.txt): {names}", at=e.time)
+            self.add_log("warning", "", f"not processed: {len(self.left)} track(s), {runs} module run(s): "
+                                        f"{names} (list in {self.log_dir}/not-processed.txt)", at=e.time)
 
     def _on_module_skipped(self, e: ev.ModuleSkipped) -> None:
         self.add_log("info", e.module, f"{e.count} tracks already done, skipped", at=e.time)
@@ -187,9 +187,11 @@ class RunView:
 
     def _on_track_finished(self, e: ev.TrackFinished) -> None:
         self._end_request(e.track, DECODE)  # a decode that failed sends no track_decoded
+        self.in_flight.pop(e.track, None)
+        if e.not_run and not e.ok and not e.failed:
+            return  # a stop came before any of its modules ran: not a finished track
         self.tracks_finished += 1
         self.audio_done += e.audio_seconds
-        self.in_flight.pop(e.track, None)
         self.latest_track = e.track
         self.latest_outcome = {m: "ok" for m in e.ok}
         for m in e.failed:
