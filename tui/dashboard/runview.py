@@ -33,6 +33,9 @@ class ModuleRow(ModuleStats):
     peak_vram: int | None = None
     """Bytes: the most GPU memory this module's workers held at once (None: never seen on a GPU)."""
     last_error: str = ""
+    recent_cost: float | None = None
+    """Worker seconds per audio second, recent requests weighing most (the first request of a
+    worker pays for warm-up: JIT compilation, caches)."""
 
     rtf = ModuleStats.realtime_factor
 
@@ -102,7 +105,8 @@ class RunView:
         self.left: dict[str, list[str]] = {}  # after a stop: track -> modules that did not run
         self.audio_done = 0.0
         self.in_flight: dict[str, TrackState] = {}
-        self._active: set[tuple[str, str]] = set()  # (track, module) requests running now
+        self._active: dict[tuple[str, str], float] = {}  # (track, module) running now -> since
+        self._first_request_at: float | None = None
         self.log: deque[LogEntry] = deque(maxlen=log_limit)
         self._seq = 0
         self.started_at: float | None = None
@@ -202,7 +206,9 @@ class RunView:
         row = self.decode if e.module == DECODE else self.modules.get(e.module)
         if row is not None and (e.track, e.module) not in self._active:
             row.running += 1
-        self._active.add((e.track, e.module))
+        self._active[(e.track, e.module)] = e.time
+        if self._first_request_at is None and e.module != DECODE:
+            self._first_request_at = e.time
         track = self.in_flight.get(e.track)
         if track is not None:
             track.progress[e.module] = (0.0, "")
@@ -220,7 +226,7 @@ class RunView:
                 state.finished.add(module)
             state.progress.pop(module, None)
         if (track, module) in self._active:
-            self._active.discard((track, module))
+            del self._active[(track, module)]
             if row is not None:
                 row.running -= 1
 
@@ -232,6 +238,9 @@ class RunView:
             row.audio_seconds += e.audio_seconds
             row.wall_seconds += e.wall_seconds
             row.last_rtf = e.realtime_factor or None
+            if e.audio_seconds > 0 and e.wall_seconds > 0:
+                cost = e.wall_seconds / e.audio_seconds
+                row.recent_cost = cost if row.recent_cost is None else 0.7 * row.recent_cost + 0.3 * cost
 
     def _on_module_failed(self, e: ev.ModuleFailed) -> None:
         retry = e.kind in RETRIED_KINDS and e.attempt == 1
@@ -322,27 +331,51 @@ class RunView:
     def eta_seconds(self, now: float | None = None) -> float | None:
         """Seconds left at the pace so far; None until a request has finished or when paused.
 
-        Work is weighed by what it costs: each module's remaining requests times its measured
-        worker seconds per audio second times the audio a track holds on average, so a slow
-        module (timbral) weighs as much as it takes, not as much as a fast one (loudness) that
-        finished its share early. The worker seconds done so far against the elapsed time give
-        the parallelism the run reaches. A module with no finished request yet is costed at the
-        mean of the others; before any module has a cost, every request weighs the same."""
+        Work is weighed by what it costs: each module's requests not yet sent count its measured
+        worker seconds per audio second times the audio a track holds on average, and a request
+        now running counts what it still has to go at that cost. So a slow module (timbral)
+        weighs what it takes, not as much as a fast one (loudness) that finished its share
+        early. The worker seconds spent so far (finished requests, and the running ones up to
+        now) against the time since the first request was sent give the parallelism the run
+        reaches. A
+        module with no finished request yet is costed at the mean of the others, and at least
+        the age of its oldest running request; before any module has a cost, every request
+        weighs the same."""
         done, total = self.units()
         elapsed = self.elapsed(now)
         if done == 0 or elapsed <= 0 or self.paused or not self.running:
             return None
+        at = self.clock() if now is None else now
         rows = list(self.modules.values())
-        costs = {r.name: r.wall_seconds / r.audio_seconds for r in rows if r.audio_seconds > 0 and r.wall_seconds > 0}
-        worked = sum(r.wall_seconds for r in rows)
+        costs = {r.name: r.recent_cost for r in rows if r.recent_cost}
         audio_per_track = (self.audio_done / self.tracks_finished if self.tracks_finished
                            else sum(r.audio_seconds for r in rows) / max(1, sum(r.done for r in rows)))
-        if not costs or worked <= 0 or audio_per_track <= 0:
+        if not costs or audio_per_track <= 0:
             return (total - done) * elapsed / done
         mean_cost = sum(costs.values()) / len(costs)
-        left = sum(max(0, r.planned - r.finished) * costs.get(r.name, mean_cost) * audio_per_track
-                   for r in rows)
-        return left * elapsed / worked
+
+        running = [(module, max(0.0, at - since)) for (_, module), since in self._active.items()
+                   if module in self.modules]
+        oldest: dict[str, float] = {}
+        for module, age in running:
+            oldest[module] = max(age, oldest.get(module, 0.0))
+
+        def request_s(module: str) -> float:
+            if module in costs:
+                return costs[module] * audio_per_track
+            # Not measured yet: at least as long as its oldest request has been running.
+            return max(mean_cost * audio_per_track, oldest.get(module, 0.0))
+
+        worked = sum(r.wall_seconds for r in rows) + sum(age for _, age in running)
+        if worked <= 0:
+            return (total - done) * elapsed / done
+        queued = sum(max(0, r.planned - r.finished - r.running) * request_s(r.name) for r in rows)
+        # A request past its expected time is not done: it costs at least a little more.
+        going = sum(max(request_s(module) - age, 0.05 * request_s(module)) for module, age in running)
+        # The parallelism reached since the first request was sent: the scan and the first
+        # workers' imports (seconds, for TensorFlow or torch) before it did no module's work.
+        lead_in = max(0.0, self._first_request_at - self.started_at) if self._first_request_at else 0.0
+        return (queued + going) * max(elapsed - lead_in, 1e-6) / worked
 
     def filtered_log(self, min_level: str = "info", module: str = "") -> list[LogEntry]:
         floor = LEVELS.index(min_level)
