@@ -214,7 +214,8 @@ def run_headless(engine, *, verbose: bool = False) -> int:
             nonlocal presses
             presses += 1
             if presses == 1:
-                print("\nmirdeck: stopping after the tracks in flight (Ctrl-C again to stop now)", file=sys.stderr)
+                print("\nmirdeck: stopping: what the workers are computing finishes, nothing new starts "
+                      "(Ctrl-C again to stop now)", file=sys.stderr)
                 engine.stop()
             else:
                 engine.stop(immediate=True)
@@ -223,8 +224,8 @@ def run_headless(engine, *, verbose: bool = False) -> int:
         loop.add_signal_handler(signal.SIGTERM, lambda: engine.stop(immediate=True))
         return await engine.run()
 
-    stats = asyncio.run(go())
-    return 1 if any(s.failed for s in stats.values()) else 0
+    asyncio.run(go())
+    return engine.exit_code()
 
 
 def cmd_run(args) -> int:

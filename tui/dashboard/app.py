@@ -8,6 +8,7 @@ live run) and ``run_setup(dataset)`` (``mirdeck dashboard``: the set-up screen f
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -18,6 +19,7 @@ from textual.binding import Binding
 
 from tui.dashboard.runview import HostReading, RunView
 
+END_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 QUIT_GRACE_S = 15.0  # how long quitting waits for a graceful stop before killing the workers
 
 
@@ -66,6 +68,7 @@ class MirdeckApp(App):
         from tui.dashboard.screens.live import LiveRunScreen
         from tui.dashboard.screens.setup import SetupScreen
 
+        self._catch_end_signals()
         if self.engine is not None:
             self.push_screen(LiveRunScreen())
             self.start_engine(self.engine)
@@ -102,8 +105,8 @@ class MirdeckApp(App):
 
     async def _run_engine(self) -> None:
         try:
-            stats = await self.engine.run()
-            self.exit_code = 1 if any(s.failed for s in stats.values()) else 0
+            await self.engine.run()
+            self.exit_code = self.engine.exit_code()
         except Exception as exc:  # the screen stays up and says what happened
             self.exit_code = 2
             self.view.fatal = repr(exc)
@@ -119,6 +122,26 @@ class MirdeckApp(App):
             return
         if self.quit_when_done:
             self.exit(self.exit_code)
+
+    def _catch_end_signals(self) -> None:
+        """SIGTERM (kill, a service manager) and SIGHUP (the ssh window closed) would end Python
+        at once and leave the terminal in the dashboard's screen and raw mode until ``reset``.
+        Here they end the app instead: the workers are killed, the terminal is given back."""
+        loop = asyncio.get_running_loop()
+        for sig in END_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, self.end_by_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
+                pass
+
+    def end_by_signal(self, sig: int) -> None:
+        self.exit_code = 128 + sig
+        if self.running:
+            self.engine.stop(immediate=True)
+            self.view.stopping = "immediate"
+        if self.ab_running:
+            self.ab_progress.stop.set()
+        self.exit(self.exit_code)
 
     # -- A/B ----------------------------------------------------------------------------------------
     def start_pending_ab(self, *, replace: bool = False) -> None:
@@ -192,7 +215,7 @@ class MirdeckApp(App):
         self.engine.stop()
         self.view.stopping = "graceful"
         self.view.set_paused(False)
-        self.view.add_log("info", "", "stop requested: finishing the tracks in flight")
+        self.view.add_log("info", "", "stop requested: what the workers compute now finishes, nothing new starts")
 
     def action_stop_now(self) -> None:
         if not self.running:
@@ -327,13 +350,19 @@ def run_dashboard(engine, **kwargs) -> int:
     if app.view.finished_at is not None and not app.view.fatal:
         from rich.console import Console
 
-        from tui.headless import summary_table
+        from tui.headless import print_left, summary_table
 
         summary = {n: {"done": r.done, "failed": r.failed, "skipped": r.skipped,
                        "not_applicable": r.not_applicable, "audio_seconds": r.audio_seconds,
                        "wall_seconds": r.wall_seconds, "realtime_factor": r.rtf}
                    for n, r in app.view.modules.items()}
-        Console().print(summary_table(summary, f"mirdeck run {'stopped' if app.view.stopped else 'finished'}"))
+        try:
+            console = Console()
+            console.print(summary_table(summary, f"mirdeck run {'stopped' if app.view.stopped else 'finished'}"))
+            if app.view.left:
+                print_left(console, app.view.left, app.view.log_dir)
+        except OSError:  # SIGHUP: the terminal is gone, the run log has it all
+            pass
     return result if isinstance(result, int) else app.exit_code
 
 

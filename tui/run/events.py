@@ -39,6 +39,9 @@ class RunFinished(Event):
     stopped: bool
     wall_seconds: float
     summary: dict[str, dict[str, float | None]]
+    # Track -> the planned modules that did not run on it (a stop came first); empty when the
+    # run went through. Failures are not in here: they ran, and say so in ``summary``.
+    left: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,6 +56,7 @@ class TrackFinished(Event):
     ok: list[str]
     failed: list[str]
     audio_seconds: float
+    not_run: list[str] = field(default_factory=list)  # a stop came before these were sent
 
 
 @dataclass
