@@ -32,6 +32,7 @@ from tui.dashboard.runview import RunView
 from tui.run.store import read_info
 from tui.service import registry
 from tui.service.client import RemoteRun, control, request, status
+from tui.service.server import RunServer
 from tui.service.sockets import addressable
 
 SIZE = (120, 40)
@@ -290,3 +291,43 @@ def test_a_run_in_a_terminal_can_be_watched_too(tmp_path, env):
 def test_attach_without_a_run_says_so(tmp_path, env):
     done = subprocess.run(mirdeck("attach", str(tmp_path)), env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "no run in progress on" in done.stderr
+
+
+def test_the_detach_key_hands_a_terminal_run_to_a_service_that_finishes_it(tmp_path, env):
+    from tests.support.dashboard import engine_for
+    from tui.dashboard.app import MirdeckApp
+
+    dataset = tracks(tmp_path / "ds", 10)
+    engine = engine_for(dataset, tmp_path, only=["dash_slow"],
+                        module_options={"dash_slow": {"steps": 4, "step_seconds": 0.1}})
+    lock = registry.DatasetLock(dataset).acquire()  # as 'mirdeck run' does
+    server = RunServer(engine, lock)
+    engine.subscribe(server)
+
+    async def scenario():
+        app = MirdeckApp(engine=engine, probe_interval=0)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.view.modules.get("dash_slow")
+                           and app.view.modules["dash_slow"].done >= 2, 60, "two finished tracks")
+            await pilot.press("d")
+            await wait_for(pilot, lambda: app.handed_over is not None or not app.is_running, 120, "the hand-over")
+        return app
+
+    try:
+        app = run_async(scenario())
+    finally:
+        server.close()
+    here = app.view.modules["dash_slow"].done
+    assert app.view.stopped and app.view.in_flight == {} and 2 <= here < 10
+    record = app.handed_over
+    assert record is not None and record.pid != os.getpid() and record.detached
+    wait_until(lambda: not alive(record.pid), 120, "the service to finish the run")
+    # The run folder given (--log-dir) holds both parts; the service's part starts at the second run_started.
+    events = [json.loads(line) for line in (Path(record.log_dir) / "events.jsonl").read_text().splitlines()]
+    starts = [i for i, e in enumerate(events) if e["event"] == "run_started"]
+    assert len(starts) == 2 and starts[0] == 0
+    events = events[starts[1]:]
+    assert events[0]["skipped"] == {"dash_slow": here} and not events[-1]["stopped"]
+    assert sum(e["event"] == "module_finished" for e in events) == 10 - here
+    for folder in sorted(p for p in dataset.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        assert read_info(folder / f"{folder.name}.INFO")["dash_slow_ok"] == 1

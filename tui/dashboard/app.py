@@ -27,6 +27,7 @@ class MirdeckApp(App):
     BINDINGS = [
         Binding("ctrl+c", "request_quit", "quit", show=False, priority=True),
         Binding("question_mark", "help", "help", show=False),
+        Binding("d", "detach", "detach", show=False),
     ]
 
     def __init__(self, *, engine=None, dataset: Path | None = None, profile: str | None = None,
@@ -52,6 +53,8 @@ class MirdeckApp(App):
         self.pending_ab: tuple | None = None  # (dataset, profile, tracks) to compare after the run
         self.quit_when_done = False
         self.exit_code = 0
+        self.detach_requested = False
+        self.handed_over = None  # the service's record once the run was handed to one (the detach key)
 
     @property
     def specs(self):
@@ -114,6 +117,9 @@ class MirdeckApp(App):
             if self.engine.plan is not None:
                 self.view.tracks_total = len(self.engine.plan.tracks)
             self.view.version += 1
+        if self.detach_requested and not self.view.fatal:
+            await self._hand_over()
+            return
         if self.pending_ab and not self.view.stopped and not self.view.fatal and not self.quit_when_done:
             self.start_pending_ab()
             return
@@ -210,6 +216,34 @@ class MirdeckApp(App):
             self.view.set_paused(True)
             self.view.add_log("info", "", "paused: requests in flight finish, no new ones start")
 
+    def action_detach(self) -> None:
+        """Hand the run to a background service (tui/service/handover.py) and leave."""
+        from tui.service.handover import CannotHandOver, check
+
+        if not self.running or self.detach_requested:
+            self.notify("no run in progress" if not self.running else "detaching already")
+            return
+        try:
+            check(self.engine)
+        except CannotHandOver as exc:
+            self.notify(str(exc), severity="warning", timeout=10)
+            return
+        self.detach_requested = True
+        self.action_stop_graceful()
+        self.view.add_log("info", "", "detaching: the tracks in flight finish here, then a background service "
+                                      "goes on with the rest")
+
+    async def _hand_over(self) -> None:
+        from tui.service.handover import hand_over
+
+        try:
+            self.handed_over = await hand_over(self.engine)
+        except Exception as exc:  # the dashboard stays, and says why
+            self.view.add_log("error", "", f"could not hand the run to a background service: {exc}")
+            self.notify(f"detach failed: {exc}", severity="error", timeout=10)
+            return
+        self.exit(self.exit_code)
+
     def action_request_quit(self) -> None:
         if self.ab_running and not self.running:
             if self.quit_when_done:
@@ -261,6 +295,8 @@ class MirdeckApp(App):
             yield SystemCommand("Stop gracefully", "finish the tracks in flight, then stop", self.action_stop_graceful)
             yield SystemCommand("Stop now", "kill the workers at once", self.action_stop_now)
             yield SystemCommand("Pause / resume", "no new requests start while paused", self.action_toggle_pause)
+            yield SystemCommand("Detach", "the run goes on in a background service; mirdeck attach comes back to it",
+                                self.action_detach)
         if self.dataset is not None:
             yield SystemCommand("Open track detail", "the .INFO, provenance and errors of a track", self.action_track)
         yield SystemCommand("A/B view", "the two Flamingo back ends side by side", self.action_ab)
@@ -329,6 +365,9 @@ def run_dashboard(engine, **kwargs) -> int:
                        "wall_seconds": r.wall_seconds, "realtime_factor": r.rtf}
                    for n, r in app.view.modules.items()}
         Console().print(summary_table(summary, f"mirdeck run {'stopped' if app.view.stopped else 'finished'}"))
+    if app.handed_over is not None:
+        print(f"mirdeck: the run goes on in background service {app.handed_over.pid}; "
+              f"watch it: mirdeck attach {app.handed_over.dataset}")
     return result if isinstance(result, int) else app.exit_code
 
 
