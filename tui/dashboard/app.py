@@ -89,7 +89,16 @@ class MirdeckApp(App):
             self.dataset = Path(dataset)
             self.start_pending_ab(replace=True)
             return
+        from tui.service.registry import DatasetBusy, DatasetLock
+        from tui.service.server import RunServer
+
+        try:  # one run per dataset, however each was started
+            lock = DatasetLock(Path(dataset)).acquire()
+        except DatasetBusy as busy:
+            self.notify(f"{busy}: watch it with 'mirdeck attach {dataset}'", severity="error", timeout=10)
+            return
         engine = Engine(dataset, profile, RunOptions(only=only, overwrite=overwrite), specs=self.specs)
+        engine.subscribe(RunServer(engine, lock))  # attachable, and the lock goes when the run ends
         self.dataset = engine.dataset
         self.view = RunView(clock=self.clock)
         self.switch_screen(LiveRunScreen())

@@ -134,9 +134,7 @@ class RemoteRun:
         if self.finished is None:
             raise ServiceLost(f"the connection to the run service (pid {self.record.pid}) ended before the run: "
                               f"the service died or dropped this client; see {self.log_dir}/service.log")
-        return {name: ModuleStats(**{k: v for k, v in numbers.items()
-                                     if k in ModuleStats.__dataclass_fields__ and v is not None})
-                for name, numbers in self.finished.summary.items()}
+        return {name: _stats(numbers) for name, numbers in self.finished.summary.items()}
 
     def _set_control(self, message: dict[str, Any], by: str) -> None:
         self.paused = bool(message.get("paused", False))
@@ -144,3 +142,10 @@ class RemoteRun:
         state = {"paused": self.paused, "stopping": self.stopping, "by": by}
         for callback in self.control_listeners:
             callback(state)
+
+
+def _stats(numbers: dict[str, float | None]) -> ModuleStats:
+    """A module's counters back from the ``run_finished`` summary."""
+    count = {k: int(numbers.get(k) or 0) for k in ("planned", "done", "failed", "skipped", "not_applicable")}
+    return ModuleStats(**count, audio_seconds=float(numbers.get("audio_seconds") or 0.0),
+                       wall_seconds=float(numbers.get("wall_seconds") or 0.0))

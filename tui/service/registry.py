@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from tui import paths
 
@@ -34,7 +35,7 @@ class ServiceRecord:
     profile: str = ""
 
     @classmethod
-    def from_dict(cls, data: dict) -> ServiceRecord:
+    def from_dict(cls, data: dict[str, Any]) -> ServiceRecord:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
@@ -46,17 +47,22 @@ def index_dir() -> Path:
     return paths.cache_dir() / "services"
 
 
-def state_dir(dataset: Path) -> Path:
+def state_dir(dataset: Path, *, create: bool = False) -> Path:
     """``DATASET/.mirdeck`` where it can be written; else a folder in the user's cache named by the
-    dataset's path (a read-only dataset can still be run; its lock is then per user)."""
+    dataset's path (a read-only dataset can still be run; its lock is then per user). Only a run
+    (``create=True``) makes the folder: looking for a run leaves the dataset as it is."""
     inside = dataset.resolve() / ".mirdeck"
+    fallback = index_dir() / _key(dataset)
+    if not create:
+        if inside.is_dir() and os.access(inside, os.W_OK):
+            return inside
+        return fallback if fallback.is_dir() else inside
     try:
         inside.mkdir(exist_ok=True)
         if os.access(inside, os.W_OK):
             return inside
     except OSError:
         pass
-    fallback = index_dir() / _key(dataset)
     fallback.mkdir(parents=True, exist_ok=True)
     return fallback
 
@@ -73,7 +79,7 @@ class DatasetLock:
 
     def __init__(self, dataset: Path):
         self.dataset = dataset.resolve()
-        self.dir = state_dir(self.dataset)
+        self.dir = state_dir(self.dataset, create=True)
         self.path = self.dir / LOCK_NAME
         self._fd: int | None = None
         self.record: ServiceRecord | None = None
@@ -119,8 +125,11 @@ def _index_path(dataset: Path) -> Path:
     return index_dir() / f"{_key(dataset)}.json"
 
 
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
+def _read(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a run record")
+    return data
 
 
 def lock_is_held(dataset: Path) -> bool:

@@ -86,7 +86,7 @@ class RunServer:
         for client in list(self.clients):
             client.send(line)
         if self._start_task is None and not self.finished:
-            self._start_task = asyncio.get_running_loop().create_task(self.start())
+            self._start_task = asyncio.get_running_loop().create_task(self._start_or_say_why())
         if isinstance(event, ev.RunFinished):
             self.finished = True
             self._finish_task = asyncio.get_running_loop().create_task(self.finish())
@@ -107,6 +107,13 @@ class RunServer:
                 started_at=self.started_at, profile=getattr(self.engine.profile, "name", "")))
         self._watch_task = asyncio.get_running_loop().create_task(self._watch_control())
         self.listening.set()
+
+    async def _start_or_say_why(self) -> None:
+        try:
+            await self.start()
+        except OSError as exc:  # the run goes on, only without clients
+            self.engine.emit(ev.Warning(message=f"the run cannot be watched from elsewhere: its socket "
+                                                f"{self.path} failed: {exc}"))
 
     async def finish(self, grace: float = 5.0) -> None:
         """Say ``bye``, give the clients a moment to read what is queued, close everything."""

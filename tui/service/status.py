@@ -26,7 +26,7 @@ def state_word(row: dict[str, Any]) -> str:
 def progress_text(row: dict[str, Any]) -> str:
     total = row.get("units_total") or 0
     if "error" in row:
-        return row["error"]
+        return str(row["error"])
     if not total:
         return "planning"
     done = row.get("units_done", 0)
