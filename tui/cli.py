@@ -206,6 +206,9 @@ def _run(dataset: Path, args) -> int:
     server = None
     try:
         engine = Engine(dataset, profile, options, specs=specs)
+        from tui.service.daemon import remove_stale_scratch
+
+        remove_stale_scratch(engine.dataset, engine.run_id)  # PCM of killed runs on this dataset
         # Every run serves its event stream: 'mirdeck attach' can watch a run started in a terminal.
         server = RunServer(engine, lock)
         engine.subscribe(server)

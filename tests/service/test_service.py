@@ -75,7 +75,7 @@ def run_async(coro):
 def test_detached_run_outlives_its_terminal_and_a_late_dashboard_sees_what_an_early_client_saw(tmp_path, env):
     dataset = tracks(tmp_path / "ds", 10)
     # A terminal: a shell on a pseudo-terminal, in its own session, that starts the run and waits.
-    command = " ".join(mirdeck(*slow_run_args(dataset, steps=5, step_seconds=0.12), "--detach"))
+    command = " ".join(mirdeck(*slow_run_args(dataset, steps=8, step_seconds=0.12), "--detach"))
     pid, master = os.forkpty()
     if pid == 0:  # the child: exec at once
         os.execve("/bin/bash", ["bash", "-c", f"{command}; sleep 120"], env)
@@ -106,11 +106,16 @@ def test_detached_run_outlives_its_terminal_and_a_late_dashboard_sees_what_an_ea
         assert alive(service)
         while early_view.modules["dash_slow"].done < 3:
             await asyncio.sleep(0.1)
+        # Paused while the late client starts (however slow this machine is, the run is still going
+        # when it attaches); it resumes the run once it has caught up.
+        await request(record.socket, {"type": "control", "action": "pause"})
         app = AttachedApp(RemoteRun(record), probe_interval=0)
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.engine.caught_up.is_set(), what="the replay")
             seen_at_attach = app.view.modules["dash_slow"].done
             assert seen_at_attach >= 3  # the run so far, not just what comes next
+            await wait_for(pilot, lambda: app.view.paused, 10, "the pause to show")
+            await pilot.press("space")  # resume, from this client
             await wait_for(pilot, lambda: app.view.finished_at is not None, 120, "the end of the run")
             await pilot.pause(0.3)
             late = state(app.view)
@@ -130,7 +135,7 @@ def test_detached_run_outlives_its_terminal_and_a_late_dashboard_sees_what_an_ea
 
 def test_two_clients_one_leaves_the_other_stops_the_run_gracefully(tmp_path, env):
     dataset = tracks(tmp_path / "ds", 14)
-    service = start_detached(dataset, env, steps=6, step_seconds=0.15)
+    service = start_detached(dataset, env, steps=20, step_seconds=0.15)  # stopped long before its end
     record = record_of(dataset)
     watcher = subprocess.Popen(mirdeck("attach", str(dataset), "--jsonl"), env=env, stdout=subprocess.PIPE,
                                text=True)
@@ -248,7 +253,7 @@ def test_the_socket_is_the_users_alone(tmp_path, env):
 
 def test_status_lists_runs_in_progress_and_a_second_run_watches_the_first(tmp_path, env):
     dataset = tracks(tmp_path / "ds", 8)
-    service = start_detached(dataset, env, steps=6, step_seconds=0.15)
+    service = start_detached(dataset, env, steps=20, step_seconds=0.15)  # 3 s a track: live while we look
     wait_until(lambda: done_count(dataset) >= 1, 60, "a finished track")
     shown = subprocess.run(mirdeck("status"), env=env, capture_output=True, text=True, timeout=30).stdout
     header, row = shown.splitlines()[:2]
@@ -273,7 +278,7 @@ def test_status_lists_runs_in_progress_and_a_second_run_watches_the_first(tmp_pa
 
 def test_a_run_in_a_terminal_can_be_watched_too(tmp_path, env):
     dataset = tracks(tmp_path / "ds", 6)
-    owner = subprocess.Popen(mirdeck(*slow_run_args(dataset, steps=6, step_seconds=0.15), "--headless"), env=env,
+    owner = subprocess.Popen(mirdeck(*slow_run_args(dataset, steps=20, step_seconds=0.15), "--headless"), env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         record = record_of(dataset)
@@ -299,7 +304,7 @@ def test_the_detach_key_hands_a_terminal_run_to_a_service_that_finishes_it(tmp_p
 
     dataset = tracks(tmp_path / "ds", 10)
     engine = engine_for(dataset, tmp_path, only=["dash_slow"],
-                        module_options={"dash_slow": {"steps": 4, "step_seconds": 0.1}})
+                        module_options={"dash_slow": {"steps": 8, "step_seconds": 0.1}})
     lock = registry.DatasetLock(dataset).acquire()  # as 'mirdeck run' does
     server = RunServer(engine, lock)
     engine.subscribe(server)

@@ -89,7 +89,7 @@ def test_served_dashboard_loads_in_headless_chromium_and_shows_the_live_run(tmp_
     pytest.importorskip("textual_serve", reason="textual-serve is not installed (the serve extra)")
     aiohttp = pytest.importorskip("aiohttp")
     dataset = tiny_dataset(tmp_path / "ds", [f"Track {i:02d}" for i in range(8)])
-    service = start_detached(dataset, env, steps=40, step_seconds=0.2)  # 8 s a track: live for the whole test
+    service = start_detached(dataset, env, steps=100, step_seconds=0.2)  # 20 s a track: live for the whole test
     record = wait_until(lambda: registry.read_record(dataset), 30, "the run's record")
     port, devtools_port = free_port(), free_port()
     server = subprocess.Popen(mirdeck("serve", str(dataset), "--port", str(port)), env=env,

@@ -116,7 +116,7 @@ def _serve(spec: dict[str, Any], ready: Any) -> int:
     log = open(engine.log_dir / "service.log", "a", encoding="utf-8", buffering=1)
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
-    remove_stale_scratch()
+    remove_stale_scratch(dataset, engine.run_id)
     journal = ServiceJournal(log)
     engine.subscribe(RunLog(engine.log_dir))
     engine.subscribe(journal)
@@ -178,21 +178,19 @@ class ServiceJournal:
                       + json.dumps(event.summary))
 
 
-def remove_stale_scratch() -> None:
-    """Decoded PCM left in the scratch folder by runs that were killed (their pid is gone)."""
+def remove_stale_scratch(dataset: Path, current: str) -> None:
+    """Decoded PCM that earlier runs on this dataset left in the scratch folder when they were
+    killed. Safe while this service holds the dataset's lock: no other run on it is alive, and
+    only folders named after this dataset's own run folders are touched."""
     import shutil
 
+    runs = dataset / ".mirdeck" / "runs"
+    if not runs.is_dir():
+        return
     root = paths.pcm_scratch_dir()
-    for folder in root.glob("mirdeck-*-*"):
-        pid = folder.name.rsplit("-", 1)[-1]
-        try:
-            if not pid.isdigit() or folder.stat().st_uid != os.getuid():
-                continue
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(folder, ignore_errors=True)
-        except OSError:
-            pass
+    for run in runs.iterdir():
+        if run.name != current:
+            shutil.rmtree(root / f"mirdeck-{run.name}", ignore_errors=True)
 
 
 if __name__ == "__main__":
