@@ -38,6 +38,9 @@ class BackendSpec:
     """Feature keys always written on success (a key may hold null where the spec says so)."""
     optional_keys: tuple[str, ...] = ()
     """Keys (glob patterns allowed, e.g. ``lufs_*``) written only when their input exists."""
+    needs_one_of: tuple[str, ...] = ()
+    """Sources of which a track must have at least one (e.g. the stems a stems-only module reads):
+    without any, the module is not applicable to the track (n/a, never "done" with nothing)."""
     audio: tuple[AudioNeed, ...] = (AudioNeed(),)
     requires: tuple[str, ...] = ()
     """Backends whose results this one reads (they run first on the same track)."""
@@ -72,6 +75,9 @@ class Result:
     """Feature key -> JSON value; keys never start with ``_``."""
     files: dict[str, str] = field(default_factory=dict)
     """Sidecar kind -> path of a file written beside the .INFO (``Track.write_sidecar``)."""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """What this track's values were computed from or over, beyond the module's fixed provenance
+    (e.g. the share of the track where a pulse was found); merged into the module's provenance."""
 
 
 @dataclass

@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     import traceback
 
     from backends import protocol as p
+    from backends.process_cpu import tree_cpu_seconds
 
     def send(message) -> None:
         protocol_out.write(p.encode(message))
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if extractor is None:
             send(p.error(rid, "internal", f"{name} is not ready"))
             continue
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), tree_cpu_seconds()
         try:
             track = Track.from_request(
                 message, send_progress=lambda fraction, stage, rid=rid: send(p.progress(rid, fraction, stage)))
@@ -102,13 +103,14 @@ def main(argv: list[str] | None = None) -> int:
             if not isinstance(result, Result):
                 raise TypeError(f"{name}.process returned {type(result).__name__}, not backends.spec.Result")
             wall = time.perf_counter() - started
+            cpu = tree_cpu_seconds() - cpu_started
             provenance = {"version": version, "device": extractor.device, "profile": profile,
-                          **extractor.model_provenance}
+                          **extractor.model_provenance, **result.provenance}
             if track.notes:
                 provenance["notes"] = dict(track.notes)
             audio_seconds = track.mix.duration if track.has("mix") else 0.0
             send(p.result(rid, features=result.features, files=result.files, audio_seconds=audio_seconds,
-                          wall_seconds=wall, provenance=provenance))
+                          wall_seconds=wall, cpu_seconds=cpu, provenance=provenance))
         except p.BackendError as exc:
             send(p.error(rid, exc.kind, exc.message))
         except MemoryError:

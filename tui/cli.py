@@ -161,31 +161,47 @@ def _fail(message: str) -> int:
 
 
 def _profile_and_options(args):
-    """The run's profile and options from the command line, every module name checked."""
+    """The run's profile, options and specs, or SystemExit(2) before anything is created when the
+    request is wrong."""
     from backends.registry import RegistryError, all_specs
     from tui.run.engine import RunOptions
+    from tui.run.plan import resolve_modules
     from tui.run.profiles import ProfileError, default_name, load
 
     try:
         profile = load(args.profile or default_name())
     except ProfileError as exc:
         raise SystemExit(_fail(str(exc)))
-    options = RunOptions(only=_split(args.only), skip=_split(args.skip), overwrite=_split(args.overwrite),
-                         jobs=args.jobs, log_dir=args.log_dir,
-                         module_options=_module_options(getattr(args, "module_options", None)))
-    from tui.run.plan import resolve_modules
-
+    only, skip = _split(args.only), _split(args.skip)
+    module_options = _module_options(getattr(args, "module_options", None))
     specs = all_specs()
-    try:  # check module names now, before anything starts
-        resolve_modules(specs, options.only, options.skip)
-        for name in options.module_options:
+    try:  # check module names now, before a run folder or a worker exists
+        modules = resolve_modules(specs, only, skip)
+        for name in module_options:
             if name not in specs:
                 raise RegistryError(f"unknown module {name!r} in --set; known modules: {', '.join(specs)}")
-        for name in options.overwrite:
+        for name in _split(args.overwrite):
             if name != "all" and name not in specs:
                 raise RegistryError(f"unknown module {name!r} in --overwrite; known modules: {', '.join(specs)}")
     except RegistryError as exc:
         raise SystemExit(_fail(str(exc)))
+    missing = {name: models for name, models in modules_missing_models().items() if name in modules}
+    if only and missing:
+        # Asked for by name: running it would only fail every track, so refuse like an unknown name.
+        lines = [f"{name}: model not installed; fetch it with: mirdeck models fetch {' '.join(models)}"
+                 for name, models in missing.items()]
+        raise SystemExit(_fail("\n  ".join(["cannot run the modules asked for:", *lines])))
+    for name, models in missing.items():
+        # The default set is what can run here: one line per module left out, with the way to add it.
+        print(f"mirdeck: skipping {name}: model not installed (mirdeck models fetch {' '.join(models)})",
+              file=sys.stderr)
+        skip.append(name)
+    while needing := [n for n in modules if n not in skip and set(specs[n].requires) & set(skip)]:
+        for name in needing:
+            print(f"mirdeck: skipping {name}: it requires a module that cannot run here", file=sys.stderr)
+            skip.append(name)
+    options = RunOptions(only=only, skip=skip, overwrite=_split(args.overwrite), jobs=args.jobs,
+                         log_dir=args.log_dir, module_options=module_options)
     return profile, options, specs
 
 
@@ -435,14 +451,6 @@ def cmd_demo(args) -> int:
     print(f"demo dataset: {args.dir.resolve()} ({len(truth)} tracks)")
     if args.no_run:
         return 0
-    if not args.only:
-        # A fresh machine has no model weights: the demo shows what runs, and says what to fetch,
-        # instead of failing every track of every model-based module.
-        missing = modules_missing_models()
-        if missing:
-            args.skip = (args.skip or []) + [",".join(missing)]
-            for name, models in missing.items():
-                print(f"demo: skipping {name}: model not installed (mirdeck models fetch {' '.join(models)})")
     code = _run(args.dir, args)
     # The demo holds bad tracks on purpose (too short, near silence): failures there are expected.
     return 0 if code in (0, 1) else code

@@ -18,16 +18,26 @@ def fmt_rtf(value: float | None) -> str:
     return f"{value:,.0f}×" if value >= 100 else f"{value:,.1f}×"
 
 
+SUMMARY_COLUMNS = (("module", "left"), ("done", "right"), ("failed", "right"), ("skipped", "right"),
+                   ("n/a", "right"), ("audio s", "right"), ("wall s", "right"), ("RT wall", "right"),
+                   ("cpu s", "right"), ("RT core", "right"))
+
+
 def summary_table(summary: dict[str, dict], title: str = "mirdeck run") -> Table:
-    table = Table(title=title, title_justify="left")
-    for column, justify in (("module", "left"), ("done", "right"), ("failed", "right"),
-                            ("skipped", "right"), ("n/a", "right"), ("audio s", "right"),
-                            ("wall s", "right"), ("realtime", "right")):
-        table.add_column(column, justify=justify)
+    """One row per module. RT wall: audio seconds per wall second; RT core: per CPU second of
+    the module's workers (what it costs, however busy the machine was)."""
+    from rich import box
+
+    # A header rule and one space between columns: the ten columns fit an 80-column terminal.
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=0, pad_edge=False,
+                  show_edge=False)
+    for column, justify in SUMMARY_COLUMNS:
+        table.add_column(column, justify=justify, no_wrap=True, min_width=len(column))  # type: ignore[arg-type]
     for name, s in summary.items():
         table.add_row(name, str(s["done"]), str(s["failed"]) if s["failed"] else "0", str(s["skipped"]),
                       str(s["not_applicable"]), f"{s['audio_seconds']:,.1f}", f"{s['wall_seconds']:,.2f}",
-                      fmt_rtf(s["realtime_factor"]))
+                      fmt_rtf(s["realtime_factor"]), f"{s.get('cpu_seconds', 0.0):,.2f}",
+                      fmt_rtf(s.get("realtime_per_core")))
     return table
 
 
@@ -58,6 +68,9 @@ class HeadlessPrinter:
             done = e.skipped.get(name, 0)
             if done:
                 self.console.print(f"  {name}: {done} tracks already done, skipped")
+            for why, count in e.not_applicable.get(name, {}).items():
+                self.console.print(f"  {name}: n/a on {count} track{'s' if count != 1 else ''} ({why})",
+                                   highlight=False)
         for problem in e.scan_problems:
             self.console.print(f"  [yellow]scan[/] {problem}", highlight=False)
         self.console.print(f"  run log: {e.log_dir}", highlight=False)

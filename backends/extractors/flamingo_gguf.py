@@ -46,6 +46,14 @@ MMPROJ = ("music_flamingo_mmproj", "music-flamingo-hf.mmproj-f16.gguf")
 MODES = ("served", "per_prompt")
 
 
+def ran_on(variant: str | None, gpu_layers: int) -> str:
+    """Where the layers ran: the GPU back end of the llama.cpp build when layers were offloaded to it,
+    else the CPU (a CPU build ignores ``--n-gpu-layers``)."""
+    if gpu_layers > 0 and variant in ("cuda", "rocm", "vulkan", "metal"):
+        return variant
+    return "cpu"
+
+
 class FlamingoGGUF(Extractor):
     def __init__(self):
         super().__init__(device="cpu")
@@ -118,9 +126,11 @@ class FlamingoGGUF(Extractor):
             if not text:
                 empty.append(name)
         features[MODEL_KEY] = s["label"]
+        build = build_stamp(tool)
+        self.device = ran_on(build.get("llama_variant"), s["gpu_layers"])
         self.model_provenance = {
             "model": s["label"], "model_file": str(s["model"]), "mmproj_file": str(s["mmproj"]),
-            "mode": s["mode"], **s["prompts"].provenance(), **build_stamp(tool), **stats,
+            "mode": s["mode"], "gpu_layers": s["gpu_layers"], **s["prompts"].provenance(), **build, **stats,
             **({"empty_answers": empty, "empty_reason": "the model stopped before writing any text"}
                if empty else {}),
         }

@@ -401,3 +401,17 @@ def test_another_worker_starts_only_when_the_remaining_work_outlasts_its_start_u
     events, stats = run_engine(ds, only=["slowstart"], jobs=2, module_options={"slowstart": {"seconds": request_s}})
     assert stats["slowstart"].done == tracks
     assert len([e for e in events_named(events, "worker_started") if e.module == "slowstart"]) == workers
+
+
+def test_cpu_seconds_count_the_worker_and_its_helpers_not_the_waiting(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIRDECK_EXTRA_BACKENDS", FAKES + ",tests.support.fake_backends.cpubound")
+    ds = tiny_dataset(tmp_path / "ds", ["A"], seconds=2.0)
+    _, stats = run_engine(ds, only=["cpubound"], module_options={"cpubound": {"spin_s": 0.4, "idle_s": 1.0}})
+    prov = info_of(ds / "A")["_mirdeck"]["cpubound"]
+    # 0.4 s spun here and 0.4 s in the helper; the helper's interpreter start-up adds a little.
+    assert 0.75 <= prov["cpu_seconds"] <= 1.6
+    assert prov["elapsed_s"] >= 1.4  # the idle second is wall time, not CPU
+    assert prov["realtime_per_core"] == pytest.approx(2.0 / prov["cpu_seconds"], rel=0.01)
+    summary = stats["cpubound"].to_dict()
+    assert summary["cpu_seconds"] == pytest.approx(prov["cpu_seconds"], abs=1e-3)
+    assert summary["realtime_per_core"] > summary["realtime_factor"]

@@ -183,7 +183,12 @@ class MirdeckApp(App):
             from tui.gpu import CachedProbe, open_probe
 
             self.probe = CachedProbe(open_probe(), ttl=0.5)
-        return self.probe.read(pids), self.host_reader(pids)
+        from tui.gpu.families import credit_to_roots, process_families
+
+        # A worker's helpers (flamingo_gguf's llama-server) hold its GPU memory: read them too.
+        families = process_families(pids)
+        gpu = credit_to_roots(self.probe.read([p for members in families.values() for p in members]), families)
+        return gpu, self.host_reader(pids)
 
     def read_features(self, track_id: str) -> dict:
         from tui.run.store import read_info_lenient

@@ -218,6 +218,7 @@ class RunView:
             row.done += 1
             row.audio_seconds += e.audio_seconds
             row.wall_seconds += e.wall_seconds
+            row.cpu_seconds += e.cpu_seconds
             row.last_rtf = e.realtime_factor or None
 
     def _on_module_failed(self, e: ev.ModuleFailed) -> None:

@@ -55,18 +55,26 @@ class ModuleStats:
     not_applicable: int = 0
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
     last_rtf: float | None = None
 
     @property
     def realtime_factor(self) -> float | None:
         return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else None
 
+    @property
+    def realtime_per_core(self) -> float | None:
+        """Audio seconds per CPU second: what the module costs, however busy the machine was."""
+        return self.audio_seconds / self.cpu_seconds if self.cpu_seconds > 0 else None
+
     def to_dict(self) -> dict[str, float | None]:
         return {"planned": self.planned, "done": self.done, "failed": self.failed,
                 "skipped": self.skipped, "not_applicable": self.not_applicable,
                 "audio_seconds": round(self.audio_seconds, 3),
                 "wall_seconds": round(self.wall_seconds, 3),
-                "realtime_factor": round(self.realtime_factor, 3) if self.realtime_factor else None}
+                "cpu_seconds": round(self.cpu_seconds, 3),
+                "realtime_factor": round(self.realtime_factor, 3) if self.realtime_factor else None,
+                "realtime_per_core": round(self.realtime_per_core, 3) if self.realtime_per_core else None}
 
 
 @dataclass
@@ -78,6 +86,7 @@ class Outcome:
     message: str = ""
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
@@ -228,7 +237,8 @@ class Engine:
             self.emit(ev.RunStarted(dataset=str(self.dataset), profile=self.profile.name, modules=modules,
                                     tracks=len(scanned.tracks), planned=dict(planned),
                                     skipped=dict(plan.skipped), log_dir=str(self.log_dir),
-                                    scan_problems=scanned.problems + plan.problems))
+                                    scan_problems=scanned.problems + plan.problems,
+                                    not_applicable={m: dict(c) for m, c in plan.not_applicable_reasons.items()}))
             for name in modules:
                 if plan.skipped[name]:
                     self.emit(ev.ModuleSkipped(module=name, count=plan.skipped[name]))
@@ -457,12 +467,14 @@ class Engine:
                 stats.done += 1
                 stats.audio_seconds += result.audio_seconds
                 stats.wall_seconds += result.wall_seconds
+                stats.cpu_seconds += result.cpu_seconds
                 rtf = prov.get("realtime_factor")
                 stats.last_rtf = rtf
                 self.emit(ev.ModuleFinished(track=track_id, module=name,
                                             audio_seconds=result.audio_seconds,
                                             wall_seconds=result.wall_seconds,
-                                            realtime_factor=rtf or 0.0, keys=len(result.features)))
+                                            realtime_factor=rtf or 0.0, keys=len(result.features),
+                                            cpu_seconds=round(result.cpu_seconds, 4)))
                 return result
         stats.failed += 1
         prov = {"version": spec.version, "status": "error", "profile": self.profile.name,
@@ -482,8 +494,11 @@ class Engine:
 def _result_outcome(reply: dict[str, Any]) -> Outcome:
     audio = float(reply.get("audio_seconds", 0.0))
     wall = float(reply.get("wall_seconds", 0.0))
+    cpu = float(reply.get("cpu_seconds", 0.0))
     rtf = round(audio / wall, 2) if wall > 0 else None
+    timing = {"elapsed_s": round(wall, 4), "audio_seconds": round(audio, 3), "realtime_factor": rtf}
+    if cpu > 0:  # realtime per core: audio seconds per CPU second, what wall time hides under load
+        timing.update(cpu_seconds=round(cpu, 4), realtime_per_core=round(audio / cpu, 2))
     return Outcome(True, features=reply.get("features", {}), files=reply.get("files", {}),
-                   audio_seconds=audio, wall_seconds=wall,
-                   provenance={**reply.get("provenance", {}), "elapsed_s": round(wall, 4),
-                               "audio_seconds": round(audio, 3), "realtime_factor": rtf})
+                   audio_seconds=audio, wall_seconds=wall, cpu_seconds=cpu,
+                   provenance={**reply.get("provenance", {}), **timing})

@@ -31,6 +31,7 @@ class RunStarted(Event):
     skipped: dict[str, int]  # module -> tracks already done
     log_dir: str
     scan_problems: list[str] = field(default_factory=list)
+    not_applicable: dict[str, dict[str, int]] = field(default_factory=dict)  # module -> why -> tracks
 
 
 @dataclass
@@ -77,6 +78,7 @@ class ModuleFinished(Event):
     wall_seconds: float
     realtime_factor: float
     keys: int
+    cpu_seconds: float = 0.0
 
 
 @dataclass

@@ -33,7 +33,8 @@ class Plan:
     modules: list[str]
     tracks: list[TrackPlan]
     skipped: Counter[str] = field(default_factory=Counter)  # already done
-    not_applicable: Counter[str] = field(default_factory=Counter)  # a required stem is missing
+    not_applicable: Counter[str] = field(default_factory=Counter)  # a source it needs is missing
+    not_applicable_reasons: dict[str, Counter[str]] = field(default_factory=dict)  # module -> why -> tracks
     problems: list[str] = field(default_factory=list)
 
     def planned(self) -> Counter[str]:
@@ -49,9 +50,19 @@ def is_done(spec: BackendSpec, info: dict[str, Any]) -> bool:
     return all(key in info for key in spec.keys)
 
 
-def applicable(spec: BackendSpec, track: TrackFolder) -> bool:
+def not_applicable_because(spec: BackendSpec, track: TrackFolder) -> str | None:
+    """Why the module cannot run on the track (a source it needs is missing), or None."""
     files = track.files()
-    return all(need.source in files for need in spec.audio if need.required)
+    missing = [need.source for need in spec.audio if need.required and need.source not in files]
+    if missing:
+        return f"no {' or '.join(missing)} {'file' if missing == ['mix'] else 'stem'}"
+    if spec.needs_one_of and not any(source in files for source in spec.needs_one_of):
+        return f"no {' or '.join(spec.needs_one_of)} stem"
+    return None
+
+
+def applicable(spec: BackendSpec, track: TrackFolder) -> bool:
+    return not_applicable_because(spec, track) is None
 
 
 def resolve_modules(specs: dict[str, BackendSpec], only: Iterable[str] | None = None,
@@ -94,8 +105,10 @@ def make_plan(tracks: list[TrackFolder], specs: dict[str, BackendSpec], modules:
         chosen: list[str] = []
         for name in modules:
             spec = specs[name]
-            if not applicable(spec, track):
+            why = not_applicable_because(spec, track)
+            if why:
                 plan.not_applicable[name] += 1
+                plan.not_applicable_reasons.setdefault(name, Counter())[why] += 1
             elif not (everything or name in overwrite) and is_done(spec, info):
                 plan.skipped[name] += 1
             else:
