@@ -29,6 +29,7 @@ class MirdeckApp(App):
     BINDINGS = [
         Binding("ctrl+c", "request_quit", "quit", show=False, priority=True),
         Binding("question_mark", "help", "help", show=False),
+        Binding("d", "detach", "detach", show=False),
     ]
 
     def __init__(self, *, engine=None, dataset: Path | None = None, profile: str | None = None,
@@ -54,6 +55,8 @@ class MirdeckApp(App):
         self.pending_ab: tuple | None = None  # (dataset, profile, tracks) to compare after the run
         self.quit_when_done = False
         self.exit_code = 0
+        self.detach_requested = False
+        self.handed_over = None  # the service's record once the run was handed to one (the detach key)
 
     @property
     def specs(self):
@@ -89,7 +92,16 @@ class MirdeckApp(App):
             self.dataset = Path(dataset)
             self.start_pending_ab(replace=True)
             return
+        from tui.service.registry import DatasetBusy, DatasetLock
+        from tui.service.server import RunServer
+
+        try:  # one run per dataset, however each was started
+            lock = DatasetLock(Path(dataset)).acquire()
+        except DatasetBusy as busy:
+            self.notify(f"{busy}: watch it with 'mirdeck attach {dataset}'", severity="error", timeout=10)
+            return
         engine = Engine(dataset, profile, RunOptions(only=only, overwrite=overwrite), specs=self.specs)
+        engine.subscribe(RunServer(engine, lock))  # attachable, and the lock goes when the run ends
         self.dataset = engine.dataset
         self.view = RunView(clock=self.clock)
         self.switch_screen(LiveRunScreen())
@@ -117,6 +129,9 @@ class MirdeckApp(App):
             if self.engine.plan is not None:
                 self.view.tracks_total = len(self.engine.plan.tracks)
             self.view.version += 1
+        if self.detach_requested and not self.view.fatal:
+            await self._hand_over()
+            return
         if self.pending_ab and not self.view.stopped and not self.view.fatal and not self.quit_when_done:
             self.start_pending_ab()
             return
@@ -238,6 +253,34 @@ class MirdeckApp(App):
             self.view.set_paused(True)
             self.view.add_log("info", "", "paused: requests in flight finish, no new ones start")
 
+    def action_detach(self) -> None:
+        """Hand the run to a background service (tui/service/handover.py) and leave."""
+        from tui.service.handover import CannotHandOver, check
+
+        if not self.running or self.detach_requested:
+            self.notify("no run in progress" if not self.running else "detaching already")
+            return
+        try:
+            check(self.engine)
+        except CannotHandOver as exc:
+            self.notify(str(exc), severity="warning", timeout=10)
+            return
+        self.detach_requested = True
+        self.action_stop_graceful()
+        self.view.add_log("info", "", "detaching: the tracks in flight finish here, then a background service "
+                                      "goes on with the rest")
+
+    async def _hand_over(self) -> None:
+        from tui.service.handover import hand_over
+
+        try:
+            self.handed_over = await hand_over(self.engine)
+        except Exception as exc:  # the dashboard stays, and says why
+            self.view.add_log("error", "", f"could not hand the run to a background service: {exc}")
+            self.notify(f"detach failed: {exc}", severity="error", timeout=10)
+            return
+        self.exit(self.exit_code)
+
     def action_request_quit(self) -> None:
         if self.ab_running and not self.running:
             if self.quit_when_done:
@@ -289,6 +332,8 @@ class MirdeckApp(App):
             yield SystemCommand("Stop gracefully", "finish the tracks in flight, then stop", self.action_stop_graceful)
             yield SystemCommand("Stop now", "kill the workers at once", self.action_stop_now)
             yield SystemCommand("Pause / resume", "no new requests start while paused", self.action_toggle_pause)
+            yield SystemCommand("Detach", "the run goes on in a background service; mirdeck attach comes back to it",
+                                self.action_detach)
         if self.dataset is not None:
             yield SystemCommand("Open track detail", "the .INFO, provenance and errors of a track", self.action_track)
         yield SystemCommand("A/B view", "the two Flamingo back ends side by side", self.action_ab)
@@ -354,7 +399,8 @@ def run_dashboard(engine, **kwargs) -> int:
 
         summary = {n: {"done": r.done, "failed": r.failed, "skipped": r.skipped,
                        "not_applicable": r.not_applicable, "audio_seconds": r.audio_seconds,
-                       "wall_seconds": r.wall_seconds, "realtime_factor": r.rtf}
+                       "wall_seconds": r.wall_seconds, "realtime_factor": r.rtf,
+                       "cpu_seconds": r.cpu_seconds, "realtime_per_core": r.realtime_per_core}
                    for n, r in app.view.modules.items()}
         try:
             console = Console()
@@ -363,6 +409,9 @@ def run_dashboard(engine, **kwargs) -> int:
                 print_left(console, app.view.left, app.view.log_dir)
         except OSError:  # SIGHUP: the terminal is gone, the run log has it all
             pass
+    if app.handed_over is not None:
+        print(f"mirdeck: the run goes on in background service {app.handed_over.pid}; "
+              f"watch it: mirdeck attach {app.handed_over.dataset}")
     return result if isinstance(result, int) else app.exit_code
 
 

@@ -19,6 +19,8 @@ KEYS = [
     ("l / m", "log: cycle the level filter / the module filter"),
     ("a", "A/B view: the two Flamingo back ends' texts side by side"),
     ("q, ctrl+c", "quit (while running: stop gracefully first; twice: stop now)"),
+    ("d", "detach: the run goes on in a background service (mirdeck attach comes back to it)"),
+    ("attached", "q, ctrl+c and d leave; s, S, space act on the run for every client"),
     ("set-up", ""),
     ("space / o", "module checklist: run this module / overwrite its done tracks"),
     ("ctrl+s", "start the run (with Flamingo back end A/B: the comparison after it)"),
