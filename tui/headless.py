@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from tui.run import events as ev
+from tui.run.runlog import LEFT_FILE
 
 
 def fmt_rtf(value: float | None) -> str:
@@ -53,6 +55,7 @@ class HeadlessPrinter:
         self.total = 0
         self.finished = 0
         self.failures: list[str] = []
+        self.log_dir = ""
 
     def __call__(self, event: ev.Event) -> None:
         handler = getattr(self, f"on_{event.name}", None)
@@ -62,6 +65,7 @@ class HeadlessPrinter:
     def on_run_started(self, e: ev.RunStarted) -> None:
         planned_tracks = max(e.planned.values(), default=0)
         self.total = planned_tracks
+        self.log_dir = e.log_dir
         self.console.print(f"[bold]mirdeck[/] · {e.dataset} · profile [cyan]{e.profile}[/] · "
                            f"{e.tracks} tracks · modules: {', '.join(e.modules)}")
         for name in e.modules:
@@ -82,6 +86,8 @@ class HeadlessPrinter:
             self.progress.start()
 
     def on_track_finished(self, e: ev.TrackFinished) -> None:
+        if e.not_run and not e.ok and not e.failed:
+            return  # a stop came first: it is in the "not processed" list at the end
         self.finished += 1
         if self.progress is not None:
             self.progress.update(self.task, advance=1, last=e.track[-40:])
@@ -105,4 +111,25 @@ class HeadlessPrinter:
             self.progress.stop()
         title = f"mirdeck run {'stopped' if e.stopped else 'finished'} in {e.wall_seconds:,.1f} s"
         self.console.print(summary_table(e.summary, title))
+        if e.left:
+            self.print_left(e.left)
         sys.stdout.flush()
+
+    def print_left(self, left: dict[str, list[str]]) -> None:
+        print_left(self.console, left, self.log_dir)
+
+
+LEFT_SHOWN = 20
+
+
+def print_left(console: Console, left: dict[str, list[str]], log_dir: str = "") -> None:
+    """What a stopped run did not process: the count, the first tracks, where the full list is."""
+    runs = sum(len(m) for m in left.values())
+    console.print(f"[yellow]not processed[/]: {len(left)} track(s), {runs} module run(s) "
+                  "(run again to do them):", highlight=False)
+    for track, modules in list(left.items())[:LEFT_SHOWN]:
+        console.print(f"  {track}: {', '.join(modules)}", highlight=False, markup=False)
+    if len(left) > LEFT_SHOWN:
+        console.print(f"  … and {len(left) - LEFT_SHOWN} more", highlight=False)
+    if log_dir:
+        console.print(f"  full list: {Path(log_dir) / LEFT_FILE}", highlight=False)

@@ -32,6 +32,8 @@ SPEC = BackendSpec(
     models=("music_flamingo_q8_0", "music_flamingo_mmproj"),
     device="gpu",
     vram_gb=10.0,
+    option_defaults={"quant": "Q8_0", "mode": "served"},
+    runtime_options=("gpu_layers", "threads", "ctx_size"),
     timeout_s=3600,
 )
 

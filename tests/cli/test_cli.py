@@ -90,3 +90,12 @@ def test_a_module_named_with_only_whose_model_is_missing_is_refused_before_start
     assert "needsmodel: model not installed; fetch it with: mirdeck models fetch test-model" in result.stderr
     assert not (tmp_path / "demo" / ".mirdeck" / "runs").exists()
     assert not list((tmp_path / "demo").glob("*/*.INFO"))
+
+
+def test_a_run_refused_before_it_starts_leaves_no_run_folder(tmp_path):
+    ds = tmp_path / "ds"
+    (ds / "a").mkdir(parents=True)
+    for args in (["--only", "bogus"], ["--skip", "bogus"], ["--overwrite", "bogus"], ["--set", "bogus.x=1"]):
+        result = mirdeck("run", ds, *args, env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+        assert result.returncode == 2 and "unknown module 'bogus'" in result.stderr, (args, result.stderr)
+    assert not (ds / ".mirdeck").exists() and not (tmp_path / "cache").exists()

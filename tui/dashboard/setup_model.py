@@ -45,7 +45,7 @@ def summarise_dataset(root: str | Path, specs: dict[str, BackendSpec]) -> Datase
         for name, spec in specs.items():
             if applicable(spec, track):
                 summary.applicable[name] += 1
-                summary.done[name] += is_done(spec, info, track)
+                summary.done[name] += is_done(spec, info, track=track)
     return summary
 
 
@@ -73,7 +73,8 @@ def readiness(spec: BackendSpec, profile: Profile | None = None, manifest=None) 
     from tui.install.models import status
 
     missing = []
-    for model in spec.models:
+    # The models the profile's options choose (stems: htdemucs, or the four htdemucs_ft files).
+    for model in spec.needed_models(profile.options_for(spec.name) if profile else {}):
         entry = manifest.get(model)
         if entry is None or not status(entry)[0]:
             missing.append(model)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from backends.registry import RegistryError, order_by_requirements
-from backends.spec import BackendSpec
+from backends.spec import BackendSpec, options_hash, output_options
 from tui.run import stems
 from tui.run.dataset import TrackFolder
 from tui.run.store import PROVENANCE_KEY, read_info_lenient
@@ -52,8 +52,11 @@ class Plan:
         return Counter(m for tp in self.tracks for m in tp.modules)
 
 
-def is_done(spec: BackendSpec, info: dict[str, Any], track: TrackFolder | None = None) -> bool:
-    """Done means: last run of this module succeeded, with the same version, and its keys are there.
+def is_done(spec: BackendSpec, info: dict[str, Any], options: dict[str, Any] | None = None,
+            track: TrackFolder | None = None) -> bool:
+    """Done means: the last run of this module succeeded, with the same version and the same
+    output options (``options``: what this run gives it; None: none given), and its keys are there.
+    A result recorded before options were recorded counts as made with the defaults.
 
     A module that provides stems is done on a track that has all of them, whoever wrote them."""
     if spec.provides and track is not None:
@@ -61,6 +64,9 @@ def is_done(spec: BackendSpec, info: dict[str, Any], track: TrackFolder | None =
     block = info.get(PROVENANCE_KEY)
     prov = block.get(spec.name) if isinstance(block, dict) else None
     if not isinstance(prov, dict) or prov.get("status") != "ok" or prov.get("version") != spec.version:
+        return False
+    wanted = options_hash(output_options(spec, options or {}))
+    if prov.get("options_hash", options_hash(output_options(spec, {}))) != wanted:
         return False
     return all(key in info for key in spec.keys)
 
@@ -121,14 +127,17 @@ def _failed_before(spec: BackendSpec, info: dict[str, Any]) -> bool:
 
 
 def make_plan(tracks: list[TrackFolder], specs: dict[str, BackendSpec], modules: list[str],
-              overwrite: Iterable[str] = (), stem_caches: dict[str, Path | None] | None = None) -> Plan:
-    """Which modules run on which track.
+              overwrite: Iterable[str] = (), options: dict[str, dict[str, Any]] | None = None,
+              stem_caches: dict[str, Path | None] | None = None) -> Plan:
+    """Which modules run on which track. ``options``: each module's per-run options as its
+    requests will carry them.
 
     A module that provides stems runs where one of them is missing (a folder with all four needs
     nothing) and, with ``--overwrite``, where it separated them itself; never over a supplied one.
     A module that reads stems is not done while a stem it would read now (or one separated in this
     run) is not among those it read last time: the stems of this run reach it in this run.
     """
+    options = options or {}
     overwrite = set(overwrite)
     everything = "all" in overwrite
     stem_caches = stem_caches or {}
@@ -165,7 +174,7 @@ def make_plan(tracks: list[TrackFolder], specs: dict[str, BackendSpec], modules:
                 # missing. Once its stems exist, the next run brings the readers up to date.
                 if not _failed_before(spec, info):
                     coming |= set(wanted)
-            elif redo or not is_done(spec, info):
+            elif redo or not is_done(spec, info, options.get(name)):
                 chosen.add(name)
             elif not ({s for s in spec.stems_read() if s in track.stems or s in coming}
                       <= stems.stems_used(spec, info)):

@@ -33,6 +33,13 @@ from backends.track import Track
 MODEL_RATE = 44100
 DEFAULT_MODEL = "htdemucs"
 GPU_BATCH = 4
+# Manifest entries (models/manifest.toml) per option ``model``.
+MANIFEST_MODELS = {"htdemucs": ("htdemucs",),
+                   "htdemucs_ft": tuple(f"htdemucs_ft-{stem}" for stem in STEMS)}
+
+
+def _models_for(options: dict) -> tuple[str, ...]:
+    return MANIFEST_MODELS.get(str(options.get("model", DEFAULT_MODEL)), (DEFAULT_MODEL,))
 
 SPEC = BackendSpec(
     name="stems",
@@ -42,7 +49,12 @@ SPEC = BackendSpec(
     keys=(),
     audio=(AudioNeed("mix", MODEL_RATE),),
     provides=STEMS,
-    models=(DEFAULT_MODEL,),
+    models=MANIFEST_MODELS["htdemucs"] + MANIFEST_MODELS["htdemucs_ft"],
+    models_for=_models_for,
+    # What the stems are made with (recorded; a track that has all four needs nothing whatever
+    # they were made with); batch, repo and cache_dir change only how and where.
+    option_defaults={"model": DEFAULT_MODEL, "segment": None, "overlap": 0.25, "shifts": 1, "seed": 0},
+    runtime_options=("batch", "repo", "cache_dir"),
     device="gpu",
     # Weights (42 M parameters, 0.17 GB in float32) + the GPU batch of 4 segments of 7.8 s at about
     # 0.36 GB of activations each (measured on the CPU: docs/performance.md) + the CUDA context.

@@ -314,6 +314,8 @@ def test_demo_skips_stems_without_weights_and_names_the_fetch_command(tmp_path, 
     assert modules_missing_models()["stems"] == ["htdemucs"]
     standin.install_scaled_copies(tmp_path / "empty")  # a stand-in is not the published checkpoint
     assert modules_missing_models()["stems"] == ["htdemucs"]
+    assert modules_missing_models({"stems": {"model": "htdemucs_ft"}})["stems"] == [
+        "htdemucs_ft-drums", "htdemucs_ft-bass", "htdemucs_ft-other", "htdemucs_ft-vocals"]
 
 
 def test_htdemucs_ft_is_a_bag_with_one_model_per_stem(tmp_path, monkeypatch):
