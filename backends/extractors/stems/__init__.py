@@ -144,7 +144,7 @@ class Stems(Extractor):
                                       f"{segment:g} s segment per pass") from None
                 batch //= 2
                 track.progress(0.0, f"out of memory: retrying with {batch} segment(s) per pass")
-        sources = sources * std + mean
+        sources.mul_(std).add_(mean)  # in place: the four stems are the largest thing held
         written, clipped = {}, {}
         for index, stem in enumerate(model.sources):
             if stem not in targets:
