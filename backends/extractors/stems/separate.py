@@ -8,7 +8,8 @@ models of a bag — but stacks ``batch`` segments into one forward pass, which i
 and calls back after each pass. The tests check it against ``apply_model`` itself.
 
 Memory: the model sees ``batch`` segments at a time, whatever the track's length; the track's four
-stems accumulate on the CPU (4 × the mix's 44.1 kHz PCM).
+stems accumulate on the CPU, in place (4 × the mix's 44.1 kHz PCM; twice while a second shift or a
+bag's next model is added).
 """
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def separate(model, mix: torch.Tensor, *, segment: float, overlap: float = 0.25,
         if on_progress is not None:
             on_progress(done[0], total, label)
 
-    estimates = torch.zeros(len(models[0].sources), *mix.shape)
+    estimates: torch.Tensor | None = None
     totals = [0.0] * len(models[0].sources)
     for index, (sub, sub_weights) in enumerate(zip(models, weights)):
         sub.to(device)
@@ -76,9 +77,14 @@ def separate(model, mix: torch.Tensor, *, segment: float, overlap: float = 0.25,
         for k, weight in enumerate(sub_weights):
             out[k] *= weight
             totals[k] += weight
-        estimates += out
+        if estimates is None:  # in place from here on: the stems are the largest thing held
+            estimates = out
+        else:
+            estimates += out
+        del out
         if len(models) > 1:
             sub.to("cpu")  # a bag's models take turns on the device
+    assert estimates is not None
     for k, weight in enumerate(totals):
         estimates[k] /= weight
     return estimates
@@ -101,9 +107,13 @@ def _shifted(model, mix: torch.Tensor, *, segment: float, overlap: float, shifts
         shift_label = f"{label}shift {shift + 1}/{shifts}, " if shifts > 1 else label
         part = _split(model, chunk, segment=segment, overlap=overlap, batch=batch, device=device,
                       step=step, label=shift_label)[..., max_shift - offset:]
-        out = part if out is None else out + part
+        if out is None:
+            out = part  # a view: copying it would hold the stems twice
+        else:
+            out += part
+        del part
     assert out is not None
-    return out / shifts
+    return out.div_(shifts)
 
 
 def _split(model, mix, *, segment: float, overlap: float, batch: int, device: torch.device,
@@ -139,4 +149,4 @@ def _split(model, mix, *, segment: float, overlap: float, batch: int, device: to
             sum_weight[offset:offset + n] += weight[:n]
         step(f"{label}segments {first + len(group)}/{len(offsets)}")
     assert sum_weight.min() > 0
-    return out / sum_weight
+    return out.div_(sum_weight)
