@@ -327,3 +327,24 @@ def test_shipped_folder_entries_use_the_hugging_face_url_form():
     from backends.extractors.flamingo_hf import DEFAULT_DIR
 
     assert manifest["music_flamingo_hf"].folder == DEFAULT_DIR
+
+
+def test_a_file_put_in_place_by_hand_is_used_and_flagged_and_fetch_replaces_it(server, tmp_path):
+    """Not the pinned size (a stand-in, another upstream version): installed, said so; fetch replaces it."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "test.bin").write_bytes(b"mine")
+    ok, word = status(entry(server), tmp_path)
+    assert ok and word == f"4 bytes, not the {len(PAYLOAD):,} pinned: not the manifest's file " \
+                          "(mirdeck models fetch replaces it)"
+    assert fetch(entry(server), directory=tmp_path).read_bytes() == PAYLOAD
+
+
+def test_folder_fetch_refetches_a_file_of_the_wrong_size(repo_server, tmp_path):
+    entry = folder_entry(repo_server)
+    fetch(entry, directory=tmp_path)
+    tokenizer = tmp_path / "music-flamingo-hf" / "tokenizer_config.json"
+    tokenizer.write_bytes(b"{}")  # its size is pinned in folder_entry
+    RepoHandler.requests = []
+    fetch(entry, directory=tmp_path)
+    assert tokenizer.read_bytes() == REPO_FILES["tokenizer_config.json"]
+    assert ("tokenizer_config.json", None) in RepoHandler.requests

@@ -163,8 +163,16 @@ def _file_status(path: Path, size_expected: int | None) -> tuple[bool, str]:
         return False, "not installed"
     size = path.stat().st_size
     if size_expected is not None and size != size_expected:
-        return False, f"wrong size ({size:,} bytes, expected {size_expected:,}): fetch again"
+        # Under its final name, so put there by hand (a fetch renames only what matches): used as it
+        # is, and said so. Refusing it would lock out a file someone chose, e.g. a newer upstream one.
+        return True, (f"{size:,} bytes, not the {size_expected:,} pinned: not the manifest's file "
+                      f"(mirdeck models fetch replaces it)")
     return True, f"{size:,} bytes"
+
+
+def _is_complete(path: Path, size_expected: int | None) -> bool:
+    """Installed and of the pinned size: a folder fetch keeps it, anything else is fetched again."""
+    return path.is_file() and (size_expected is None or path.stat().st_size == size_expected)
 
 
 def _folder_status(entry: ModelEntry, directory: Path | None) -> tuple[bool, str]:
@@ -263,7 +271,7 @@ def fetch_folder(entry: ModelEntry, *, directory: Path | None = None,
                             file=f"{entry.folder}/{f.path}", url=entry.file_url(f.path), size=f.size,
                             sha256=f.sha256)
         target = single.path(directory)
-        if _file_status(target, f.size)[0]:
+        if _is_complete(target, f.size):
             done_bytes += target.stat().st_size
             return
         base = done_bytes
