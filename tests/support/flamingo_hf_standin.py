@@ -104,17 +104,10 @@ LIMITS = {"full": 7, "technical": 5, "genre_mood": 4, "instrumentation": 3, "str
 def standin(architecture: str, behaviour: str = "random") -> Path:
     """Built once per machine (the build takes minutes here) and reused by later runs; keyed by the
     builders' and templates' own bytes, so an edit to any of them builds a fresh one."""
-    digest = hashlib.sha256()
-    for source in (Path(__file__), Path(gguf_standin_file()), *sorted(TEMPLATES.glob("*.jinja"))):
-        digest.update(source.read_bytes())
-    name = f"hf-{architecture}-{behaviour}-{digest.hexdigest()[:12]}"
-    return build(paths.cache_dir() / "standins" / name, architecture, behaviour)
+    from tests.support.flamingo_standin import source_digest
 
-
-def gguf_standin_file() -> str:
-    from tests.support import flamingo_standin
-
-    return flamingo_standin.__file__
+    digest = hashlib.sha256(Path(__file__).read_bytes() + source_digest().encode()).hexdigest()[:12]
+    return build(paths.cache_dir() / "standins" / f"hf-{architecture}-{behaviour}-{digest}", architecture, behaviour)
 
 
 def small_prompts(path: Path, *, temperature: float = 0.0) -> Path:

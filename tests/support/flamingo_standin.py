@@ -32,6 +32,18 @@ from tui.paths import ROOT
 TEMPLATES = ROOT / "tests" / "support" / "chat_templates"
 CHAT_TEMPLATE = (TEMPLATES / "music_flamingo_tokenizer.jinja").read_text(encoding="utf-8")
 DEFAULT_SYSTEM = CHAT_TEMPLATE.split("<|im_start|>system\\n", 1)[1].split("<|im_end|>", 1)[0]
+
+
+def source_digest() -> str:
+    """Of this builder and the templates it reads: caches of converted stand-ins are keyed by it."""
+    import hashlib
+
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for template in sorted(TEMPLATES.glob("*.jinja")):
+        digest.update(template.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 SCRIPT_WORDS = (" warm", " bass", " drums", "’s")
 HIDDEN = 64
 
