@@ -459,8 +459,8 @@ def _verify_models(entries) -> int:
         if not results:
             print(f"- {entry.name}: not installed")
         for path, ok, word in results:
-            bad += not ok
-            print(f"{'✓' if ok else '✗'} {entry.name}: {path}: {word}")
+            bad += ok is False
+            print(f"{'·' if ok is None else '✓' if ok else '✗'} {entry.name}: {path}: {word}")
     return 1 if bad else 0
 
 

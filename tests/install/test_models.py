@@ -348,3 +348,12 @@ def test_folder_fetch_refetches_a_file_of_the_wrong_size(repo_server, tmp_path):
     fetch(entry, directory=tmp_path)
     assert tokenizer.read_bytes() == REPO_FILES["tokenizer_config.json"]
     assert ("tokenizer_config.json", None) in RepoHandler.requests
+
+
+def test_verify_says_what_it_could_not_check(server, tmp_path):
+    size_only = ModelEntry(name="a", file="a.bin", url=f"{server}/a.bin", backend="x", size=len(PAYLOAD))
+    nothing = ModelEntry(name="b", file="b.bin", url=f"{server}/b.bin", backend="x")
+    for e in (size_only, nothing):
+        fetch(e, directory=tmp_path)
+    assert verify_installed(size_only, tmp_path) == [(tmp_path / "a.bin", True, "size matches; no sha256 pinned")]
+    assert verify_installed(nothing, tmp_path) == [(tmp_path / "b.bin", None, "nothing pinned to check it against")]

@@ -219,14 +219,15 @@ def pinning(entry: ModelEntry, directory: Path | None = None) -> str:
     return f"sha256 pinned for {hashed} of {len(files)} files{shards}, {revision}"
 
 
-def verify_installed(entry: ModelEntry, directory: Path | None = None) -> list[tuple[Path, bool, str]]:
-    """Hash what is installed against the pins: (file, ok, word) for every installed file."""
+def verify_installed(entry: ModelEntry, directory: Path | None = None) -> list[tuple[Path, bool | None, str]]:
+    """Hash what is installed against the pins: (file, ok, word) for every installed file; ok is
+    None where nothing is pinned to check it against."""
     if entry.is_folder:
         folder = entry.path(directory)
         pairs = [(folder / f.path, f.size, f.sha256) for f in folder_files(entry, directory)]
     else:
         pairs = [(entry.path(directory), entry.size, entry.sha256)]
-    results = []
+    results: list[tuple[Path, bool | None, str]] = []
     for path, size, sha in pairs:
         if not path.is_file():
             continue
@@ -238,7 +239,8 @@ def verify_installed(entry: ModelEntry, directory: Path | None = None) -> list[t
             results.append((path, got == sha, "sha256 matches" if got == sha
                             else f"sha256 {got}, expected {sha}"))
         else:
-            results.append((path, True, "no sha256 pinned: size only" if size is not None else "nothing pinned"))
+            results.append((path, True, "size matches; no sha256 pinned") if size is not None
+                           else (path, None, "nothing pinned to check it against"))
     return results
 
 
