@@ -131,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow an address other than loopback: the page has no authentication, anyone "
                         "who reaches it can watch the run and stop it")
 
-    p = sub.add_parser("models", help="show installed models; 'models fetch NAME...' downloads them")
-    p.add_argument("action", nargs="?", choices=["list", "fetch"], default="list")
+    p = sub.add_parser("models", help="show installed models and how each is pinned; 'models fetch NAME...' "
+                                      "downloads and verifies them; 'models verify [NAME...]' re-hashes installed ones")
+    p.add_argument("action", nargs="?", choices=["list", "fetch", "verify"], default="list")
     p.add_argument("names", nargs="*")
     return parser
 
@@ -626,7 +627,7 @@ def cmd_ab(args) -> int:
 
 def cmd_models(args) -> int:
     from tui import paths
-    from tui.install.models import FetchError, ManifestError, fetch, load_manifest, status
+    from tui.install.models import FetchError, ManifestError, fetch, load_manifest, pinning, status
 
     try:
         manifest = load_manifest()
@@ -638,11 +639,18 @@ def cmd_models(args) -> int:
             print("the manifest lists no models yet")
         for entry in manifest.values():
             ok, word = status(entry)
-            print(f"{'✓' if ok else '✗'} {entry.name:<28} {entry.backend:<14} {word}   {entry.licence}")
+            print(f"{'✓' if ok else '✗'} {entry.name:<40} {entry.backend:<14} {word}")
+            print(f"  {'':<40} checked by: {pinning(entry)}   licence: {entry.licence}")
+        print("a fetch refuses a file whose pinned size or sha256 differs; 'size pinned' and 'not pinned' "
+              "entries are checked by length only (docs/models.md says why)")
         from tui.install.llama import describe_for_profile
         print(describe_for_profile())
         return 0
     unknown = [n for n in args.names if n not in manifest]
+    if args.action == "verify":
+        if unknown:
+            return _fail(f"unknown models: {', '.join(unknown)}; known: {', '.join(manifest)}")
+        return _verify_models([manifest[n] for n in args.names] or list(manifest.values()))
     if unknown or not args.names:
         return _fail(f"name the models to fetch; unknown: {', '.join(unknown) or '(none given)'}; "
                      f"known: {', '.join(manifest) or '(none)'}")
@@ -660,8 +668,28 @@ def cmd_models(args) -> int:
                 bar.stop()
                 print(f"mirdeck: {exc}", file=sys.stderr)
                 continue
-        print(f"installed {name}: {path}")
+        print(f"installed {name}: {path} ({pinning(entry)})")
     return 1 if failed else 0
+
+
+def _verify_models(entries) -> int:
+    """Re-hash installed files against the manifest's pins; exit 1 when any differs."""
+    from tui.install.models import FetchError, verify_installed
+
+    bad = 0
+    for entry in entries:
+        try:
+            results = verify_installed(entry)
+        except FetchError as exc:
+            print(f"✗ {entry.name}: {exc}")
+            bad += 1
+            continue
+        if not results:
+            print(f"- {entry.name}: not installed")
+        for path, ok, word in results:
+            bad += ok is False
+            print(f"{'·' if ok is None else '✓' if ok else '✗'} {entry.name}: {path}: {word}")
+    return 1 if bad else 0
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
