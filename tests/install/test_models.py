@@ -179,7 +179,8 @@ def test_shipped_pins_name_their_source_and_say_what_is_not_pinned():
                 assert source, f"{entry.name}: a pinned size or sha256 must say where it was read"
     hashed = {name for name, e in manifest.items() if e.sha256}
     assert hashed == {"discogs-effnet-bs64-1", "genre_discogs400-discogs-effnet-1",
-                      "mtg_jamendo_moodtheme-discogs-effnet-1", "mtg_jamendo_instrument-discogs-effnet-1"}
+                      "mtg_jamendo_moodtheme-discogs-effnet-1", "mtg_jamendo_instrument-discogs-effnet-1",
+                      "htdemucs"}
     assert all(manifest[n].size for n in hashed)  # a pinned hash comes with its length
     assert pinning(manifest["danceability-vggish-audioset-1"]) == "size pinned"
     assert pinning(manifest["music_flamingo_q8_0"]) == "not pinned"
