@@ -12,7 +12,7 @@ PAD_L, PAD_R, PAD_T, PAD_B = 40, 10, 10, 34
 
 
 def _fmt(x: float) -> str:
-    if x == 0:
+    if abs(x) < 1e-6:  # float noise around zero (an LRA of 7.9e-13 LU) reads as 0
         return "0"
     if abs(x) >= 100:
         return f"{x:.0f}"
