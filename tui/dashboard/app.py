@@ -241,6 +241,15 @@ class MirdeckApp(App):
         if not isinstance(self.screen, ABScreen):
             self.push_screen(ABScreen(progress=self.ab_progress))
 
+    def action_dataset(self) -> None:
+        from tui.dashboard.screens.dataset import DatasetScreen
+
+        if self.dataset is None:
+            self.notify("no dataset chosen yet")
+            return
+        if not isinstance(self.screen, DatasetScreen):
+            self.push_screen(DatasetScreen(self.dataset))
+
     def action_track(self, track: str = "") -> None:
         from tui.dashboard.screens.track import TrackScreen
         from tui.run.dataset import scan
@@ -263,6 +272,7 @@ class MirdeckApp(App):
             yield SystemCommand("Pause / resume", "no new requests start while paused", self.action_toggle_pause)
         if self.dataset is not None:
             yield SystemCommand("Open track detail", "the .INFO, provenance and errors of a track", self.action_track)
+            yield SystemCommand("Dataset", "distributions and a sortable table of every track", self.action_dataset)
         yield SystemCommand("A/B view", "the two Flamingo back ends side by side", self.action_ab)
         yield SystemCommand("Keys", "every key of the dashboard", self.action_help)
 

@@ -7,6 +7,7 @@ report say the same thing. A value that is not there stays ``None``: nothing is 
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -123,3 +124,39 @@ def read_dataset(dataset: Path) -> tuple[Iterator[TrackRecord], list[str]]:
     """The dataset's tracks as records, read one at a time (flat memory), and the scan's problems."""
     result = scan(dataset)
     return (read_track(t) for t in result.tracks), result.problems
+
+
+class DatasetReader:
+    """Reads a dataset again and again (the dashboard during a run), re-reading only the ``.INFO``
+    files whose modification time or size changed since the previous call."""
+
+    def __init__(self, dataset: Path):
+        self.dataset = Path(dataset)
+        self._cache: dict[Path, tuple[tuple[int, int], TrackRecord]] = {}
+        self.reread = 0  # files read by the last call (the rest came from the cache)
+
+    def records(self) -> tuple[list[TrackRecord], list[str]]:
+        result = scan(self.dataset)
+        records, seen = [], set()
+        self.reread = 0
+        for track in result.tracks:
+            path = track.info_path
+            seen.add(path)
+            try:
+                st = os.stat(path)
+                signature = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                signature = None
+            hit = self._cache.get(path)
+            if signature is not None and hit is not None and hit[0] == signature:
+                record = hit[1]
+                record.track = track
+            else:
+                record = read_track(track)
+                self.reread += 1
+                if signature is not None:
+                    self._cache[path] = (signature, record)
+            records.append(record)
+        for path in set(self._cache) - seen:
+            del self._cache[path]
+        return records, result.problems

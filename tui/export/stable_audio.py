@@ -50,12 +50,12 @@ def get_custom_metadata(info, audio, _table={{}}):
             os.path.dirname(os.path.abspath(__file__)), "metadata.json")
         with open(path, encoding="utf-8") as fh:
             _table.update(json.load(fh))
-    entry = _table["by_relpath"].get(str(info.get("relpath", "")).replace(os.sep, "/"))
-    if entry is None and info.get("path"):
-        entry = _table["by_path"].get(os.path.abspath(str(info["path"])))
-    if entry is None:
+    index = _table["by_relpath"].get(str(info.get("relpath", "")).replace(os.sep, "/"))
+    if index is None and info.get("path"):
+        index = _table["by_path"].get(os.path.abspath(str(info["path"])))
+    if index is None:
         return {{"__reject__": True}}
-    return dict(entry)
+    return dict(_table["entries"][index])
 '''
 
 
@@ -102,8 +102,9 @@ def _write_shard(out: Output, rel: str, members: list[tuple[str, TrackRecord, by
 
 def export(records: Iterable[TrackRecord], out: Output, options: ExportOptions, summary: ExportSummary,
            root: Path) -> None:
-    by_relpath: dict[str, Any] = {}
-    by_path: dict[str, Any] = {}
+    entries: list[dict[str, Any]] = []
+    by_relpath: dict[str, int] = {}
+    by_path: dict[str, int] = {}
     shard: list[tuple[str, TrackRecord, bytes]] = []
     shard_key: list[str] = []
     shard_index = 0
@@ -123,9 +124,10 @@ def export(records: Iterable[TrackRecord], out: Output, options: ExportOptions, 
         if not exportable(record, summary):
             continue
         entry = metadata_entry(record, options)
-        by_path[os.path.abspath(record.audio)] = entry
+        by_path[os.path.abspath(record.audio)] = len(entries)
         if record.audio.is_relative_to(root):
-            by_relpath[record.audio.relative_to(root).as_posix()] = entry
+            by_relpath[record.audio.relative_to(root).as_posix()] = len(entries)
+        entries.append(entry)
         summary.exported += 1
         if options.shards:
             key = f"{summary.exported - 1:06d}"
@@ -136,7 +138,8 @@ def export(records: Iterable[TrackRecord], out: Output, options: ExportOptions, 
             if len(shard) >= options.shard_size:
                 close_shard()
     close_shard()
-    table = {"mirdeck_export_schema": SCHEMA_VERSION, "by_relpath": by_relpath, "by_path": by_path}
+    table = {"mirdeck_export_schema": SCHEMA_VERSION, "entries": entries, "by_relpath": by_relpath,
+             "by_path": by_path}
     out.write(METADATA, orjson.dumps(table, option=orjson.OPT_INDENT_2))
     text = MODULE_TEXT.format(schema=SCHEMA_VERSION, root=root.resolve(), module=out.path(MODULE).resolve(),
                               metadata=str(out.path(METADATA).resolve()))
