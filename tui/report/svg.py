@@ -11,9 +11,13 @@ WIDTH, HEIGHT = 420, 190
 PAD_L, PAD_R, PAD_T, PAD_B = 40, 10, 10, 34
 
 
-def _fmt(x: float) -> str:
+def _fmt(x: float, span: float | None = None) -> str:
+    """``x`` with as many decimals as ``span`` (the axis range) needs to tell its ticks apart."""
     if abs(x) < 1e-6:  # float noise around zero (an LRA of 7.9e-13 LU) reads as 0
         return "0"
+    if span is not None and span > 0:
+        decimals = min(4, max(0, 1 - math.floor(math.log10(span))))
+        return f"{x:.{decimals}f}"
     if abs(x) >= 100:
         return f"{x:.0f}"
     if abs(x) >= 1:
@@ -52,11 +56,11 @@ def histogram(values: Sequence[float], *, title: str, unit: str = "", bins: int 
         right = lo + (hi - lo) * (i + 1) / len(counts)
         parts.append(f'<rect class="bar" x="{x + 0.5:.1f}" y="{PAD_T + inner_h - h:.1f}" '
                      f'width="{max(bar_w - 1, 1):.1f}" height="{h:.1f}" fill="{BAR}" data-count="{c}">'
-                     f'<title>{_fmt(left)}–{_fmt(right)} {escape(unit)}: {c}</title></rect>')
+                     f'<title>{_fmt(left, hi - lo)}–{_fmt(right, hi - lo)} {escape(unit)}: {c}</title></rect>')
     base = PAD_T + inner_h
     parts.append(f'<line x1="{PAD_L}" y1="{base}" x2="{WIDTH - PAD_R}" y2="{base}" stroke="#555"/>')
-    parts.append(f'<text x="{PAD_L}" y="{base + 14}" class="tick">{_fmt(lo)}</text>')
-    parts.append(f'<text x="{WIDTH - PAD_R}" y="{base + 14}" class="tick" text-anchor="end">{_fmt(hi)}</text>')
+    parts.append(f'<text x="{PAD_L}" y="{base + 14}" class="tick">{_fmt(lo, hi - lo)}</text>')
+    parts.append(f'<text x="{WIDTH - PAD_R}" y="{base + 14}" class="tick" text-anchor="end">{_fmt(hi, hi - lo)}</text>')
     parts.append(f'<text x="{(PAD_L + WIDTH - PAD_R) / 2}" y="{base + 28}" class="axis" text-anchor="middle">'
                  f'{escape(unit)}</text>')
     parts.append(f'<text x="{PAD_L - 4}" y="{PAD_T + 8}" class="tick" text-anchor="end">{top}</text>')

@@ -44,6 +44,7 @@ class SetupScreen(Screen):
         Binding("space", "toggle_run", "run module", show=False),
         Binding("o", "toggle_overwrite", "overwrite", show=False),
         Binding("a", "app.ab", "A/B view"),
+        Binding("d", "app.dataset", "dataset", show=False),
         Binding("question_mark", "app.help", "help"),
         Binding("ctrl+q", "app.quit", "quit"),
     ]

@@ -38,7 +38,7 @@ def histogram_panel(values: Sequence[float], *, title: str, unit: str, width: in
     else:
         lines = histogram_lines(values, bins=inner, height=height)
         _, lo, hi = bins_of(values, inner)
-        left, right = f"{_fmt(lo)}", f"{_fmt(hi)} {unit}".rstrip()
+        left, right = _fmt(lo, hi - lo), f"{_fmt(hi, hi - lo)} {unit}".rstrip()
         axis = left + " " * max(1, inner - len(left) - len(right)) + right
         body = Text("\n".join(lines), style="steel_blue1")
         body.append("\n" + axis, style="dim")
