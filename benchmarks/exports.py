@@ -12,6 +12,7 @@ Stable Audio's WebDataset shards are left out: they copy the audio, which these 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,7 @@ CHILD = """
 import resource, sys, time
 from pathlib import Path
 what, dataset, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-start = time.perf_counter()
+start, cpu0 = time.perf_counter(), time.process_time()
 if what == "report":
     from tui.report import write_report
     write_report(dataset, out / "report.html")
@@ -36,15 +37,17 @@ if what == "report":
 else:
     from tui.export import run_export
     written = len(run_export(dataset, what, out).written)
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, written)
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(time.perf_counter() - start, time.process_time() - cpu0, usage.ru_maxrss / 1024, written)
 """
 
 
-def measure(what: str, dataset: Path, out: Path) -> tuple[float, float, int]:
+def measure(what: str, dataset: Path, out: Path) -> tuple[float, float, float, int]:
+    """(wall s, CPU s, peak MiB, files written) of one export or report in a fresh process."""
     done = subprocess.run([sys.executable, "-c", CHILD, what, str(dataset), str(out)], capture_output=True,
                           text=True, check=True)
-    seconds, rss, written = done.stdout.split()
-    return float(seconds), float(rss), int(written)
+    seconds, cpu, rss, written = done.stdout.split()
+    return float(seconds), float(cpu), float(rss), int(written)
 
 
 def main() -> None:
@@ -66,11 +69,12 @@ def main() -> None:
                 rows.append((n, what, first, again))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(f"{'tracks':>7} {'output':<13} {'first s':>8} {'peak MiB':>9} {'files':>7} {'re-run s':>9} "
-          f"{'peak MiB':>9} {'files':>6}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    print(f"{'tracks':>7} {'output':<13} {'wall s':>7} {'CPU s':>6} {'peak MiB':>9} {'files':>6} "
+          f"{'re-run wall s':>14} {'CPU s':>6} {'peak MiB':>9} {'files':>6}")
     for n, what, first, again in rows:
-        tail = f"{again[0]:9.2f} {again[1]:9.0f} {again[2]:6d}" if again else f"{'':>9} {'':>9} {'':>6}"
-        print(f"{n:7d} {what:<13} {first[0]:8.2f} {first[1]:9.0f} {first[2]:7d} {tail}")
+        tail = f"{again[0]:14.2f} {again[1]:6.2f} {again[2]:9.0f} {again[3]:6d}" if again else ""
+        print(f"{n:7d} {what:<13} {first[0]:7.2f} {first[1]:6.2f} {first[2]:9.0f} {first[3]:6d} {tail}")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ class Output:
         self.written: list[str] = []
         self.unchanged = 0
         self.removed: list[str] = []
+        self._made: set[Path] = set()
         state_path = self.root / STATE_FILE
         if self.root.exists():
             if not self.root.is_dir():
@@ -86,11 +87,26 @@ class Output:
             self.written.append(rel)
         return same
 
+    def _folder(self, path: Path) -> None:
+        if path.parent not in self._made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(path.parent)
+
     def write(self, rel: str, data: bytes) -> bool:
-        """Write ``data`` to ``rel`` unless the same bytes are there; True when written."""
+        """Write ``data`` to ``rel`` unless the same bytes are there; True when written.
+
+        A file that is there is replaced atomically (a reader never sees half of it); a new one
+        is written in place, which is as safe and half the system calls: if the export dies
+        midway, the state file does not list it yet and the next run writes it again."""
         if self.is_current(rel, digest(data)):
             return False
-        write_atomic(self.root / rel, data)
+        path = self.root / rel
+        self._folder(path)
+        if os.path.lexists(path):
+            write_atomic(path, data)
+        else:
+            with open(path, "wb") as fh:
+                fh.write(data)
         return True
 
     def link(self, rel: str, target: Path) -> bool:
@@ -99,7 +115,7 @@ class Output:
         path = self.root / rel
         if self.is_current(rel, key) and path.is_symlink():
             return False
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._folder(path)
         if os.path.lexists(path):
             path.unlink()
         os.symlink(os.path.abspath(target), path)
