@@ -70,8 +70,8 @@ def render(stats: DatasetStats, page: Path) -> str:
     h = ['<!doctype html><html lang="en"><head><meta charset="utf-8">',
          "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
          "img-src data:\">",
-         f"<title>mirdeck report: {escape(stats.root.name)}</title><style>{STYLE}</style></head><body>",
-         f"<h1>{escape(stats.root.name)}</h1>",
+         f"<title>mirdeck report: {escape(stats.root.resolve().name)}</title><style>{STYLE}</style></head><body>",
+         f"<h1>{escape(stats.root.resolve().name)}</h1>",
          f'<p class="meta">{escape(str(stats.root.resolve()))} · {time.strftime("%Y-%m-%d %H:%M")}</p>',
          '<p class="counts">'
          f"<span><b>{stats.tracks}</b> tracks</span><span><b>{stats.with_info}</b> with a .INFO</span>"

@@ -101,7 +101,7 @@ class DatasetScreen(Screen):
         if stats is None:
             return
         failed = len({t for t, _, _ in stats.failures})
-        summary = Text.assemble((self.dataset.name, "bold"),
+        summary = Text.assemble((self.dataset.resolve().name, "bold"),
                                 f"  {stats.tracks} tracks · {stats.with_info} with a .INFO · ",
                                 (f"{failed} with a failed module", "red" if failed else ""),
                                 f" · {len(stats.broken)} unreadable · {len(stats.clipping)} clipping · "
