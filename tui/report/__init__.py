@@ -7,12 +7,31 @@ from tui.report.stats import DatasetStats, dataset_stats
 
 
 def write_report(dataset: Path, out: Path, specs=None) -> DatasetStats:
-    from tui.export.output import write_atomic
-    from tui.report.page import render
+    """Write the page to ``out`` (atomically); the track table's rows stream through a temporary
+    file while the statistics are gathered, so memory does not grow with the table."""
+    import os
+    import shutil
+    import tempfile
 
-    stats = dataset_stats(dataset, specs)
+    from tui.report.page import TABLE_MARK, render, track_row
+
     out = Path(out)
-    write_atomic(out, render(stats, out).encode("utf-8"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile() as rows:
+        stats = dataset_stats(dataset, specs, keep_rows=False,
+                              on_row=lambda r: rows.write(track_row(r, out).encode("utf-8")))
+        before, after = render(stats, out).split(TABLE_MARK)
+        rows.seek(0)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(before.encode("utf-8"))
+                shutil.copyfileobj(rows, fh)
+                fh.write(after.encode("utf-8"))
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     return stats
 
 

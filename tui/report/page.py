@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from tui.report import svg
-from tui.report.stats import AESTHETICS, DISTRIBUTIONS, TIMBRAL, DatasetStats, circle_order
+from tui.report.stats import AESTHETICS, DISTRIBUTIONS, TIMBRAL, DatasetStats, TrackRow, circle_order
 
 TOP_LABELS = 15
 STYLE = """
@@ -61,12 +61,25 @@ def _coverage(stats: DatasetStats) -> str:
 def _track_list(items: list[tuple[str, str]], stats: DatasetStats, page: Path) -> str:
     if not items:
         return '<p class="empty">none</p>'
-    folders = {r.name: r.folder for r in stats.rows}
+    folders = stats.folders
     return "<ul>" + "".join(f"<li>{_link(name, folders[name], page)} {escape(detail)}</li>"
                             for name, detail in items) + "</ul>"
 
 
+def track_row(r: TrackRow, page: Path) -> str:
+    v = r.values
+    return (f"<tr><td>{_link(r.name, r.folder, page)}</td><td class=num>{_num(v['duration_seconds'])}</td>"
+            f"<td class=num>{_num(v['lufs'])}</td><td class=num>{_num(v['lra'])}</td>"
+            f"<td class=num>{_num(v['bpm'])}</td><td>{_num(v['key'])}</td><td>{_num(v['genre'])}</td>"
+            f"<td>{_num(v['mood'])}</td><td>{_link(r.audio.name, r.audio, page)}</td></tr>")
+
+
+TABLE_MARK = "<!--tracks-->"
+
+
 def render(stats: DatasetStats, page: Path) -> str:
+    """The page; the rows of the track table are ``stats.rows`` or, when the report streams them,
+    go where ``TABLE_MARK`` stands."""
     h = ['<!doctype html><html lang="en"><head><meta charset="utf-8">',
          "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
          "img-src data:\">",
@@ -99,7 +112,7 @@ def render(stats: DatasetStats, page: Path) -> str:
     h.append("<h3>tempo undefined</h3>" + _track_list([(n, "") for n in stats.tempo_undefined], stats, page))
     h.append("<h2>Failures</h2>")
     if stats.failures or stats.broken:
-        folders = {r.name: r.folder for r in stats.rows}
+        folders = stats.folders
         h.append("<table><tr><th>track</th><th>module</th><th>error</th></tr>")
         h.extend(f"<tr><td>{_link(t, folders[t], page)}</td><td>{escape(m)}</td><td class=err>{escape(e)}</td></tr>"
                  for t, m, e in stats.failures)
@@ -109,11 +122,8 @@ def render(stats: DatasetStats, page: Path) -> str:
         h.append('<p class="empty">none</p>')
     h.append("<h2>Tracks</h2><table><tr><th>track</th><th>duration s</th><th>LUFS</th><th>LRA</th><th>BPM</th>"
              "<th>key</th><th>genre</th><th>mood</th><th>audio</th></tr>")
-    for r in stats.rows:
-        v = r.values
-        h.append(f"<tr><td>{_link(r.name, r.folder, page)}</td><td class=num>{_num(v['duration_seconds'])}</td>"
-                 f"<td class=num>{_num(v['lufs'])}</td><td class=num>{_num(v['lra'])}</td>"
-                 f"<td class=num>{_num(v['bpm'])}</td><td>{_num(v['key'])}</td><td>{_num(v['genre'])}</td>"
-                 f"<td>{_num(v['mood'])}</td><td>{_link(r.audio.name, r.audio, page)}</td></tr>")
+    h.extend(track_row(r, page) for r in stats.rows)
+    if not stats.keep_rows:
+        h.append(TABLE_MARK)
     h.append("</table></body></html>\n")
     return "".join(h)

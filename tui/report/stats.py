@@ -3,10 +3,11 @@ files: counts, coverage per module, value lists per numeric feature, label count
 failures. UI-free; both views render the same ``DatasetStats``."""
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from tui.export.features import TrackRecord, read_dataset
 
@@ -68,7 +69,7 @@ class DatasetStats:
     with_info: int = 0
     broken: list[str] = field(default_factory=list)
     coverage: dict[str, Coverage] = field(default_factory=dict)
-    values: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in NUMERIC})
+    values: dict[str, array] = field(default_factory=lambda: {k: array("d") for k in NUMERIC})
     keys: Counter[str] = field(default_factory=Counter)
     labels: dict[str, Counter[str]] = field(default_factory=lambda: {h: Counter() for h in ("genre", "mood",
                                                                                              "instrument")})
@@ -78,6 +79,9 @@ class DatasetStats:
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # (track, module, error)
     rows: list[TrackRow] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    folders: dict[str, Path] = field(default_factory=dict)  # of the tracks named in outliers and failures
+    keep_rows: bool = True  # False: each row goes to ``on_row`` only (the report streams its table)
+    on_row: Callable[[TrackRow], None] | None = None
 
     def add(self, record: TrackRecord, specs=None) -> None:
         self.tracks += 1
@@ -121,7 +125,14 @@ class DatasetStats:
         errors = record.errors()
         for module, message in errors.items():
             self.failures.append((record.name, module, message))
-        self.rows.append(TrackRow(record.name, record.folder, record.audio, values, errors))
+        if errors or (self.clipping and self.clipping[-1][0] == record.name) or record.tempo_undefined or (
+                self.silent and self.silent[-1][0] == record.name):
+            self.folders[record.name] = record.folder
+        row = TrackRow(record.name, record.folder, record.audio, values, errors)
+        if self.on_row is not None:
+            self.on_row(row)
+        if self.keep_rows:
+            self.rows.append(row)
 
 
 def _applicable(spec, record: TrackRecord) -> bool:
@@ -129,20 +140,22 @@ def _applicable(spec, record: TrackRecord) -> bool:
     return all(need.source in files for need in spec.audio if need.required)
 
 
-def collect(records: Iterable[TrackRecord], root: Path, specs=None) -> DatasetStats:
-    stats = DatasetStats(root)
+def collect(records: Iterable[TrackRecord], root: Path, specs=None, *, keep_rows: bool = True,
+            on_row: Callable[[TrackRow], None] | None = None) -> DatasetStats:
+    stats = DatasetStats(root, keep_rows=keep_rows, on_row=on_row)
     for record in records:
         stats.add(record, specs)
     return stats
 
 
-def dataset_stats(dataset: Path, specs=None) -> DatasetStats:
+def dataset_stats(dataset: Path, specs=None, *, keep_rows: bool = True,
+                  on_row: Callable[[TrackRow], None] | None = None) -> DatasetStats:
     """Read every ``.INFO`` of ``dataset`` once; ``specs`` (the registry's, by default) name the modules."""
     if specs is None:
         from backends.registry import all_specs
 
         specs = {n: s for n, s in all_specs().items() if not n.startswith("_")}
     records, problems = read_dataset(dataset)
-    stats = collect(records, Path(dataset), specs)
+    stats = collect(records, Path(dataset), specs, keep_rows=keep_rows, on_row=on_row)
     stats.problems = list(problems)
     return stats
