@@ -131,6 +131,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow an address other than loopback: the page has no authentication, anyone "
                         "who reaches it can watch the run and stop it")
 
+    p = sub.add_parser("export", help="write the .INFO features in a trainer's format (see docs/exports.md)")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--to", required=True, dest="format",
+                   choices=["audiocraft", "stable-audio", "jsonl", "parquet", "acestep"])
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: DATASET/.mirdeck/export/FORMAT)")
+    p.add_argument("--template", type=Path, default=None,
+                   help="prompt template (TOML: parts, separator); default: genres, moods, instruments, BPM, key")
+    p.add_argument("--description-key", default=None,
+                   help="the .INFO key AudioCraft's description comes from (default: music_flamingo_full)")
+    p.add_argument("--provenance", action="store_true", help="jsonl/parquet: add each track's _mirdeck block")
+    p.add_argument("--label-maps", action="store_true",
+                   help="parquet: label dicts as map<string, double> (Hugging Face datasets cannot load maps)")
+    p.add_argument("--shards", action="store_true", help="stable-audio: also write WebDataset shards (flac + json)")
+    p.add_argument("--shard-size", type=int, default=1000, help="tracks per WebDataset shard (default 1000)")
+
+    p = sub.add_parser("report", help="one self-contained HTML page about a dataset: coverage, distributions, outliers")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--out", type=Path, default=None, help="the page (default: DATASET/.mirdeck/report.html)")
+
     p = sub.add_parser("models", help="show installed models and how each is pinned; 'models fetch NAME...' "
                                       "downloads and verifies them; 'models verify [NAME...]' re-hashes installed ones")
     p.add_argument("action", nargs="?", choices=["list", "fetch", "verify"], default="list")
@@ -692,10 +711,45 @@ def _verify_models(entries) -> int:
     return 1 if bad else 0
 
 
+def cmd_export(args) -> int:
+    from tui.export import ExportError, ExportOptions, run_export
+    from tui.export.template import DEFAULT_DESCRIPTION_KEY, TemplateError, load_template
+
+    if args.shard_size < 1:
+        return _fail("--shard-size must be at least 1")
+    try:
+        options = ExportOptions(template=load_template(args.template),
+                                description_key=args.description_key or DEFAULT_DESCRIPTION_KEY,
+                                provenance=args.provenance, shards=args.shards, label_maps=args.label_maps,
+                                shard_size=args.shard_size)
+        summary = run_export(args.dataset, args.format, args.out, options)
+    except (ExportError, TemplateError) as exc:
+        return _fail(str(exc))
+    for problem in summary.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    for skipped in summary.skipped:
+        print(f"left out: {skipped}", file=sys.stderr)
+    print(f"{summary.format}: {summary.exported} of {summary.tracks} tracks -> {summary.out.resolve()} "
+          f"({len(summary.written)} files written, {summary.unchanged} unchanged, {len(summary.removed)} removed)")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from tui.report import write_report
+
+    if not args.dataset.is_dir():
+        return _fail(f"{args.dataset}: dataset folder does not exist")
+    out = args.out or args.dataset / ".mirdeck" / "report.html"
+    stats = write_report(args.dataset, out)
+    print(f"report of {stats.tracks} tracks: {out.resolve()}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "demo": cmd_demo, "dashboard": cmd_dashboard, "scan": cmd_scan,
     "organize": cmd_organize, "profiles": cmd_profiles, "modules": cmd_modules, "ab": cmd_ab,
     "models": cmd_models, "attach": cmd_attach, "status": cmd_status, "serve": cmd_serve,
+    "export": cmd_export, "report": cmd_report,
 }
 
 
