@@ -202,7 +202,8 @@ class LlamaServer:
                                f"{exc.read().decode('utf-8', errors='replace')[:1000]}") from None
 
     def ask_all(self, questions: list[tuple[str, Sampling]], *, audio_wav: bytes, system: str = "",
-                audio_label: str, timeout_s: float | None = None) -> tuple[list[ServedAnswer], dict]:
+                audio_label: str, timeout_s: float | None = None,
+                ignore_eos: bool = False) -> tuple[list[ServedAnswer], dict]:
         """Every question about one clip: in series on one slot, or at once on parallel slots.
 
         Returns the answers in the order asked and what the batching cost (parallel slots only):
@@ -211,7 +212,7 @@ class LlamaServer:
         """
         if self.parallel == 1 or len(questions) == 1:
             return [self.ask(audio_wav=audio_wav, prompt=q, sampling=s, system=system, audio_label=audio_label,
-                             timeout_s=timeout_s) for q, s in questions], {}
+                             timeout_s=timeout_s, ignore_eos=ignore_eos) for q, s in questions], {}
         from concurrent.futures import ThreadPoolExecutor
 
         if len(questions) > self.parallel:
@@ -227,7 +228,8 @@ class LlamaServer:
         copy_ms = (time.perf_counter() - began) * 1000
         with ThreadPoolExecutor(max_workers=len(questions)) as pool:
             futures = [pool.submit(self.ask, audio_wav=audio_wav, prompt=q, sampling=s, system=system,
-                                   audio_label=audio_label, timeout_s=timeout_s, slot=i, count_log=False)
+                                   audio_label=audio_label, timeout_s=timeout_s, slot=i, count_log=False,
+                                   ignore_eos=ignore_eos)
                        for i, (q, s) in enumerate(questions)]
             answers = [f.result() for f in futures]
         return answers, {"slot_copy_ms": round(copy_ms, 2), "slot_file_bytes": int(saved.get("n_written", 0) or 0),
@@ -236,13 +238,16 @@ class LlamaServer:
 
     def ask(self, *, audio_wav: bytes, prompt: str, sampling: Sampling, system: str = "",
             audio_label: str, timeout_s: float | None = None, slot: int | None = None,
-            count_log: bool = True) -> ServedAnswer:
-        """One question about one audio clip (WAV bytes); ``slot`` pins it to one of the parallel slots."""
+            count_log: bool = True, ignore_eos: bool = False) -> ServedAnswer:
+        """One question about one audio clip (WAV bytes); ``slot`` pins it to one of the parallel slots.
+        ``ignore_eos``: write ``max_tokens`` whatever the model says (benchmarks with fixed token counts)."""
         messages = chat_messages(audio_wav, prompt, system)
         body = {"messages": messages, "max_tokens": sampling.max_tokens, **sampler_json(sampling),
                 "cache_prompt": True, "stream": False}
         if slot is not None:
             body["id_slot"] = slot
+        if ignore_eos:
+            body["ignore_eos"] = True
         request = urllib.request.Request(self._url("/v1/chat/completions"), data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
         if count_log:
