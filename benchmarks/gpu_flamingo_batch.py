@@ -184,7 +184,7 @@ def wavlm(args) -> dict:
     out = {"size": args.wavlm, "parameters": scorer.parameters, "audio_seconds": seconds, "windows": windows,
            "windows_per_s": round(windows / elapsed, 2), "realtime_factor": round(seconds / elapsed, 1),
            "micro_batch": 16, "bf16": bf16, "peak_gib": _peak_gib(args.device)}
-    print(f"WavLM ({args.wavlm}, {scorer.parameters / 1e6:.0f} M parameters): {out['windows_per_s']} windows/s "
+    print(f"WavLM ({args.wavlm}, {scorer.parameters / 1e6:.1f} M parameters): {out['windows_per_s']} windows/s "
           f"({out['realtime_factor']}x realtime), peak {out['peak_gib']} GiB", flush=True)
     del scorer
     if torch.cuda.is_available():

@@ -221,7 +221,9 @@ class FlamingoGGUF(Extractor):
                          # The warm-up included: the one request that encodes the audio for every slot.
                          "audio_encodes": int(parallel and batching["warmup"]["cached_tokens"] < audio_tokens)
                          + sum(1 for q in per_question.values() if q["audio_encoded"]),
-                         "prompt_tokens_evaluated": totals["prompt_tokens"],
+                         # The warm-up's prompt (the audio, once) is counted with the questions' own tokens.
+                         "prompt_tokens_evaluated": totals["prompt_tokens"]
+                         + (batching["warmup"]["prompt_tokens"] if parallel else 0),
                          "prompt_tokens_cached": totals["cached_tokens"],
                          "generated_tokens": totals["generated_tokens"], "questions": per_question}
 
