@@ -169,7 +169,7 @@ def test_five_questions_in_one_batch_give_the_sequential_and_generate_texts(af3)
     session = TrackSession(af3, pcm)
     sequential = [session.ask(q, s) for q, s in zip(questions, greedy)]
     batched = TrackSession(af3, pcm).ask_batch(list(zip(questions, greedy)))
-    assert len({len(TrackSession.question_ids(session, q)[0]) for q in questions}) >= 3  # real padding
+    assert len({len(session.question_ids(q)[0]) for q in questions}) >= 3  # real padding
     assert [a.text for a in batched] == [a.text for a in sequential]
     assert [a.generated_tokens for a in batched] == limits == [a.generated_tokens for a in sequential]
     assert all(a.finish_reason == "length" for a in batched)
