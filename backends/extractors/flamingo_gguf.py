@@ -35,6 +35,9 @@ SPEC = BackendSpec(
     models=("music_flamingo_q8_0", "music_flamingo_mmproj"),
     device="gpu",
     vram_gb=10.0,
+    option_defaults={"quant": "Q8_0", "mode": "served"},
+    # parallel and flash_attn: the same text in one slot or five (flash attention off, PARALLEL_FLASH_ATTN).
+    runtime_options=("gpu_layers", "threads", "ctx_size", "parallel", "flash_attn"),
     timeout_s=3600,
     # llama-server's context is sized once for the run's longest track (a restart reloads the model).
     sized_by_longest_track=True,
@@ -55,6 +58,14 @@ FLASH_ATTN = ("auto", "on", "off")
 # the same), enough to flip a greedy near-tie; so parallel slots default to flash attention off,
 # which keeps every answer identical to the one-slot path. ``flash_attn = "auto"`` trades that for speed.
 PARALLEL_FLASH_ATTN = "off"
+
+
+def ran_on(variant: str | None, gpu_layers: int) -> str:
+    """Where the layers ran: the GPU back end of the llama.cpp build when layers were offloaded to it,
+    else the CPU (a CPU build ignores ``--n-gpu-layers``)."""
+    if gpu_layers > 0 and variant in ("cuda", "rocm", "vulkan", "metal"):
+        return variant
+    return "cpu"
 
 
 class FlamingoGGUF(Extractor):
@@ -136,9 +147,11 @@ class FlamingoGGUF(Extractor):
             if not text:
                 empty.append(name)
         features[MODEL_KEY] = s["label"]
+        build = build_stamp(tool)
+        self.device = ran_on(build.get("llama_variant"), s["gpu_layers"])
         self.model_provenance = {
             "model": s["label"], "model_file": str(s["model"]), "mmproj_file": str(s["mmproj"]),
-            "mode": s["mode"], **s["prompts"].provenance(), **build_stamp(tool),
+            "mode": s["mode"], "gpu_layers": s["gpu_layers"], **s["prompts"].provenance(), **build,
             # llama.cpp hears the whole track (no maximum audio length, unlike transformers' processor).
             "audio_seconds_heard": round(duration, 3), **stats,
             **({"empty_answers": empty, "empty_reason": "the model stopped before writing any text"}

@@ -37,6 +37,9 @@ SPEC = BackendSpec(
     models=("music_flamingo_hf",),
     device="gpu",
     vram_gb=15.0,
+    option_defaults={"dtype": "float32", "attn_implementation": "sdpa"},
+    # The same text with the audio prefix computed once or per question, the questions batched or not.
+    runtime_options=("prefix_cache", "batch_questions"),
     timeout_s=3600,
     alternative_to="flamingo_gguf",
 )

@@ -28,6 +28,7 @@ class LiveRunScreen(Screen):
         Binding("S", "app.stop_now", "stop now"),
         Binding("space", "app.toggle_pause", "pause/resume"),
         Binding("t", "open_track", "track"),
+        Binding("v", "app.dataset", "dataset view", show=False),
         Binding("l", "cycle_level", "log level"),
         Binding("m", "cycle_module", "log module"),
         Binding("a", "app.ab", "A/B", show=False),
@@ -46,7 +47,9 @@ class LiveRunScreen(Screen):
                     yield GpuPanel(id="gpu")
                     yield HostPanel(id="host")
                     yield LatestPanel(id="latest")
-            yield LogPane(id="log")
+        # The log is outside the scrolling body: on a narrow screen the panels above scroll, and
+        # the log stays in sight following its newest lines (inside, it sat below the fold).
+        yield LogPane(id="log")
         yield Footer()
 
     def on_mount(self) -> None:
