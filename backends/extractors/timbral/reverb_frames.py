@@ -12,8 +12,8 @@ those numbers, and each decay frame is fitted by the package's own ``max_loglf``
 of the same samples; the histogram and smoothing that follow stay a per-frame loop, as they
 depend on the frames before. ``max_loglf`` itself raised each of its ten decay factors to the
 powers 0..N-1 twice per decay frame (half of the function on real music); :func:`max_loglf`
-keeps those power vectors and their log sums for each frame length (there are four). The estimate is the package's, number for number
-(tests/extractors/timbral/test_timbral.py compares them).
+keeps those power vectors and their log sums for each frame length (there are four). The
+estimate is the package's, number for number (tests/extractors/timbral/ compares them).
 """
 from __future__ import annotations
 
