@@ -64,6 +64,7 @@ _MODULES = ("timbral_util", "Timbral_Brightness", "Timbral_Depth", "Timbral_Hard
             "Timbral_Reverb")
 _loudness_cache: dict = {}
 _read_cache: dict = {}
+_onset_cache: dict = {}  # (signal digest, dtype, shape, rate) -> its onset strength envelope
 _octave_levels: dict = {}  # (window digest, Pref, fs) -> the window's filter-bank levels
 _pending_windows: list = []  # windows cut in this track whose levels are not made yet
 _current_levels = None  # (window, arguments, levels) while specific_loudness runs on it
@@ -300,17 +301,27 @@ def _blockwise_onsets(librosa_proxy):
     def plain(y, kwargs):
         return not kwargs and isinstance(y, np.ndarray) and y.ndim == 1 and y.dtype.kind == "f"
 
+    def envelope(y, sr):
+        # hardness, depth and warmth ask for the envelope of the same signal seven times in all
+        # (onset_detect and onset_strength in calculate_onsets, hardness once more): within a
+        # track it is made once per distinct signal (two: hardness pads its copy).
+        if not _caching:
+            return onset_blocks.onset_strength(y, sr)
+        key = (_digest(y), y.dtype.str, y.shape, sr)
+        if key not in _onset_cache:
+            _onset_cache[key] = onset_blocks.onset_strength(y, sr)
+        return _onset_cache[key].copy()
+
     def onset_strength(y=None, sr=22050, **kwargs):
         if plain(y, kwargs):
-            return onset_blocks.onset_strength(y, sr)
+            return envelope(y, sr)
         return librosa_proxy.onset.onset_strength(y, sr, **kwargs)
 
     def onset_detect(y=None, sr=22050, **kwargs):
         if plain(y, {k: v for k, v in kwargs.items() if k not in ("backtrack", "units")}):
             import librosa
 
-            return librosa.onset.onset_detect(y=y, sr=sr, onset_envelope=onset_blocks.onset_strength(y, sr),
-                                              **kwargs)
+            return librosa.onset.onset_detect(y=y, sr=sr, onset_envelope=envelope(y, sr), **kwargs)
         return librosa_proxy.onset.onset_detect(y, sr, **kwargs)
 
     return types.SimpleNamespace(onset_strength=onset_strength, onset_detect=onset_detect)
@@ -486,6 +497,7 @@ def track_cache():
         _read_cache.clear()
         _octave_levels.clear()
         _pending_windows.clear()
+        _onset_cache.clear()
 
 
 def install(package) -> None:

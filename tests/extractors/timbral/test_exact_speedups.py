@@ -112,13 +112,14 @@ def test_specific_loudness_through_the_window_batch_is_the_packages(package, nam
         assert total == e_total and np.array_equal(single, e_single)
 
 
-LOUDNESS_CASES = [(f, n) for f in ("booming", "sharpness", "warmth") for n in ("chords", "gapped")]
+LOUDNESS_CASES = [(f, n) for f in ("booming", "sharpness", "warmth", "hardness", "depth", "roughness")
+                  for n in ("chords", "gapped")]
 
 
 @pytest.fixture(scope="module")
 def unaccelerated(tmp_path_factory):
-    """The package's own booming, sharpness and warmth of each case, in a fresh process (in this
-    one the package's modules are shared and may already carry the accelerations)."""
+    """The package's own value of each function and case, in a fresh process (in this one the
+    package's modules are shared and may already carry the accelerations)."""
     import json
     import subprocess
     import sys
@@ -145,7 +146,8 @@ def _stereo(name: str) -> np.ndarray:
 
 @pytest.mark.parametrize("function, name", LOUDNESS_CASES)
 def test_loudness_functions_with_the_batch_are_the_packages(package, unaccelerated, function, name):
-    """booming, sharpness and warmth, whole, with every acceleration: the package's value."""
+    """The functions that use the batched loudness, the shared onset envelopes and the compiled
+    peak picking, whole, with every acceleration, inside one track's caches: the package's value."""
     from backends.extractors.timbral import speedups
 
     speedups.install(package)
@@ -205,3 +207,27 @@ def test_compiled_peak_picking_is_the_packages(package):
             assert np.array_equal(np.asarray(got[1]), np.asarray(expected[2]))
             kept += len(got[0])
     assert kept > 100
+
+
+def test_onset_envelope_is_made_once_per_signal_within_a_track(package, monkeypatch):
+    """hardness, depth and warmth ask for the same envelope several times: the same array each
+    time (a copy), made once per distinct signal, and the same as outside the track cache."""
+    from backends.extractors.timbral import onset_blocks, speedups
+
+    speedups.install(package)
+    onset = package.timbral_util.librosa.onset
+    calls = []
+    real = onset_blocks.onset_strength
+    monkeypatch.setattr(onset_blocks, "onset_strength", lambda y, sr: calls.append(1) or real(y, sr))
+    x, padded = MATERIAL["bursts"], np.pad(MATERIAL["bursts"], (4097, 0))
+    plain = onset.onset_strength(x, RATE), onset.onset_detect(x, RATE, backtrack=True, units="samples")
+    with speedups.track_cache():
+        calls.clear()
+        first = onset.onset_strength(x, RATE)
+        first[:] = -1.0  # a caller writing into its envelope changes nobody else's
+        again = onset.onset_strength(x, RATE)
+        detected = onset.onset_detect(x, RATE, backtrack=True, units="samples")
+        onset.onset_strength(padded, RATE)
+        onset.onset_detect(padded, RATE, backtrack=True, units="samples")
+        assert len(calls) == 2
+    assert np.array_equal(again, plain[0]) and np.array_equal(detected, plain[1])
