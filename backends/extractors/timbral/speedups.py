@@ -386,7 +386,6 @@ def _blockwise_bandwidth_array(original):
     (Percentile rollon, no centroid) take this path; anything else goes to the package.
     """
     import numpy as np
-    from scipy.signal import spectrogram
 
     def get_bandwidth_array(audio_samples, fs, nperseg=512, overlap_step=32, rolloff_thresh=0.01,
                             rollon_thresh_percent=0.05, log_bandwidth=False, return_centroid=False,
@@ -403,13 +402,13 @@ def _blockwise_bandwidth_array(original):
         noverlap = nperseg - overlap_step
         block = builtins.max(1, BANDWIDTH_BLOCK_FRAMES)
 
+        magnitudes = boxcar_magnitudes(fs, nperseg, noverlap)
+
         def blocks():
             for first in range(0, n_frames, block):
                 last = min(n_frames, first + block)
                 piece = x[first * overlap_step:(last - 1) * overlap_step + nperseg]
-                f, _, spec = spectrogram(piece, fs, window='boxcar', nperseg=nperseg,
-                                         noverlap=noverlap, scaling='density', mode='magnitude')
-                yield f, spec
+                yield magnitudes.freqs, magnitudes(piece).T  # laid out as scipy's spectrogram
 
         norm = None
         if normalisation_method == 'RMS_Time_Window':
@@ -456,6 +455,37 @@ def _blockwise_bandwidth_array(original):
         return out, t, f
 
     return get_bandwidth_array
+
+
+def boxcar_magnitudes(fs, nperseg: int, noverlap: int):
+    """``scipy.signal.spectrogram(x, fs, window='boxcar', nperseg, noverlap, scaling='density',
+    mode='magnitude')`` of 1-D float64 blocks, one frame per row (the transpose of scipy's).
+
+    scipy's own steps for these arguments, without the two that change no number: it multiplies
+    the detrended frames by the boxcar as a complex array (``x * (1 + 0j)``, whose real part, the
+    part it keeps, is x exactly) and copies the scaled spectrum once more for its output type.
+    The frames, their detrending, the FFT, the scale and the magnitude are scipy's calls.
+    """
+    import numpy as np
+    from numpy.lib.stride_tricks import sliding_window_view
+    from scipy import fft as sp_fft
+    from scipy import signal as sp_signal
+
+    win = sp_signal.get_window('boxcar', nperseg)
+    win = win.astype(np.result_type(win, np.float64, np.complex64))
+    scale = np.sqrt(1.0 / (fs * (win * win).sum()))  # density scaling, square-rooted for 'stft'
+    step = nperseg - noverlap
+
+    def magnitudes(x):
+        frames = sliding_window_view(x, window_shape=nperseg, axis=-1)[..., 0::step, :]
+        frames = sp_signal.detrend(frames, type='constant', axis=-1)
+        spectrum = sp_fft.rfft(frames, n=nperseg)
+        del frames
+        spectrum *= scale
+        return np.abs(spectrum)
+
+    magnitudes.freqs = sp_fft.rfftfreq(nperseg, 1 / fs)
+    return magnitudes
 
 
 MONO_BLOCK_FRAMES = 1 << 16

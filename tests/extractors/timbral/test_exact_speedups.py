@@ -231,3 +231,22 @@ def test_onset_envelope_is_made_once_per_signal_within_a_track(package, monkeypa
         onset.onset_detect(padded, RATE, backtrack=True, units="samples")
         assert len(calls) == 2
     assert np.array_equal(again, plain[0]) and np.array_equal(detected, plain[1])
+
+
+@pytest.mark.parametrize("nperseg, step", [(4096, 128), (512, 32), (2048, 2048)])
+@pytest.mark.parametrize("name", ["bursts", "step", "gapped"])
+def test_boxcar_magnitudes_are_scipys_spectrogram(name, nperseg, step):
+    """hardness's bandwidth spectrogram without scipy's two no-op passes: scipy's numbers."""
+    from scipy.signal import spectrogram
+
+    from backends.extractors.timbral import speedups
+
+    x = MATERIAL[name][: RATE // 2]
+    for fs in (RATE, 48000):
+        f, _, expected = spectrogram(x, fs, window="boxcar", nperseg=nperseg, noverlap=nperseg - step,
+                                     scaling="density", mode="magnitude")
+        magnitudes = speedups.boxcar_magnitudes(fs, nperseg, nperseg - step)
+        got = magnitudes(x)
+        assert np.array_equal(magnitudes.freqs, f)
+        assert got.shape == expected.T.shape and np.array_equal(got, expected.T)
+        assert np.array_equal(np.sum(got.T, axis=0), np.sum(expected, axis=0))
