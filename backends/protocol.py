@@ -99,10 +99,15 @@ def progress(request_id: str, fraction: float, stage: str = "") -> dict[str, Any
 
 def result(request_id: str, *, features: dict[str, Any], audio_seconds: float,
            wall_seconds: float, provenance: dict[str, Any],
-           files: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"type": "result", "id": request_id, "features": features, "files": files or {},
-            "audio_seconds": float(audio_seconds), "wall_seconds": float(wall_seconds),
-            "provenance": provenance}
+           files: dict[str, str] | None = None, cpu_seconds: float | None = None) -> dict[str, Any]:
+    """``cpu_seconds``: the worker's CPU time for this request, its helper processes included
+    (absent from workers that do not measure it)."""
+    reply = {"type": "result", "id": request_id, "features": features, "files": files or {},
+             "audio_seconds": float(audio_seconds), "wall_seconds": float(wall_seconds),
+             "provenance": provenance}
+    if cpu_seconds is not None:
+        reply["cpu_seconds"] = float(cpu_seconds)
+    return reply
 
 
 def error(request_id: str | None, kind: ErrorKind | str, message: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 if TYPE_CHECKING:
     from backends.track import Track
@@ -38,6 +38,9 @@ class BackendSpec:
     """Feature keys always written on success (a key may hold null where the spec says so)."""
     optional_keys: tuple[str, ...] = ()
     """Keys (glob patterns allowed, e.g. ``lufs_*``) written only when their input exists."""
+    needs_one_of: tuple[str, ...] = ()
+    """Sources of which a track must have at least one (e.g. the stems a stems-only module reads):
+    without any, the module is not applicable to the track (n/a, never "done" with nothing)."""
     audio: tuple[AudioNeed, ...] = (AudioNeed(),)
     requires: tuple[str, ...] = ()
     """Backends whose results this one reads (they run first on the same track)."""
@@ -53,6 +56,15 @@ class BackendSpec:
     workers of this backend than half the memory available when it starts holds (at least one)."""
     sidecars: tuple[str, ...] = ()
     """Suffixes of files written beside the .INFO, e.g. ``BEATS_GRID``."""
+    option_defaults: dict[str, Any] = field(default_factory=dict)
+    """Per-run options (profile ``[backend.NAME.options]``, ``--set``) with their defaults, so an
+    option given at its default value counts as not given when deciding whether a track is done."""
+    runtime_options: tuple[str, ...] = ()
+    """Options that change only how the module runs (threads, batch sizes, GPU layers), never
+    what it writes: left out of the options a track's result is recorded with."""
+    models_for: Callable[[dict[str, Any]], tuple[str, ...]] | None = None
+    """The models a run with these options loads, where options choose among ``models``
+    (essentia_tf's ``heads``); None: always all of ``models``."""
     alternative_to: str = ""
     """A backend that writes exactly the same keys another way (e.g. Music Flamingo through
     transformers instead of llama.cpp). A run uses the alternative only when ``--only`` names it,
@@ -60,8 +72,27 @@ class BackendSpec:
     entry: str = ""
     """Import path of the module with ``create``; filled in by the registry."""
 
+    def needed_models(self, options: dict[str, Any] | None = None) -> tuple[str, ...]:
+        return self.models_for(options or {}) if self.models_for else self.models
+
     def produces(self, key: str) -> bool:
         return key in self.keys or any(fnmatch.fnmatchcase(key, p) for p in self.optional_keys)
+
+
+def output_options(spec: BackendSpec, given: dict[str, Any]) -> dict[str, Any]:
+    """The options that decide what ``spec`` writes: its defaults, overridden by ``given``,
+    without the runtime-only ones; sorted, so equal settings give equal dicts."""
+    merged = {**spec.option_defaults, **given}
+    return {k: merged[k] for k in sorted(merged) if k not in spec.runtime_options}
+
+
+def options_hash(options: dict[str, Any]) -> str:
+    """A short, stable digest of output options (``output_options``): part of "done"."""
+    import hashlib
+    import json
+
+    text = json.dumps(options, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -72,6 +103,9 @@ class Result:
     """Feature key -> JSON value; keys never start with ``_``."""
     files: dict[str, str] = field(default_factory=dict)
     """Sidecar kind -> path of a file written beside the .INFO (``Track.write_sidecar``)."""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """What this track's values were computed from or over, beyond the module's fixed provenance
+    (e.g. the share of the track where a pulse was found); merged into the module's provenance."""
 
 
 @dataclass

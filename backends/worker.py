@@ -18,6 +18,9 @@ def _protect_stdout():
     return os.fdopen(protocol_fd, "wb", buffering=0)
 
 
+PARENT_CHECK_S = 0.5
+
+
 def _die_with_parent() -> None:
     """Ask Linux to SIGTERM us if the engine dies while we are busy computing."""
     try:
@@ -27,8 +30,27 @@ def _die_with_parent() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         PR_SET_PDEATHSIG = 1
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except Exception:  # pragma: no cover - not Linux; stdin EOF still ends us
+    except Exception:  # pragma: no cover - not Linux; the watch below still ends us
         pass
+
+
+def _watch_parent(parent: int) -> None:
+    """The fallback for when the parent-death signal does not end us: a library that installs
+    its own SIGTERM handler, a kernel without prctl. A daemon thread sees the engine gone (we are
+    re-parented) even while the main thread is deep in a computation that never reads stdin,
+    and ends this worker with everything it started (it leads its own process group)."""
+    import signal
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        if os.getpgid(0) == os.getpid():
+            os.killpg(0, signal.SIGKILL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mirdeck-parent-watch", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,12 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     if os.getppid() != parent:  # the engine died before prctl took effect
         return 1
+    _watch_parent(parent)
 
     import importlib
     import time
     import traceback
 
     from backends import protocol as p
+    from backends.process_cpu import tree_cpu_seconds
 
     def send(message) -> None:
         protocol_out.write(p.encode(message))
@@ -94,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if extractor is None:
             send(p.error(rid, "internal", f"{name} is not ready"))
             continue
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), tree_cpu_seconds()
         try:
             track = Track.from_request(
                 message, send_progress=lambda fraction, stage, rid=rid: send(p.progress(rid, fraction, stage)))
@@ -102,13 +126,14 @@ def main(argv: list[str] | None = None) -> int:
             if not isinstance(result, Result):
                 raise TypeError(f"{name}.process returned {type(result).__name__}, not backends.spec.Result")
             wall = time.perf_counter() - started
+            cpu = tree_cpu_seconds() - cpu_started
             provenance = {"version": version, "device": extractor.device, "profile": profile,
-                          **extractor.model_provenance}
+                          **extractor.model_provenance, **result.provenance}
             if track.notes:
                 provenance["notes"] = dict(track.notes)
             audio_seconds = track.mix.duration if track.has("mix") else 0.0
             send(p.result(rid, features=result.features, files=result.files, audio_seconds=audio_seconds,
-                          wall_seconds=wall, provenance=provenance))
+                          wall_seconds=wall, cpu_seconds=cpu, provenance=provenance))
         except p.BackendError as exc:
             send(p.error(rid, exc.kind, exc.message))
         except MemoryError:

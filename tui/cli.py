@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="extract features for every track of a dataset")
     p.add_argument("dataset", type=Path)
     run_options(p)
+    p.add_argument("--detach", "-d", action="store_true",
+                   help="run in a background service that outlives this terminal; "
+                        "watch it with 'mirdeck attach', 'mirdeck status' or 'mirdeck serve'")
 
     p = sub.add_parser("demo", help="synthesise the built-in demo dataset and run on it (the default job)")
     p.add_argument("--dir", type=Path, default=Path(DEFAULT_DEMO_DIR),
@@ -106,6 +109,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write this back end's answers into the tracks' .INFO (otherwise nothing is written there)")
     p.add_argument("--jobs", "-j", type=int, default=1)
 
+    p = sub.add_parser("attach", help="open the dashboard on a run in progress (started with --detach, or in "
+                                      "another terminal); leaving it never stops the run")
+    p.add_argument("dataset", type=Path, nargs="?", default=None,
+                   help="the run's dataset (default: the only run in progress)")
+    p.add_argument("--headless", action="store_true", help="plain progress lines instead of the dashboard")
+    p.add_argument("--jsonl", action="store_true",
+                   help="print every event as one JSON object per line (the run so far first, then live)")
+    p.add_argument("--verbose", "-v", action="store_true", help="headless: a line per finished track")
+
+    p = sub.add_parser("status", help="list the runs in progress: dataset, progress, ETA (no dashboard)")
+    p.add_argument("dataset", type=Path, nargs="?", default=None)
+    p.add_argument("--json", action="store_true", help="one JSON object per run")
+
+    p = sub.add_parser("serve", help="serve the dashboard of a run in progress to a web browser (textual-serve)")
+    p.add_argument("dataset", type=Path, nargs="?", default=None,
+                   help="the run's dataset (default: the only run in progress when a page opens)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--public", action="store_true",
+                   help="allow an address other than loopback: the page has no authentication, anyone "
+                        "who reaches it can watch the run and stop it")
+
     p = sub.add_parser("models", help="show installed models; 'models fetch NAME...' downloads them")
     p.add_argument("action", nargs="?", choices=["list", "fetch"], default="list")
     p.add_argument("names", nargs="*")
@@ -135,38 +160,83 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _engine(dataset: Path, args):
-    from backends.registry import RegistryError
-    from tui.run.engine import Engine, RunOptions
+def _profile_and_options(args):
+    """The run's profile, options and specs, or SystemExit(2) before anything is created when the
+    request is wrong."""
+    from backends.registry import RegistryError, all_specs
+    from tui.run.engine import RunOptions
+    from tui.run.plan import resolve_modules
     from tui.run.profiles import ProfileError, default_name, load
 
     try:
         profile = load(args.profile or default_name())
     except ProfileError as exc:
         raise SystemExit(_fail(str(exc)))
-    options = RunOptions(only=_split(args.only), skip=_split(args.skip), overwrite=_split(args.overwrite),
-                         jobs=args.jobs, log_dir=args.log_dir,
-                         module_options=_module_options(getattr(args, "module_options", None)))
-    engine = Engine(dataset, profile, options)
-    from tui.run.plan import resolve_modules
-
-    try:  # check module names now, before anything starts
-        resolve_modules(engine.specs, options.only, options.skip)
-        for name in options.module_options:
-            if name not in engine.specs:
-                raise RegistryError(f"unknown module {name!r} in --set; known modules: {', '.join(engine.specs)}")
-        for name in options.overwrite:
-            if name != "all" and name not in engine.specs:
-                raise RegistryError(f"unknown module {name!r} in --overwrite; known modules: {', '.join(engine.specs)}")
+    only, skip = _split(args.only), _split(args.skip)
+    module_options = _module_options(getattr(args, "module_options", None))
+    specs = all_specs()
+    try:  # check module names now, before a run folder or a worker exists
+        modules = resolve_modules(specs, only, skip)
+        for name in module_options:
+            if name not in specs:
+                raise RegistryError(f"unknown module {name!r} in --set; known modules: {', '.join(specs)}")
+        for name in _split(args.overwrite):
+            if name != "all" and name not in specs:
+                raise RegistryError(f"unknown module {name!r} in --overwrite; known modules: {', '.join(specs)}")
     except RegistryError as exc:
         raise SystemExit(_fail(str(exc)))
-    return engine
+    missing = {name: models for name, models in modules_missing_models(
+        {n: {**profile.options_for(n), **module_options.get(n, {})} for n in modules}).items() if name in modules}
+    if only and missing:
+        # Asked for by name: running it would only fail every track, so refuse like an unknown name.
+        lines = [f"{name}: model not installed; fetch it with: mirdeck models fetch {' '.join(models)}"
+                 for name, models in missing.items()]
+        raise SystemExit(_fail("\n  ".join(["cannot run the modules asked for:", *lines])))
+    for name, models in missing.items():
+        # The default set is what can run here: one line per module left out, with the way to add it.
+        print(f"mirdeck: skipping {name}: model not installed (mirdeck models fetch {' '.join(models)})",
+              file=sys.stderr)
+        skip.append(name)
+    while needing := [n for n in modules if n not in skip and set(specs[n].requires) & set(skip)]:
+        for name in needing:
+            print(f"mirdeck: skipping {name}: it requires a module that cannot run here", file=sys.stderr)
+            skip.append(name)
+    options = RunOptions(only=only, skip=skip, overwrite=_split(args.overwrite), jobs=args.jobs,
+                         log_dir=args.log_dir, module_options=module_options)
+    return profile, options, specs
 
 
 def _run(dataset: Path, args) -> int:
     if not dataset.is_dir():
         return _fail(f"{dataset}: dataset folder does not exist")
-    engine = _engine(dataset, args)
+    if getattr(args, "detach", False):
+        return _detach(dataset, args)
+    from tui.run.engine import Engine
+    from tui.service.registry import DatasetBusy, DatasetLock
+    from tui.service.server import RunServer
+
+    profile, options, specs = _profile_and_options(args)
+    try:  # one run per dataset: a second 'run' watches the first instead of doing its work again
+        lock = DatasetLock(dataset).acquire()
+    except DatasetBusy as busy:
+        return _attach_instead(dataset, busy, args)
+    server = None
+    try:
+        engine = Engine(dataset, profile, options, specs=specs)
+        from tui.service.daemon import remove_stale_scratch
+
+        remove_stale_scratch(engine.dataset, engine.run_id)  # PCM of killed runs on this dataset
+        # Every run serves its event stream: 'mirdeck attach' can watch a run started in a terminal.
+        server = RunServer(engine, lock)
+        engine.subscribe(server)
+        return _run_here(engine, args)
+    finally:
+        if server is not None:
+            server.close()  # the socket goes, the lock is released
+        lock.release()
+
+
+def _run_here(engine, args) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.headless
     if interactive:
         try:
@@ -176,6 +246,167 @@ def _run(dataset: Path, args) -> int:
         if run_dashboard is not None:
             return run_dashboard(engine)
     return run_headless(engine, verbose=args.verbose)
+
+
+def _detach(dataset: Path, args) -> int:
+    import shlex
+
+    from tui.service.daemon import ServiceStartFailed, start_detached
+    from tui.service.registry import DatasetBusy
+
+    _, options, _ = _profile_and_options(args)
+    spec = {"dataset": str(dataset.resolve()), "profile": args.profile or _default_profile(),
+            "only": options.only, "skip": options.skip, "overwrite": options.overwrite, "jobs": options.jobs,
+            "log_dir": str(options.log_dir.resolve()) if options.log_dir else None,
+            "module_options": options.module_options}
+    where = shlex.quote(str(dataset))
+    try:
+        record = start_detached(spec)
+    except DatasetBusy as busy:
+        pid = f" (pid {busy.record.pid})" if busy.record else ""
+        print(f"mirdeck: a run is already in progress on {dataset}{pid}; nothing new started.\n"
+              f"  watch it: mirdeck attach {where}")
+        return 0
+    except ServiceStartFailed as exc:
+        return _fail(str(exc))
+    print(f"mirdeck: run service {record.pid} started on {record.dataset}; it goes on when this terminal closes.\n"
+          f"  watch it: mirdeck attach {where}   (or mirdeck status, mirdeck serve {where})\n"
+          f"  run log:  {record.log_dir}")
+    return 0
+
+
+def _default_profile() -> str:
+    from tui.run.profiles import default_name
+
+    return default_name()
+
+
+def _attach_instead(dataset: Path, busy, args) -> int:
+    if busy.record is None:
+        return _fail(f"{busy}; it cannot be watched from here (it has not said where yet): try 'mirdeck status'")
+    print(f"mirdeck: a run is already in progress on {dataset} (pid {busy.record.pid}); watching it instead of "
+          "starting a second one (this command's options are not used)", file=sys.stderr)
+    return _attach_record(busy.record, args)
+
+
+def _find_run(dataset: Path | None):
+    from tui.service.registry import read_record, runs_in_progress
+
+    if dataset is not None:
+        record = read_record(dataset)
+        if record is None:
+            raise SystemExit(_fail(f"no run in progress on {dataset} (start one with: mirdeck run {dataset} --detach)"))
+        return record
+    runs = runs_in_progress()
+    if not runs:
+        raise SystemExit(_fail("no run in progress (start one with: mirdeck run DATASET --detach)"))
+    if len(runs) > 1:
+        raise SystemExit(_fail("several runs in progress; name one:\n" + "\n".join(f"  mirdeck attach {r.dataset}"
+                                                                                    for r in runs)))
+    return runs[0]
+
+
+def _attach_record(record, args) -> int:
+    import asyncio
+    import os
+
+    from tui.service.client import RemoteRun, ServiceLost, ServiceUnreachable
+
+    remote = RemoteRun(record)
+    web = bool(os.environ.get("TEXTUAL_DRIVER"))  # a browser tab of 'mirdeck serve'
+    jsonl = getattr(args, "jsonl", False)
+    if not jsonl and not getattr(args, "headless", False) and (web or (sys.stdin.isatty() and sys.stdout.isatty())):
+        from tui.dashboard.attach import run_attached
+
+        return run_attached(remote)
+    if jsonl:
+        import orjson
+
+        from tui.run import events as ev
+
+        out = sys.stdout.buffer
+
+        def write(event) -> None:
+            if isinstance(event, ev.WorkerLog):  # the same lines as the run's events.jsonl
+                return
+            try:
+                out.write(orjson.dumps(event.to_dict()) + b"\n")
+                out.flush()
+            except BrokenPipeError:  # the reader (head, a script) has had enough: leave quietly
+                os._exit(0)
+
+        remote.subscribe(write)
+    else:
+        from tui.headless import HeadlessPrinter
+
+        remote.subscribe(HeadlessPrinter(verbose=getattr(args, "verbose", False)))
+    try:
+        stats = asyncio.run(remote.run())
+    except (ServiceUnreachable, ServiceLost) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        print(f"\nmirdeck: detached; the run goes on (mirdeck attach {record.dataset})", file=sys.stderr)
+        return 0
+    return 1 if any(s.failed for s in stats.values()) else 0
+
+
+def cmd_attach(args) -> int:
+    import os
+
+    try:
+        record = _find_run(args.dataset)
+    except SystemExit:
+        if os.environ.get("TEXTUAL_DRIVER"):  # a browser tab: say it on the page, not on a stderr nobody sees
+            from tui.dashboard.attach import show_message
+
+            where = args.dataset or "DATASET"
+            return show_message(f"No run in progress{' on ' + str(args.dataset) if args.dataset else ''}.\n\n"
+                                f"Start one with: mirdeck run {where} --detach, then reload this page.")
+        raise
+    return _attach_record(record, args)
+
+
+def cmd_status(args) -> int:
+    import json
+
+    from tui.service.client import ServiceLost, ServiceUnreachable, status
+    from tui.service.registry import read_record, runs_in_progress
+
+    if args.dataset is not None:
+        record = read_record(args.dataset)
+        records = [record] if record else []
+    else:
+        records = runs_in_progress()
+    if not records:
+        where = f" on {args.dataset}" if args.dataset else ""
+        print(f"no run in progress{where}")
+        return 1 if args.dataset else 0
+    rows = []
+    for record in records:
+        try:
+            state = status(record)
+        except (ServiceUnreachable, ServiceLost, OSError, TimeoutError) as exc:
+            state = {"error": str(exc)}
+        rows.append({"dataset": record.dataset, "pid": record.pid, "detached": record.detached,
+                     "socket": record.socket, **{k: v for k, v in state.items() if k != "type"},
+                     "log_dir": record.log_dir})
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    from tui.service.status import format_rows
+
+    print(format_rows(rows))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from tui.dashboard.web import ServeRefused, serve
+
+    try:
+        return serve(args.dataset, host=args.host, port=args.port, public=args.public)
+    except ServeRefused as exc:
+        return _fail(str(exc))
 
 
 def run_headless(engine, *, verbose: bool = False) -> int:
@@ -197,7 +428,8 @@ def run_headless(engine, *, verbose: bool = False) -> int:
             nonlocal presses
             presses += 1
             if presses == 1:
-                print("\nmirdeck: stopping after the tracks in flight (Ctrl-C again to stop now)", file=sys.stderr)
+                print("\nmirdeck: stopping: what the workers are computing finishes, nothing new starts "
+                      "(Ctrl-C again to stop now)", file=sys.stderr)
                 engine.stop()
             else:
                 engine.stop(immediate=True)
@@ -206,8 +438,8 @@ def run_headless(engine, *, verbose: bool = False) -> int:
         loop.add_signal_handler(signal.SIGTERM, lambda: engine.stop(immediate=True))
         return await engine.run()
 
-    stats = asyncio.run(go())
-    return 1 if any(s.failed for s in stats.values()) else 0
+    asyncio.run(go())
+    return engine.exit_code()
 
 
 def cmd_run(args) -> int:
@@ -221,14 +453,6 @@ def cmd_demo(args) -> int:
     print(f"demo dataset: {args.dir.resolve()} ({len(truth)} tracks)")
     if args.no_run:
         return 0
-    if not args.only:
-        # A fresh machine has no model weights: the demo shows what runs, and says what to fetch,
-        # instead of failing every track of every model-based module.
-        missing = modules_missing_models()
-        if missing:
-            args.skip = (args.skip or []) + [",".join(missing)]
-            for name, models in missing.items():
-                print(f"demo: skipping {name}: model not installed (mirdeck models fetch {' '.join(models)})")
     code = _run(args.dir, args)
     # The demo holds bad tracks on purpose (too short, near silence): failures there are expected.
     return 0 if code in (0, 1) else code
@@ -242,8 +466,8 @@ def cmd_dashboard(args) -> int:
     return run_setup(args.dataset, args.profile)
 
 
-def modules_missing_models() -> dict[str, list[str]]:
-    """Modules whose declared models are not installed, with the missing model names."""
+def modules_missing_models(options: dict[str, dict] | None = None) -> dict[str, list[str]]:
+    """Modules whose models (for these per-module options) are not installed, with the missing names."""
     from backends.registry import all_specs
     from tui.install.models import ManifestError, load_manifest, status
 
@@ -253,7 +477,8 @@ def modules_missing_models() -> dict[str, list[str]]:
         manifest = {}
     missing: dict[str, list[str]] = {}
     for spec in all_specs().values():
-        absent = [m for m in spec.models if m not in manifest or not status(manifest[m])[0]]
+        needed = spec.needed_models((options or {}).get(spec.name))
+        absent = [m for m in needed if m not in manifest or not status(manifest[m])[0]]
         if absent:
             missing[spec.name] = absent
     return missing
@@ -439,7 +664,7 @@ def cmd_models(args) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "demo": cmd_demo, "dashboard": cmd_dashboard, "scan": cmd_scan,
     "organize": cmd_organize, "profiles": cmd_profiles, "modules": cmd_modules, "ab": cmd_ab,
-    "models": cmd_models,
+    "models": cmd_models, "attach": cmd_attach, "status": cmd_status, "serve": cmd_serve,
 }
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from tui.run import events as ev
+from tui.run.runlog import LEFT_FILE
 
 
 def fmt_rtf(value: float | None) -> str:
@@ -18,16 +20,26 @@ def fmt_rtf(value: float | None) -> str:
     return f"{value:,.0f}×" if value >= 100 else f"{value:,.1f}×"
 
 
+SUMMARY_COLUMNS = (("module", "left"), ("done", "right"), ("failed", "right"), ("skipped", "right"),
+                   ("n/a", "right"), ("audio s", "right"), ("wall s", "right"), ("RT wall", "right"),
+                   ("cpu s", "right"), ("RT core", "right"))
+
+
 def summary_table(summary: dict[str, dict], title: str = "mirdeck run") -> Table:
-    table = Table(title=title, title_justify="left")
-    for column, justify in (("module", "left"), ("done", "right"), ("failed", "right"),
-                            ("skipped", "right"), ("n/a", "right"), ("audio s", "right"),
-                            ("wall s", "right"), ("realtime", "right")):
-        table.add_column(column, justify=justify)
+    """One row per module. RT wall: audio seconds per wall second; RT core: per CPU second of
+    the module's workers (what it costs, however busy the machine was)."""
+    from rich import box
+
+    # A header rule and one space between columns: the ten columns fit an 80-column terminal.
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=0, pad_edge=False,
+                  show_edge=False)
+    for column, justify in SUMMARY_COLUMNS:
+        table.add_column(column, justify=justify, no_wrap=True, min_width=len(column))  # type: ignore[arg-type]
     for name, s in summary.items():
         table.add_row(name, str(s["done"]), str(s["failed"]) if s["failed"] else "0", str(s["skipped"]),
                       str(s["not_applicable"]), f"{s['audio_seconds']:,.1f}", f"{s['wall_seconds']:,.2f}",
-                      fmt_rtf(s["realtime_factor"]))
+                      fmt_rtf(s["realtime_factor"]), f"{s.get('cpu_seconds', 0.0):,.2f}",
+                      fmt_rtf(s.get("realtime_per_core")))
     return table
 
 
@@ -43,6 +55,7 @@ class HeadlessPrinter:
         self.total = 0
         self.finished = 0
         self.failures: list[str] = []
+        self.log_dir = ""
 
     def __call__(self, event: ev.Event) -> None:
         handler = getattr(self, f"on_{event.name}", None)
@@ -52,12 +65,16 @@ class HeadlessPrinter:
     def on_run_started(self, e: ev.RunStarted) -> None:
         planned_tracks = max(e.planned.values(), default=0)
         self.total = planned_tracks
+        self.log_dir = e.log_dir
         self.console.print(f"[bold]mirdeck[/] · {e.dataset} · profile [cyan]{e.profile}[/] · "
                            f"{e.tracks} tracks · modules: {', '.join(e.modules)}")
         for name in e.modules:
             done = e.skipped.get(name, 0)
             if done:
                 self.console.print(f"  {name}: {done} tracks already done, skipped")
+            for why, count in e.not_applicable.get(name, {}).items():
+                self.console.print(f"  {name}: n/a on {count} track{'s' if count != 1 else ''} ({why})",
+                                   highlight=False)
         for problem in e.scan_problems:
             self.console.print(f"  [yellow]scan[/] {problem}", highlight=False)
         self.console.print(f"  run log: {e.log_dir}", highlight=False)
@@ -69,6 +86,8 @@ class HeadlessPrinter:
             self.progress.start()
 
     def on_track_finished(self, e: ev.TrackFinished) -> None:
+        if e.not_run and not e.ok and not e.failed:
+            return  # a stop came first: it is in the "not processed" list at the end
         self.finished += 1
         if self.progress is not None:
             self.progress.update(self.task, advance=1, last=e.track[-40:])
@@ -92,4 +111,25 @@ class HeadlessPrinter:
             self.progress.stop()
         title = f"mirdeck run {'stopped' if e.stopped else 'finished'} in {e.wall_seconds:,.1f} s"
         self.console.print(summary_table(e.summary, title))
+        if e.left:
+            self.print_left(e.left)
         sys.stdout.flush()
+
+    def print_left(self, left: dict[str, list[str]]) -> None:
+        print_left(self.console, left, self.log_dir)
+
+
+LEFT_SHOWN = 20
+
+
+def print_left(console: Console, left: dict[str, list[str]], log_dir: str = "") -> None:
+    """What a stopped run did not process: the count, the first tracks, where the full list is."""
+    runs = sum(len(m) for m in left.values())
+    console.print(f"[yellow]not processed[/]: {len(left)} track(s), {runs} module run(s) "
+                  "(run again to do them):", highlight=False)
+    for track, modules in list(left.items())[:LEFT_SHOWN]:
+        console.print(f"  {track}: {', '.join(modules)}", highlight=False, markup=False)
+    if len(left) > LEFT_SHOWN:
+        console.print(f"  … and {len(left) - LEFT_SHOWN} more", highlight=False)
+    if log_dir:
+        console.print(f"  full list: {Path(log_dir) / LEFT_FILE}", highlight=False)

@@ -32,6 +32,8 @@ SPEC = BackendSpec(
     models=("music_flamingo_q8_0", "music_flamingo_mmproj"),
     device="gpu",
     vram_gb=10.0,
+    option_defaults={"quant": "Q8_0", "mode": "served"},
+    runtime_options=("gpu_layers", "threads", "ctx_size"),
     timeout_s=3600,
 )
 
@@ -44,6 +46,14 @@ QUANTS = {
 }
 MMPROJ = ("music_flamingo_mmproj", "music-flamingo-hf.mmproj-f16.gguf")
 MODES = ("served", "per_prompt")
+
+
+def ran_on(variant: str | None, gpu_layers: int) -> str:
+    """Where the layers ran: the GPU back end of the llama.cpp build when layers were offloaded to it,
+    else the CPU (a CPU build ignores ``--n-gpu-layers``)."""
+    if gpu_layers > 0 and variant in ("cuda", "rocm", "vulkan", "metal"):
+        return variant
+    return "cpu"
 
 
 class FlamingoGGUF(Extractor):
@@ -118,9 +128,11 @@ class FlamingoGGUF(Extractor):
             if not text:
                 empty.append(name)
         features[MODEL_KEY] = s["label"]
+        build = build_stamp(tool)
+        self.device = ran_on(build.get("llama_variant"), s["gpu_layers"])
         self.model_provenance = {
             "model": s["label"], "model_file": str(s["model"]), "mmproj_file": str(s["mmproj"]),
-            "mode": s["mode"], **s["prompts"].provenance(), **build_stamp(tool), **stats,
+            "mode": s["mode"], "gpu_layers": s["gpu_layers"], **s["prompts"].provenance(), **build, **stats,
             **({"empty_answers": empty, "empty_reason": "the model stopped before writing any text"}
                if empty else {}),
         }

@@ -35,6 +35,8 @@ SPEC = BackendSpec(
     models=("music_flamingo_hf",),
     device="gpu",
     vram_gb=15.0,
+    option_defaults={"dtype": "float32", "attn_implementation": "sdpa"},
+    runtime_options=("prefix_cache",),  # the same text with the audio prefix computed once or per question
     timeout_s=3600,
     alternative_to="flamingo_gguf",
 )

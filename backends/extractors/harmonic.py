@@ -26,6 +26,7 @@ SPEC = BackendSpec(
     description="harmonic movement and variance of the bass and other stems (pitch-class profiles over time)",
     keys=(),
     optional_keys=tuple(f"harmonic_{k}_{s}" for s in HARMONIC_STEMS for k in ("movement", "variance")),
+    needs_one_of=HARMONIC_STEMS,  # a full mix alone has nothing for it to measure
     # The mix is not analysed; declaring it (shared with chroma and spectral at the same rate)
     # gives the worker the track's duration, so the realtime factor is reported.
     audio=(AudioNeed("mix", 44100),) + tuple(AudioNeed(s, 44100, required=False) for s in HARMONIC_STEMS),

@@ -19,7 +19,7 @@ def mirdeck(*args, cwd=None, env=None):
 def test_demo_runs_headless_and_writes_info_files(tmp_path):
     result = mirdeck("demo", "--dir", tmp_path / "demo", "--only", "audio_info")
     assert result.returncode == 0, result.stderr
-    assert "audio_info" in result.stdout and "realtime" in result.stdout
+    assert "audio_info" in result.stdout and "RT wall" in result.stdout
     truth = json.loads((tmp_path / "demo" / ".mirdeck-demo.json").read_text())
     for name, facts in truth.items():
         info = json.loads((tmp_path / "demo" / name / f"{name}.INFO").read_text())
@@ -64,6 +64,38 @@ def test_demo_skips_modules_whose_models_are_missing_and_says_what_to_fetch(tmp_
     env = {"MIRDECK_EXTRA_BACKENDS": "tests.support.fake_backends.needsmodel", "PYTHONPATH": str(ROOT)}
     result = mirdeck("demo", "--dir", tmp_path / "demo", env=env)
     assert result.returncode == 0, result.stderr
-    assert "skipping needsmodel: model not installed (mirdeck models fetch test-model)" in result.stdout
+    assert "skipping needsmodel: model not installed (mirdeck models fetch test-model)" in result.stderr
     info = json.loads((tmp_path / "demo" / "Tiny - Blip" / "Tiny - Blip.INFO").read_text())
     assert "needsmodel" not in info["_mirdeck"] and "audio_info" in info["_mirdeck"]
+
+
+NEEDSMODEL = {"MIRDECK_EXTRA_BACKENDS": "tests.support.fake_backends.needsmodel", "PYTHONPATH": str(ROOT)}
+QUICK_ONLY = "chroma,harmonic,loudness,multiband_rms,rhythm,spectral,timbral"  # everything but audio_info
+
+
+def test_a_run_leaves_out_modules_without_models_once_and_succeeds(tmp_path):
+    assert mirdeck("demo", "--dir", tmp_path / "demo", "--no-run").returncode == 0
+    result = mirdeck("run", tmp_path / "demo", "--skip", QUICK_ONLY, env=NEEDSMODEL)
+    assert result.returncode == 0, result.stderr
+    line = "skipping needsmodel: model not installed (mirdeck models fetch test-model)"
+    assert result.stderr.count(line) == 1  # one line per module, not one per track
+    assert "model_missing" not in result.stdout + result.stderr
+    assert "needsmodel" not in result.stdout.split("RT core")[-1]  # not a row of the run table
+
+
+def test_a_module_named_with_only_whose_model_is_missing_is_refused_before_starting(tmp_path):
+    assert mirdeck("demo", "--dir", tmp_path / "demo", "--no-run").returncode == 0
+    result = mirdeck("run", tmp_path / "demo", "--only", "audio_info,needsmodel", env=NEEDSMODEL)
+    assert result.returncode == 2
+    assert "needsmodel: model not installed; fetch it with: mirdeck models fetch test-model" in result.stderr
+    assert not (tmp_path / "demo" / ".mirdeck" / "runs").exists()
+    assert not list((tmp_path / "demo").glob("*/*.INFO"))
+
+
+def test_a_run_refused_before_it_starts_leaves_no_run_folder(tmp_path):
+    ds = tmp_path / "ds"
+    (ds / "a").mkdir(parents=True)
+    for args in (["--only", "bogus"], ["--skip", "bogus"], ["--overwrite", "bogus"], ["--set", "bogus.x=1"]):
+        result = mirdeck("run", ds, *args, env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+        assert result.returncode == 2 and "unknown module 'bogus'" in result.stderr, (args, result.stderr)
+    assert not (ds / ".mirdeck").exists() and not (tmp_path / "cache").exists()

@@ -1,6 +1,8 @@
 """The dashboard's model: counts, ETA and log built from engine events (no screen involved)."""
 from __future__ import annotations
 
+import pytest
+
 from tui.dashboard.runview import RunView
 from tui.gpu import DeviceReading, GpuSnapshot, ProcessMemory
 from tui.run import events as ev
@@ -16,7 +18,7 @@ def started_view(now: list[float]) -> RunView:
 
 
 def finish(view: RunView, track: str, module: str, at: float, audio: float = 60.0, wall: float = 2.0) -> None:
-    view(ev.ModuleStarted(track=track, module=module, worker_pid=7, time=at))
+    view(ev.ModuleStarted(track=track, module=module, worker_pid=7, time=at - wall))
     view(ev.ModuleFinished(track=track, module=module, audio_seconds=audio, wall_seconds=wall,
                            realtime_factor=audio / wall, keys=3, time=at))
 
@@ -24,16 +26,18 @@ def finish(view: RunView, track: str, module: str, at: float, audio: float = 60.
 def test_eta_follows_the_pace_so_far_and_excludes_pauses():
     now = [T0]
     view = started_view(now)
-    for i in range(5):  # 5 of 20 requests in 100 s -> 300 s left
+    # 5 of 20 requests of 2 s each, the first sent at T0 + 18: 10 worker seconds in 82 s. The 15
+    # left (b costed as a) are 30 worker seconds: 246 s at that pace.
+    for i in range(5):
         finish(view, f"t{i}", "a", T0 + 20 * (i + 1))
     now[0] = T0 + 100
-    assert view.eta_seconds() == 300
+    assert view.eta_seconds() == pytest.approx(246)
     view.set_paused(True)
     assert view.eta_seconds() is None  # no pace while paused, rather than a made-up one
     now[0] = T0 + 400
     view.set_paused(False)
     assert view.elapsed() == 100  # the 300 s pause does not count as working time
-    assert view.eta_seconds() == 300
+    assert view.eta_seconds() == pytest.approx(246)
 
 
 def test_no_eta_before_any_result():
@@ -92,3 +96,82 @@ def test_peak_vram_per_module_comes_from_its_workers_pids():
     assert view.modules["a"].peak_vram == 3000
     assert view.modules["b"].peak_vram is None  # never seen on a GPU: unknown, not 0
     assert list(view.gpu_history[0]) == [0.5, 0.5]
+
+
+def test_eta_weighs_each_module_by_its_measured_cost_per_audio_second():
+    """One worker, two modules: ``fast`` costs 0.01 s per audio second, ``slow`` 1 s. After
+    all 10 fast requests and 2 slow ones (126 s of work, 126 s elapsed), 8 slow requests of
+    60 s of audio are left: 480 s. Counting requests alike would say 8 x 126 / 12 = 84 s."""
+    now = [T0]
+    view = RunView(clock=lambda: now[0])
+    view(ev.RunStarted(dataset="/d", profile="cpu", modules=["fast", "slow"], tracks=10,
+                       planned={"fast": 10, "slow": 10}, skipped={"fast": 0, "slow": 0}, log_dir="/l", time=T0))
+    at = T0
+    for i in range(10):
+        at += 0.6
+        finish(view, f"t{i}", "fast", at, audio=60.0, wall=0.6)
+    for i in range(2):
+        at += 60.0
+        finish(view, f"t{i}", "slow", at, audio=60.0, wall=60.0)
+        view(ev.TrackFinished(track=f"t{i}", ok=["fast", "slow"], failed=[], audio_seconds=60.0, time=at))
+    now[0] = at
+    assert view.elapsed() == pytest.approx(126.0)
+    assert view.eta_seconds() == pytest.approx(480.0)
+
+
+def test_eta_counts_a_module_not_yet_measured_at_the_others_mean_cost():
+    now = [T0]
+    view = started_view(now)
+    finish(view, "t0", "a", T0 + 2, audio=60.0, wall=2.0)
+    view(ev.TrackFinished(track="t0", ok=["a"], failed=["b"], audio_seconds=60.0, time=T0 + 2))
+    now[0] = T0 + 2
+    # a: 9 left at 2 s each; b: 10 left, no cost yet, taken as a's: 38 s of work at the pace so far.
+    assert view.eta_seconds() == pytest.approx(38.0)
+
+
+def test_tracks_with_failures_are_counted_when_the_failure_comes():
+    view = started_view([T0])
+    for i in range(4):  # four tracks fail module a while module b still works on them
+        view(ev.TrackStarted(track=f"t{i}", modules=["a", "b"], time=T0))
+        view(ev.ModuleFailed(track=f"t{i}", module="a", kind="bad_input", message="too short", time=T0 + 1))
+    assert view.tracks_failed == 4
+    view(ev.ModuleFailed(track="t0", module="b", kind="bad_input", message="too short", time=T0 + 2))
+    view(ev.TrackFinished(track="t0", ok=[], failed=["a", "b"], audio_seconds=1.0, time=T0 + 2))
+    assert view.tracks_failed == 4  # a track counts once, however many of its modules failed
+
+
+def test_decode_is_running_while_a_track_decodes():
+    from tui.dashboard.widgets.module_table import row_cells
+
+    view = started_view([T0])
+    view(ev.TrackStarted(track="t0", modules=["a", "b"], time=T0))
+    assert row_cells(view.decode, False)[1][0] == "waiting"
+    view(ev.ModuleStarted(track="t0", module="decode", worker_pid=9, time=T0))
+    assert row_cells(view.decode, False)[1][0] == "running"
+    view(ev.TrackDecoded(track="t0", sources={"mix": ["native"]}, wall_seconds=0.5, time=T0 + 1))
+    assert row_cells(view.decode, False)[1][0] != "running" and view.decode.done == 1
+    assert view.in_flight["t0"].finished == set(), "a decode is not one of the track's modules"
+    # A decode that fails sends no track_decoded: the track's end ends it.
+    view(ev.TrackStarted(track="t1", modules=["a"], time=T0 + 1))
+    view(ev.ModuleStarted(track="t1", module="decode", worker_pid=9, time=T0 + 1))
+    view(ev.TrackFinished(track="t1", ok=[], failed=["a"], audio_seconds=0.0, time=T0 + 2))
+    assert view.decode.running == 0
+
+
+def test_a_stopped_run_keeps_what_was_not_processed():
+    view = started_view([T0])
+    view(ev.RunFinished(stopped=True, wall_seconds=5.0, summary={}, left={"t3": ["a", "b"], "t4": ["b"]},
+                        time=T0 + 5))
+    assert view.left == {"t3": ["a", "b"], "t4": ["b"]}
+    last = view.filtered_log("warning")[-1].message
+    assert "not processed: 2 track(s), 3 module run(s): t3, t4 (list in" in last
+
+
+def test_a_track_a_stop_came_before_is_not_counted_as_finished():
+    view = started_view([T0])
+    view(ev.TrackStarted(track="t0", modules=["a", "b"], time=T0))
+    view(ev.TrackFinished(track="t0", ok=[], failed=[], not_run=["a", "b"], audio_seconds=0.0, time=T0 + 1))
+    assert view.tracks_finished == 0 and "t0" not in view.in_flight
+    view(ev.TrackStarted(track="t1", modules=["a", "b"], time=T0))
+    view(ev.TrackFinished(track="t1", ok=["a"], failed=[], not_run=["b"], audio_seconds=3.0, time=T0 + 1))
+    assert view.tracks_finished == 1

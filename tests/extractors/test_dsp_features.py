@@ -176,3 +176,14 @@ def test_harmonic_writes_only_for_present_stems(run):
     assert got["harmonic_movement_bass"] is None
     assert "bass" in notes(run, "Stems, Some Missing", "harmonic")["harmonic_movement_bass"]
     assert not any(k.startswith("harmonic_") for k in info(run, "White Noise"))
+
+
+def test_harmonic_is_not_applicable_to_a_mix_without_stems(run):
+    """Not "done" with nothing written: n/a, with the reason, in the plan and the run's first event."""
+    assert "harmonic" not in info(run, "White Noise")["_mirdeck"]
+    started = events_named(run[1], "run_started")[0]
+    without_stems = sum(1 for name in run[0] if name not in ("Stems, Some Missing", "Harmony", "Mono Stem"))
+    assert started.not_applicable["harmonic"] == {"no bass or other stem": without_stems}
+    finished = events_named(run[1], "run_finished")[0]
+    assert finished.summary["harmonic"]["not_applicable"] == without_stems
+    assert finished.summary["harmonic"]["done"] == 2  # "Stems, Some Missing" and "Harmony"; the mono stem is bass

@@ -237,3 +237,11 @@ def test_server_never_talks_to_another_server_on_its_port(standins, llama_bin_di
     finally:
         server.close()
         decoy.shutdown()
+
+
+def test_provenance_device_says_where_the_layers_ran():
+    from backends.extractors.flamingo_gguf import ran_on
+
+    assert ran_on("cpu", 99) == "cpu"  # a CPU build ignores --n-gpu-layers
+    assert ran_on("rocm", 99) == "rocm" and ran_on("cuda", 20) == "cuda"
+    assert ran_on("cuda", 0) == "cpu" and ran_on(None, 99) == "cpu"

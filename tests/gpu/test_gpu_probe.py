@@ -170,3 +170,48 @@ def test_cached_probe_reuses_a_fresh_reading_and_rereads_when_stale_or_pids_chan
     now[0] = 1.0
     cached.read([1, 2])
     assert len(reads) == 3
+
+
+class ChildHoldsMemory:
+    """A probe that, as NVML does for llama-server, reports memory only for the pid that holds it."""
+
+    source = "test"
+
+    def __init__(self, holder: int, vram: int):
+        self.holder, self.vram, self.asked = holder, vram, set()
+
+    def read(self, pids=()):
+        from tui.gpu.model import GpuSnapshot, ProcessMemory
+
+        self.asked = set(pids)
+        held = {self.holder: ProcessMemory(self.holder, vram=self.vram, devices=(0,))}
+        return GpuSnapshot("test", processes={p: m for p, m in held.items() if p in self.asked})
+
+    def close(self):
+        pass
+
+
+def test_a_workers_gpu_memory_includes_the_helpers_it_started():
+    """flamingo_gguf's weights sit in its child llama-server: the worker's row must show them."""
+    import subprocess
+    import sys
+    import time
+
+    from tui.dashboard.app import MirdeckApp
+
+    # A real worker-like process with a real grandchild (worker -> shell -> sleeper).
+    script = "import subprocess, sys, time; p = subprocess.Popen(['sh', '-c', 'sleep 30']); " \
+             "print(p.pid, flush=True); time.sleep(30)"
+    worker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        helper = int(worker.stdout.readline())
+        time.sleep(0.2)
+        probe = ChildHoldsMemory(helper, vram=8 << 30)
+        app = MirdeckApp(probe=probe, host_reader=lambda pids: None)
+        gpu, _ = app.read_probes([worker.pid])
+        assert helper in probe.asked  # the helper was read, not only the worker's own pid
+        assert gpu.processes[worker.pid].vram == 8 << 30  # and credited to the worker
+        assert helper not in gpu.processes
+    finally:
+        worker.kill()
+        worker.wait()

@@ -8,6 +8,7 @@ live run) and ``run_setup(dataset)`` (``mirdeck dashboard``: the set-up screen f
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -18,6 +19,7 @@ from textual.binding import Binding
 
 from tui.dashboard.runview import HostReading, RunView
 
+END_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 QUIT_GRACE_S = 15.0  # how long quitting waits for a graceful stop before killing the workers
 
 
@@ -27,6 +29,7 @@ class MirdeckApp(App):
     BINDINGS = [
         Binding("ctrl+c", "request_quit", "quit", show=False, priority=True),
         Binding("question_mark", "help", "help", show=False),
+        Binding("d", "detach", "detach", show=False),
     ]
 
     def __init__(self, *, engine=None, dataset: Path | None = None, profile: str | None = None,
@@ -52,6 +55,8 @@ class MirdeckApp(App):
         self.pending_ab: tuple | None = None  # (dataset, profile, tracks) to compare after the run
         self.quit_when_done = False
         self.exit_code = 0
+        self.detach_requested = False
+        self.handed_over = None  # the service's record once the run was handed to one (the detach key)
 
     @property
     def specs(self):
@@ -66,6 +71,7 @@ class MirdeckApp(App):
         from tui.dashboard.screens.live import LiveRunScreen
         from tui.dashboard.screens.setup import SetupScreen
 
+        self._catch_end_signals()
         if self.engine is not None:
             self.push_screen(LiveRunScreen())
             self.start_engine(self.engine)
@@ -86,7 +92,16 @@ class MirdeckApp(App):
             self.dataset = Path(dataset)
             self.start_pending_ab(replace=True)
             return
+        from tui.service.registry import DatasetBusy, DatasetLock
+        from tui.service.server import RunServer
+
+        try:  # one run per dataset, however each was started
+            lock = DatasetLock(Path(dataset)).acquire()
+        except DatasetBusy as busy:
+            self.notify(f"{busy}: watch it with 'mirdeck attach {dataset}'", severity="error", timeout=10)
+            return
         engine = Engine(dataset, profile, RunOptions(only=only, overwrite=overwrite), specs=self.specs)
+        engine.subscribe(RunServer(engine, lock))  # attachable, and the lock goes when the run ends
         self.dataset = engine.dataset
         self.view = RunView(clock=self.clock)
         self.switch_screen(LiveRunScreen())
@@ -102,8 +117,8 @@ class MirdeckApp(App):
 
     async def _run_engine(self) -> None:
         try:
-            stats = await self.engine.run()
-            self.exit_code = 1 if any(s.failed for s in stats.values()) else 0
+            await self.engine.run()
+            self.exit_code = self.engine.exit_code()
         except Exception as exc:  # the screen stays up and says what happened
             self.exit_code = 2
             self.view.fatal = repr(exc)
@@ -114,11 +129,34 @@ class MirdeckApp(App):
             if self.engine.plan is not None:
                 self.view.tracks_total = len(self.engine.plan.tracks)
             self.view.version += 1
+        if self.detach_requested and not self.view.fatal:
+            await self._hand_over()
+            return
         if self.pending_ab and not self.view.stopped and not self.view.fatal and not self.quit_when_done:
             self.start_pending_ab()
             return
         if self.quit_when_done:
             self.exit(self.exit_code)
+
+    def _catch_end_signals(self) -> None:
+        """SIGTERM (kill, a service manager) and SIGHUP (the ssh window closed) would end Python
+        at once and leave the terminal in the dashboard's screen and raw mode until ``reset``.
+        Here they end the app instead: the workers are killed, the terminal is given back."""
+        loop = asyncio.get_running_loop()
+        for sig in END_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, self.end_by_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
+                pass
+
+    def end_by_signal(self, sig: int) -> None:
+        self.exit_code = 128 + sig
+        if self.running:
+            self.engine.stop(immediate=True)
+            self.view.stopping = "immediate"
+        if self.ab_running:
+            self.ab_progress.stop.set()
+        self.exit(self.exit_code)
 
     # -- A/B ----------------------------------------------------------------------------------------
     def start_pending_ab(self, *, replace: bool = False) -> None:
@@ -168,7 +206,12 @@ class MirdeckApp(App):
             from tui.gpu import CachedProbe, open_probe
 
             self.probe = CachedProbe(open_probe(), ttl=0.5)
-        return self.probe.read(pids), self.host_reader(pids)
+        from tui.gpu.families import credit_to_roots, process_families
+
+        # A worker's helpers (flamingo_gguf's llama-server) hold its GPU memory: read them too.
+        families = process_families(pids)
+        gpu = credit_to_roots(self.probe.read([p for members in families.values() for p in members]), families)
+        return gpu, self.host_reader(pids)
 
     def read_features(self, track_id: str) -> dict:
         from tui.run.store import read_info_lenient
@@ -187,7 +230,7 @@ class MirdeckApp(App):
         self.engine.stop()
         self.view.stopping = "graceful"
         self.view.set_paused(False)
-        self.view.add_log("info", "", "stop requested: finishing the tracks in flight")
+        self.view.add_log("info", "", "stop requested: what the workers compute now finishes, nothing new starts")
 
     def action_stop_now(self) -> None:
         if not self.running:
@@ -209,6 +252,34 @@ class MirdeckApp(App):
             self.engine.pause()
             self.view.set_paused(True)
             self.view.add_log("info", "", "paused: requests in flight finish, no new ones start")
+
+    def action_detach(self) -> None:
+        """Hand the run to a background service (tui/service/handover.py) and leave."""
+        from tui.service.handover import CannotHandOver, check
+
+        if not self.running or self.detach_requested:
+            self.notify("no run in progress" if not self.running else "detaching already")
+            return
+        try:
+            check(self.engine)
+        except CannotHandOver as exc:
+            self.notify(str(exc), severity="warning", timeout=10)
+            return
+        self.detach_requested = True
+        self.action_stop_graceful()
+        self.view.add_log("info", "", "detaching: the tracks in flight finish here, then a background service "
+                                      "goes on with the rest")
+
+    async def _hand_over(self) -> None:
+        from tui.service.handover import hand_over
+
+        try:
+            self.handed_over = await hand_over(self.engine)
+        except Exception as exc:  # the dashboard stays, and says why
+            self.view.add_log("error", "", f"could not hand the run to a background service: {exc}")
+            self.notify(f"detach failed: {exc}", severity="error", timeout=10)
+            return
+        self.exit(self.exit_code)
 
     def action_request_quit(self) -> None:
         if self.ab_running and not self.running:
@@ -261,6 +332,8 @@ class MirdeckApp(App):
             yield SystemCommand("Stop gracefully", "finish the tracks in flight, then stop", self.action_stop_graceful)
             yield SystemCommand("Stop now", "kill the workers at once", self.action_stop_now)
             yield SystemCommand("Pause / resume", "no new requests start while paused", self.action_toggle_pause)
+            yield SystemCommand("Detach", "the run goes on in a background service; mirdeck attach comes back to it",
+                                self.action_detach)
         if self.dataset is not None:
             yield SystemCommand("Open track detail", "the .INFO, provenance and errors of a track", self.action_track)
         yield SystemCommand("A/B view", "the two Flamingo back ends side by side", self.action_ab)
@@ -322,13 +395,23 @@ def run_dashboard(engine, **kwargs) -> int:
     if app.view.finished_at is not None and not app.view.fatal:
         from rich.console import Console
 
-        from tui.headless import summary_table
+        from tui.headless import print_left, summary_table
 
         summary = {n: {"done": r.done, "failed": r.failed, "skipped": r.skipped,
                        "not_applicable": r.not_applicable, "audio_seconds": r.audio_seconds,
-                       "wall_seconds": r.wall_seconds, "realtime_factor": r.rtf}
+                       "wall_seconds": r.wall_seconds, "realtime_factor": r.rtf,
+                       "cpu_seconds": r.cpu_seconds, "realtime_per_core": r.realtime_per_core}
                    for n, r in app.view.modules.items()}
-        Console().print(summary_table(summary, f"mirdeck run {'stopped' if app.view.stopped else 'finished'}"))
+        try:
+            console = Console()
+            console.print(summary_table(summary, f"mirdeck run {'stopped' if app.view.stopped else 'finished'}"))
+            if app.view.left:
+                print_left(console, app.view.left, app.view.log_dir)
+        except OSError:  # SIGHUP: the terminal is gone, the run log has it all
+            pass
+    if app.handed_over is not None:
+        print(f"mirdeck: the run goes on in background service {app.handed_over.pid}; "
+              f"watch it: mirdeck attach {app.handed_over.dataset}")
     return result if isinstance(result, int) else app.exit_code
 
 

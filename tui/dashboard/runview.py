@@ -18,6 +18,7 @@ from tui.run.engine import ModuleStats
 LEVELS = ("stderr", "info", "warning", "error")
 """Log levels, least to most severe; the log filter shows a level and everything above it."""
 RETRIED_KINDS = ("crash", "timeout")
+DECODE = "decode"
 HISTORY = 60  # samples of GPU/CPU history kept for the sparklines
 
 
@@ -32,6 +33,9 @@ class ModuleRow(ModuleStats):
     peak_vram: int | None = None
     """Bytes: the most GPU memory this module's workers held at once (None: never seen on a GPU)."""
     last_error: str = ""
+    recent_cost: float | None = None
+    """Worker seconds per audio second, recent requests weighing most (the first request of a
+    worker pays for warm-up: JIT compilation, caches)."""
 
     rtf = ModuleStats.realtime_factor
 
@@ -98,10 +102,11 @@ class RunView:
         self.tracks_total = 0
         self.tracks_started = 0
         self.tracks_finished = 0
-        self.tracks_failed = 0
+        self.left: dict[str, list[str]] = {}  # after a stop: track -> modules that did not run
         self.audio_done = 0.0
         self.in_flight: dict[str, TrackState] = {}
-        self._active: set[tuple[str, str]] = set()  # (track, module) requests running now
+        self._active: dict[tuple[str, str], float] = {}  # (track, module) running now -> since
+        self._first_request_at: float | None = None
         self.log: deque[LogEntry] = deque(maxlen=log_limit)
         self._seq = 0
         self.started_at: float | None = None
@@ -147,6 +152,7 @@ class RunView:
         for name in e.modules:
             self.modules[name] = ModuleRow(name=name, planned=e.planned.get(name, 0), skipped=e.skipped.get(name, 0))
         self.tracks_total = max(e.planned.values(), default=0)
+        self.decode.planned = self.tracks_total
         self.add_log("info", "", f"run started: {e.tracks} tracks, modules {', '.join(e.modules)}; "
                                  f"log in {e.log_dir}", at=e.time)
         for problem in e.scan_problems:
@@ -155,12 +161,19 @@ class RunView:
     def _on_run_finished(self, e: ev.RunFinished) -> None:
         self.finished_at = e.time
         self.stopped = e.stopped
+        self.left = dict(e.left)
         self.in_flight.clear()
         self._active.clear()
         for row in self.modules.values():
             row.running = 0
+        self.decode.running = 0
         word = "stopped" if e.stopped else "finished"
         self.add_log("info", "", f"run {word} after {e.wall_seconds:,.1f} s", at=e.time)
+        if self.left:
+            runs = sum(len(m) for m in self.left.values())
+            names = ", ".join(list(self.left)[:5]) + (" …" if len(self.left) > 5 else "")
+            self.add_log("warning", "", f"not processed: {len(self.left)} track(s), {runs} module run(s): "
+                                        f"{names} (list in {self.log_dir}/not-processed.txt)", at=e.time)
 
     def _on_module_skipped(self, e: ev.ModuleSkipped) -> None:
         self.add_log("info", e.module, f"{e.count} tracks already done, skipped", at=e.time)
@@ -170,16 +183,19 @@ class RunView:
         self.in_flight[e.track] = TrackState(e.track, e.time, list(e.modules))
 
     def _on_track_decoded(self, e: ev.TrackDecoded) -> None:
+        self._end_request(e.track, DECODE)
         self.decode.done += 1
         self.decode.wall_seconds += e.wall_seconds
         for source, message in e.errors.items():
             self.add_log("warning", "decode", f"{e.track}: {source}: {message}", track=e.track, at=e.time)
 
     def _on_track_finished(self, e: ev.TrackFinished) -> None:
-        self.tracks_finished += 1
-        self.tracks_failed += bool(e.failed)
-        self.audio_done += e.audio_seconds
+        self._end_request(e.track, DECODE)  # a decode that failed sends no track_decoded
         self.in_flight.pop(e.track, None)
+        if e.not_run and not e.ok and not e.failed:
+            return  # a stop came before any of its modules ran: not a finished track
+        self.tracks_finished += 1
+        self.audio_done += e.audio_seconds
         self.latest_track = e.track
         self.latest_outcome = {m: "ok" for m in e.ok}
         for m in e.failed:
@@ -187,10 +203,12 @@ class RunView:
             self.latest_outcome[m] = last.message.split(":", 1)[0] if last else "failed"
 
     def _on_module_started(self, e: ev.ModuleStarted) -> None:
-        row = self.modules.get(e.module)
+        row = self.decode if e.module == DECODE else self.modules.get(e.module)
         if row is not None and (e.track, e.module) not in self._active:
             row.running += 1
-        self._active.add((e.track, e.module))
+        self._active[(e.track, e.module)] = e.time
+        if self._first_request_at is None and e.module != DECODE:
+            self._first_request_at = e.time
         track = self.in_flight.get(e.track)
         if track is not None:
             track.progress[e.module] = (0.0, "")
@@ -201,13 +219,14 @@ class RunView:
             track.progress[e.module] = (e.fraction, e.stage)
 
     def _end_request(self, track: str, module: str) -> None:
-        row = self.modules.get(module)
+        row = self.decode if module == DECODE else self.modules.get(module)
         state = self.in_flight.get(track)
         if state is not None:
-            state.finished.add(module)
+            if module != DECODE:  # ``finished`` counts the track's modules, not its decode
+                state.finished.add(module)
             state.progress.pop(module, None)
         if (track, module) in self._active:
-            self._active.discard((track, module))
+            del self._active[(track, module)]
             if row is not None:
                 row.running -= 1
 
@@ -218,7 +237,11 @@ class RunView:
             row.done += 1
             row.audio_seconds += e.audio_seconds
             row.wall_seconds += e.wall_seconds
+            row.cpu_seconds += e.cpu_seconds
             row.last_rtf = e.realtime_factor or None
+            if e.audio_seconds > 0 and e.wall_seconds > 0:
+                cost = e.wall_seconds / e.audio_seconds
+                row.recent_cost = cost if row.recent_cost is None else 0.7 * row.recent_cost + 0.3 * cost
 
     def _on_module_failed(self, e: ev.ModuleFailed) -> None:
         retry = e.kind in RETRIED_KINDS and e.attempt == 1
@@ -281,26 +304,79 @@ class RunView:
     def running(self) -> bool:
         return self.started_at is not None and self.finished_at is None
 
+    @property
+    def tracks_failed(self) -> int:
+        """Tracks with a final failure so far: counted at the failure, not when the track ends
+        (a track's other modules may run for minutes after one of them failed)."""
+        return len(self.errors)
+
     def units(self) -> tuple[int, int]:
         """(module-track requests finished, planned): the finest measure of progress."""
         done = sum(r.finished for r in self.modules.values())
         return done, sum(r.planned for r in self.modules.values())
+
+    def paused_seconds(self, now: float | None = None) -> float:
+        """Seconds the run spent paused (the current pause included)."""
+        if self.started_at is None:
+            return 0.0
+        end = self.finished_at or (self.clock() if now is None else now)
+        return self._paused_total + ((end - self._paused_since) if self._paused_since else 0.0)
 
     def elapsed(self, now: float | None = None) -> float:
         """Seconds the run has been working (pauses excluded)."""
         if self.started_at is None:
             return 0.0
         end = self.finished_at or (self.clock() if now is None else now)
-        paused = self._paused_total + ((end - self._paused_since) if self._paused_since else 0.0)
-        return max(0.0, end - self.started_at - paused)
+        return max(0.0, end - self.started_at - self.paused_seconds(now))
 
     def eta_seconds(self, now: float | None = None) -> float | None:
-        """Seconds left at the pace so far; None until a request has finished or when paused."""
+        """Seconds left at the pace so far; None until a request has finished or when paused.
+
+        Work is weighed by what it costs: each module's requests not yet sent count its measured
+        worker seconds per audio second times the audio a track holds on average, and a request
+        now running counts what it still has to go at that cost. So a slow module (timbral)
+        weighs what it takes, not as much as a fast one (loudness) that finished its share
+        early. The worker seconds spent so far (finished requests, and the running ones up to
+        now) against the time since the first request was sent give the parallelism the run
+        reaches. A
+        module with no finished request yet is costed at the mean of the others, and at least
+        the age of its oldest running request; before any module has a cost, every request
+        weighs the same."""
         done, total = self.units()
         elapsed = self.elapsed(now)
         if done == 0 or elapsed <= 0 or self.paused or not self.running:
             return None
-        return (total - done) * elapsed / done
+        at = self.clock() if now is None else now
+        rows = list(self.modules.values())
+        costs = {r.name: r.recent_cost for r in rows if r.recent_cost}
+        audio_per_track = (self.audio_done / self.tracks_finished if self.tracks_finished
+                           else sum(r.audio_seconds for r in rows) / max(1, sum(r.done for r in rows)))
+        if not costs or audio_per_track <= 0:
+            return (total - done) * elapsed / done
+        mean_cost = sum(costs.values()) / len(costs)
+
+        running = [(module, max(0.0, at - since)) for (_, module), since in self._active.items()
+                   if module in self.modules]
+        oldest: dict[str, float] = {}
+        for module, age in running:
+            oldest[module] = max(age, oldest.get(module, 0.0))
+
+        def request_s(module: str) -> float:
+            if module in costs:
+                return costs[module] * audio_per_track
+            # Not measured yet: at least as long as its oldest request has been running.
+            return max(mean_cost * audio_per_track, oldest.get(module, 0.0))
+
+        worked = sum(r.wall_seconds for r in rows) + sum(age for _, age in running)
+        if worked <= 0:
+            return (total - done) * elapsed / done
+        queued = sum(max(0, r.planned - r.finished - r.running) * request_s(r.name) for r in rows)
+        # A request past its expected time is not done: it costs at least a little more.
+        going = sum(max(request_s(module) - age, 0.05 * request_s(module)) for module, age in running)
+        # The parallelism reached since the first request was sent: the scan and the first
+        # workers' imports (seconds, for TensorFlow or torch) before it did no module's work.
+        lead_in = max(0.0, self._first_request_at - self.started_at) if self._first_request_at else 0.0
+        return (queued + going) * max(elapsed - lead_in, 1e-6) / worked
 
     def filtered_log(self, min_level: str = "info", module: str = "") -> list[LogEntry]:
         floor = LEVELS.index(min_level)

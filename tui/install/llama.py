@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tui import paths
+from tui.install.safe_tar import UnsafeArchive, extract_all
 
 SOURCE_PACKAGE = "llama-cpp-python"
 SOURCE_VERSION = "0.3.36"
@@ -152,7 +153,10 @@ def source_tree(log=print) -> Path:
             if member.name.startswith(VENDOR_PREFIX) and member.name != VENDOR_PREFIX:
                 member.name = member.name[len(VENDOR_PREFIX):]
                 members.append(member)
-        tar.extractall(partial, members=members, filter="data")
+        try:
+            extract_all(tar, partial, members)
+        except UnsafeArchive as exc:
+            raise BuildError(f"{sdist}: refusing to extract: {exc}") from exc
     (partial / ".complete").write_text(SOURCE_SHA256 + "\n")
     shutil.rmtree(tree, ignore_errors=True)
     os.replace(partial, tree)

@@ -15,9 +15,10 @@ from typing import Any, Callable, TextIO
 from backends import protocol
 from backends.protocol import ErrorKind
 from backends.registry import all_specs
-from backends.spec import BackendSpec
+from backends.spec import BackendSpec, options_hash, output_options
 from tui import paths
 from tui.run import events as ev
+from tui.run import scratch as scratch_dirs
 from tui.run import store
 from tui.run.dataset import scan
 from tui.run.plan import Plan, TrackPlan, make_plan, resolve_modules
@@ -34,6 +35,10 @@ CRASH, TIMEOUT = ErrorKind.CRASH.value, ErrorKind.TIMEOUT.value
 STORE = "store"
 STOPPED = "stopped"
 DECODE_TIMEOUT_S = 600.0
+
+
+# Exit status of ``mirdeck run``/``demo`` (README, "Exit status").
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
 
 
 @dataclass
@@ -55,18 +60,26 @@ class ModuleStats:
     not_applicable: int = 0
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
     last_rtf: float | None = None
 
     @property
     def realtime_factor(self) -> float | None:
         return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else None
 
+    @property
+    def realtime_per_core(self) -> float | None:
+        """Audio seconds per CPU second: what the module costs, however busy the machine was."""
+        return self.audio_seconds / self.cpu_seconds if self.cpu_seconds > 0 else None
+
     def to_dict(self) -> dict[str, float | None]:
         return {"planned": self.planned, "done": self.done, "failed": self.failed,
                 "skipped": self.skipped, "not_applicable": self.not_applicable,
                 "audio_seconds": round(self.audio_seconds, 3),
                 "wall_seconds": round(self.wall_seconds, 3),
-                "realtime_factor": round(self.realtime_factor, 3) if self.realtime_factor else None}
+                "cpu_seconds": round(self.cpu_seconds, 3),
+                "realtime_factor": round(self.realtime_factor, 3) if self.realtime_factor else None,
+                "realtime_per_core": round(self.realtime_per_core, 3) if self.realtime_per_core else None}
 
 
 @dataclass
@@ -78,6 +91,7 @@ class Outcome:
     message: str = ""
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
@@ -101,14 +115,17 @@ class Engine:
         self._unpaused = asyncio.Event()
         self._unpaused.set()
         self._cpu_slots: asyncio.Semaphore | None = None
-        self.scratch = paths.pcm_scratch_dir() / f"mirdeck-{self.run_id}"
+        self.scratch = paths.pcm_scratch_dir() / f"{scratch_dirs.PREFIX}{self.run_id}"
+        self._settled: set[tuple[str, str]] = set()  # (track, module) that ran: ok or failed
 
     # -- control, callable from any view -------------------------------------------------------
     def subscribe(self, callback: Callable[[ev.Event], None]) -> None:
         self.subscribers.append(callback)
 
     def stop(self, *, immediate: bool = False) -> None:
-        """Graceful: finish the tracks in flight, start no more. Immediate: kill the workers now."""
+        """Graceful: the requests workers are computing finish; nothing not yet sent to a worker
+        is sent (a track waiting for its decode or a module waiting for a worker stays undone).
+        Immediate: kill the workers now. Either way ``RunFinished.left`` says what did not run."""
         self._stopping = True
         self._unpaused.set()
         if immediate:
@@ -132,14 +149,15 @@ class Engine:
             callback(event)
 
     def _choose_log_dir(self) -> Path:
+        """Inside the dataset when it is writable, else in the cache. Nothing is created here:
+        a run refused before it starts (an unknown module) leaves no folder behind."""
         if self.options.log_dir:
             return Path(self.options.log_dir)
         inside = self.dataset / ".mirdeck" / "runs" / self.run_id
-        try:
-            inside.mkdir(parents=True, exist_ok=True)
+        existing = next((p for p in (inside, *inside.parents) if p.exists()), None)
+        if existing is not None and existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
             return inside
-        except OSError:
-            return paths.cache_dir() / "runs" / self.run_id
+        return paths.cache_dir() / "runs" / self.run_id
 
     def child_env(self, module: str) -> dict[str, str]:
         env = self.profile.child_env(module)
@@ -217,10 +235,15 @@ class Engine:
         self._cpu_slots = asyncio.Semaphore(self.jobs)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         workers_log = self._workers_log = open(self.log_dir / "workers.log", "a", encoding="utf-8")
+        # Audio decoded by runs that were killed (SIGKILL skips every clean-up) stays in RAM
+        # until someone removes it: the runs whose engine is gone are removed here.
+        stale = scratch_dirs.remove_stale(self.scratch.parent)
+        scratch_dirs.create(self.scratch)
         try:
             scanned = scan(self.dataset)
             modules = resolve_modules(self.specs, self.options.only, self.options.skip)
-            self.plan = plan = make_plan(scanned.tracks, self.specs, modules, self.options.overwrite)
+            self.plan = plan = make_plan(scanned.tracks, self.specs, modules, self.options.overwrite,
+                                         {name: self.options_for(name) for name in modules})
             planned = plan.planned()
             for name in modules:
                 self.stats[name] = ModuleStats(planned=planned[name], skipped=plan.skipped[name],
@@ -228,7 +251,13 @@ class Engine:
             self.emit(ev.RunStarted(dataset=str(self.dataset), profile=self.profile.name, modules=modules,
                                     tracks=len(scanned.tracks), planned=dict(planned),
                                     skipped=dict(plan.skipped), log_dir=str(self.log_dir),
-                                    scan_problems=scanned.problems + plan.problems))
+                                    scan_problems=scanned.problems + plan.problems,
+                                    not_applicable={m: dict(c) for m, c in plan.not_applicable_reasons.items()}))
+            if stale:
+                freed = sum(r.bytes for r in stale) / 2 ** 20
+                self.emit(ev.Warning(message=f"removed {len(stale)} decoded-audio folder(s) of runs that were "
+                                             f"killed ({freed:,.0f} MiB in {self.scratch.parent}): "
+                                             + ", ".join(r.folder.name for r in stale)))
             for name in modules:
                 if plan.skipped[name]:
                     self.emit(ev.ModuleSkipped(module=name, count=plan.skipped[name]))
@@ -240,10 +269,36 @@ class Engine:
             await self._close_pools()
             shutil.rmtree(self.scratch, ignore_errors=True)
             self.emit(ev.RunFinished(stopped=self._stopping, wall_seconds=round(time.perf_counter() - started, 3),
-                                     summary={n: s.to_dict() for n, s in self.stats.items()}))
+                                     summary={n: s.to_dict() for n, s in self.stats.items()},
+                                     left=self.left()))
             workers_log.close()
             self._workers_log = None
         return self.stats
+
+    def left(self) -> dict[str, list[str]]:
+        """Track -> planned modules that did not run on it (neither a result nor a failure)."""
+        if self.plan is None:
+            return {}
+        left: dict[str, list[str]] = {}
+        for track_plan in self.plan.tracks:
+            track_id = self._track_id(track_plan)
+            missing = [m for m in track_plan.modules if (track_id, m) not in self._settled]
+            if missing:
+                left[track_id] = missing
+        return left
+
+    def exit_code(self) -> int:
+        """After ``run``: 3 when a stop left planned work undone, else 1 when anything failed."""
+        left = self.left()
+        if self._stopping and left:
+            return EXIT_STOPPED
+        failed = any(s.failed for s in self.stats.values())
+        return EXIT_FAILURES if failed or left else EXIT_OK
+
+    def _halted(self, attempt: int = 1) -> bool:
+        """Whether a request must not be sent now: never after an immediate stop, and after a
+        graceful one only the retry of a request a worker was already computing (it crashed)."""
+        return self._aborting or (self._stopping and attempt == 1)
 
     async def _close_pools(self) -> None:
         pools, self.pools = list(self.pools.values()), {}
@@ -311,9 +366,11 @@ class Engine:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         ok = [m for m in modules if outcomes[m].done() and outcomes[m].result().ok]
-        failed = [m for m in modules if m not in ok]
+        not_run = [m for m in modules if outcomes[m].done() and outcomes[m].result().kind == STOPPED]
+        failed = [m for m in modules if m not in ok and m not in not_run]
         duration = sources.get("mix", {}).get("frames", 0) / max(1, sources.get("mix", {}).get("sample_rate", 1))
-        self.emit(ev.TrackFinished(track=track_id, ok=ok, failed=failed, audio_seconds=round(duration, 3)))
+        self.emit(ev.TrackFinished(track=track_id, ok=ok, failed=failed, audio_seconds=round(duration, 3),
+                                   not_run=not_run))
 
     async def _decode(self, track_id: str, track_plan: TrackPlan, modules: list[str],
                       scratch: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -327,7 +384,9 @@ class Engine:
         began = time.perf_counter()
         request = protocol.request(f"{track_id}#decode", track=self._track_message(track_plan), sources={},
                                    options={"decode": job, "cache_dir": str(scratch)})
-        outcome = await self._call("decode", track_id, request, DECODE_TIMEOUT_S, cpu=True)
+        outcome = await self._call("decode", track_id, request, DECODE_TIMEOUT_S, cpu=True,
+                                   on_started=lambda pid: self.emit(ev.ModuleStarted(
+                                       track=track_id, module="decode", worker_pid=pid)))
         if not outcome.ok:
             message = outcome.message or "decoding failed"
             return {}, {source: {"kind": outcome.kind or INTERNAL, "message": message} for source in job}
@@ -346,13 +405,13 @@ class Engine:
         pool = self._pool(name)
         last = Outcome(False, kind=INTERNAL, message="not run")
         for attempt in (1, 2):
-            if self._aborting:
+            if self._halted(attempt):
                 return Outcome(False, kind=STOPPED, message="run stopped")
             try:
                 worker = await pool.acquire()
             except ModuleUnavailable as exc:
                 return Outcome(False, kind=exc.kind, message=str(exc))
-            if self._aborting:  # an immediate stop came while this request waited for a worker
+            if self._halted(attempt):  # a stop came while this request waited for a worker
                 await pool.release(worker)
                 return Outcome(False, kind=STOPPED, message="run stopped")
             slot = self._cpu_slots if cpu else None
@@ -360,7 +419,7 @@ class Engine:
                 await slot.acquire()
             try:
                 await self._unpaused.wait()  # pause holds work that has not been sent yet
-                if self._aborting:
+                if self._halted(attempt):
                     await pool.release(worker)
                     return Outcome(False, kind=STOPPED, message="run stopped")
                 if on_started:
@@ -396,6 +455,9 @@ class Engine:
             for dep in spec.requires:
                 if dep in outcomes:
                     dep_outcome = await outcomes[dep]
+                    if dep_outcome.kind == STOPPED:
+                        result = dep_outcome
+                        return
                     if not dep_outcome.ok:
                         result = Outcome(False, kind=BAD_INPUT if dep_outcome.kind == BAD_INPUT else INTERNAL,
                                          message=f"needs {dep}, which failed on this track: {dep_outcome.message}")
@@ -415,12 +477,12 @@ class Engine:
                     return
             request_sources = {s: sources[s] for s in needed if s in sources}
             await self._unpaused.wait()
-            if self._aborting:
+            if self._halted():
                 result = Outcome(False, kind=STOPPED, message="run stopped")
                 return
             message = protocol.request(
                 f"{track_id}#{name}", track=self._track_message(track_plan), sources=request_sources,
-                inputs=inputs, options={**self.profile.options_for(name), **self.options.module_options.get(name, {})})
+                inputs=inputs, options=self.options_for(name))
             result = await self._call(
                 name, track_id, message, self.profile.timeout_for(name, spec.timeout_s),
                 cpu=self._uses_cpu_slot(spec),
@@ -433,15 +495,24 @@ class Engine:
         finally:
             if result.kind != STOPPED:
                 result = await self._record(track_id, folder, name, result)
+                self._settled.add((track_id, name))
             outcomes[name].set_result(result)
+
+    def options_for(self, name: str) -> dict[str, Any]:
+        """A module's per-run options: the profile's, then ``--set``."""
+        return {**self.profile.options_for(name), **self.options.module_options.get(name, {})}
 
     async def _record(self, track_id: str, folder: Path, name: str, result: Outcome) -> Outcome:
         spec = self.specs[name]
         stats = self.stats[name]
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if result.ok:
+            options = output_options(spec, self.options_for(name))
+            # What produced these values (the options and their digest "done" compares) and which
+            # keys they are (a later result without some of them removes those).
             prov = {**result.provenance, "status": "ok", "profile": self.profile.name,
-                    "finished_at": now}
+                    "finished_at": now, "options": options, "options_hash": options_hash(options),
+                    "keys": sorted(result.features)}
             if result.files:
                 prov["files"] = {k: os.path.basename(v) for k, v in result.files.items()}
             try:
@@ -457,12 +528,14 @@ class Engine:
                 stats.done += 1
                 stats.audio_seconds += result.audio_seconds
                 stats.wall_seconds += result.wall_seconds
+                stats.cpu_seconds += result.cpu_seconds
                 rtf = prov.get("realtime_factor")
                 stats.last_rtf = rtf
                 self.emit(ev.ModuleFinished(track=track_id, module=name,
                                             audio_seconds=result.audio_seconds,
                                             wall_seconds=result.wall_seconds,
-                                            realtime_factor=rtf or 0.0, keys=len(result.features)))
+                                            realtime_factor=rtf or 0.0, keys=len(result.features),
+                                            cpu_seconds=round(result.cpu_seconds, 4)))
                 return result
         stats.failed += 1
         prov = {"version": spec.version, "status": "error", "profile": self.profile.name,
@@ -482,8 +555,11 @@ class Engine:
 def _result_outcome(reply: dict[str, Any]) -> Outcome:
     audio = float(reply.get("audio_seconds", 0.0))
     wall = float(reply.get("wall_seconds", 0.0))
+    cpu = float(reply.get("cpu_seconds", 0.0))
     rtf = round(audio / wall, 2) if wall > 0 else None
+    timing = {"elapsed_s": round(wall, 4), "audio_seconds": round(audio, 3), "realtime_factor": rtf}
+    if cpu > 0:  # realtime per core: audio seconds per CPU second, what wall time hides under load
+        timing.update(cpu_seconds=round(cpu, 4), realtime_per_core=round(audio / cpu, 2))
     return Outcome(True, features=reply.get("features", {}), files=reply.get("files", {}),
-                   audio_seconds=audio, wall_seconds=wall,
-                   provenance={**reply.get("provenance", {}), "elapsed_s": round(wall, 4),
-                               "audio_seconds": round(audio, 3), "realtime_factor": rtf})
+                   audio_seconds=audio, wall_seconds=wall, cpu_seconds=cpu,
+                   provenance={**reply.get("provenance", {}), **timing})

@@ -5,7 +5,7 @@ Each event serialises to one flat JSON object with an ``event`` name and a wall-
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -31,6 +31,7 @@ class RunStarted(Event):
     skipped: dict[str, int]  # module -> tracks already done
     log_dir: str
     scan_problems: list[str] = field(default_factory=list)
+    not_applicable: dict[str, dict[str, int]] = field(default_factory=dict)  # module -> why -> tracks
 
 
 @dataclass
@@ -38,6 +39,9 @@ class RunFinished(Event):
     stopped: bool
     wall_seconds: float
     summary: dict[str, dict[str, float | None]]
+    # Track -> the planned modules that did not run on it (a stop came first); empty when the
+    # run went through. Failures are not in here: they ran, and say so in ``summary``.
+    left: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,6 +56,7 @@ class TrackFinished(Event):
     ok: list[str]
     failed: list[str]
     audio_seconds: float
+    not_run: list[str] = field(default_factory=list)  # a stop came before these were sent
 
 
 @dataclass
@@ -77,6 +82,7 @@ class ModuleFinished(Event):
     wall_seconds: float
     realtime_factor: float
     keys: int
+    cpu_seconds: float = 0.0
 
 
 @dataclass
@@ -146,3 +152,16 @@ class TrackDecoded(Event):
 
 
 _NAMES[TrackDecoded] = "track_decoded"
+
+
+def from_dict(data: dict[str, Any]) -> Event:
+    """The typed event of one ``to_dict()`` object (read back from the run log or a run service's
+    socket). Fields a newer engine added are ignored, so an older client still reads the stream."""
+    cls = _BY_NAME.get(str(data.get("event", "")))
+    if cls is None:
+        raise ValueError(f"unknown event {data.get('event')!r}")
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_BY_NAME: dict[str, type[Event]] = {name: cls for cls, name in _NAMES.items()}

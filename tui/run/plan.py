@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from backends.registry import RegistryError, order_by_requirements
-from backends.spec import BackendSpec
+from backends.spec import BackendSpec, options_hash, output_options
 from tui.run.dataset import TrackFolder
 from tui.run.store import PROVENANCE_KEY, read_info_lenient
 
@@ -33,25 +33,41 @@ class Plan:
     modules: list[str]
     tracks: list[TrackPlan]
     skipped: Counter[str] = field(default_factory=Counter)  # already done
-    not_applicable: Counter[str] = field(default_factory=Counter)  # a required stem is missing
+    not_applicable: Counter[str] = field(default_factory=Counter)  # a source it needs is missing
+    not_applicable_reasons: dict[str, Counter[str]] = field(default_factory=dict)  # module -> why -> tracks
     problems: list[str] = field(default_factory=list)
 
     def planned(self) -> Counter[str]:
         return Counter(m for tp in self.tracks for m in tp.modules)
 
 
-def is_done(spec: BackendSpec, info: dict[str, Any]) -> bool:
-    """Done means: last run of this module succeeded, with the same version, and its keys are there."""
+def is_done(spec: BackendSpec, info: dict[str, Any], options: dict[str, Any] | None = None) -> bool:
+    """Done means: the last run of this module succeeded, with the same version and the same
+    output options (``options``: what this run gives it; None: none given), and its keys are there.
+    A result recorded before options were recorded counts as made with the defaults."""
     block = info.get(PROVENANCE_KEY)
     prov = block.get(spec.name) if isinstance(block, dict) else None
     if not isinstance(prov, dict) or prov.get("status") != "ok" or prov.get("version") != spec.version:
         return False
+    wanted = options_hash(output_options(spec, options or {}))
+    if prov.get("options_hash", options_hash(output_options(spec, {}))) != wanted:
+        return False
     return all(key in info for key in spec.keys)
 
 
-def applicable(spec: BackendSpec, track: TrackFolder) -> bool:
+def not_applicable_because(spec: BackendSpec, track: TrackFolder) -> str | None:
+    """Why the module cannot run on the track (a source it needs is missing), or None."""
     files = track.files()
-    return all(need.source in files for need in spec.audio if need.required)
+    missing = [need.source for need in spec.audio if need.required and need.source not in files]
+    if missing:
+        return f"no {' or '.join(missing)} {'file' if missing == ['mix'] else 'stem'}"
+    if spec.needs_one_of and not any(source in files for source in spec.needs_one_of):
+        return f"no {' or '.join(spec.needs_one_of)} stem"
+    return None
+
+
+def applicable(spec: BackendSpec, track: TrackFolder) -> bool:
+    return not_applicable_because(spec, track) is None
 
 
 def resolve_modules(specs: dict[str, BackendSpec], only: Iterable[str] | None = None,
@@ -83,7 +99,9 @@ def resolve_modules(specs: dict[str, BackendSpec], only: Iterable[str] | None = 
 
 
 def make_plan(tracks: list[TrackFolder], specs: dict[str, BackendSpec], modules: list[str],
-              overwrite: Iterable[str] = ()) -> Plan:
+              overwrite: Iterable[str] = (), options: dict[str, dict[str, Any]] | None = None) -> Plan:
+    """``options``: each module's per-run options as its requests will carry them."""
+    options = options or {}
     overwrite = set(overwrite)
     everything = "all" in overwrite
     plan = Plan(modules=modules, tracks=[])
@@ -94,9 +112,11 @@ def make_plan(tracks: list[TrackFolder], specs: dict[str, BackendSpec], modules:
         chosen: list[str] = []
         for name in modules:
             spec = specs[name]
-            if not applicable(spec, track):
+            why = not_applicable_because(spec, track)
+            if why:
                 plan.not_applicable[name] += 1
-            elif not (everything or name in overwrite) and is_done(spec, info):
+                plan.not_applicable_reasons.setdefault(name, Counter())[why] += 1
+            elif not (everything or name in overwrite) and is_done(spec, info, options.get(name)):
                 plan.skipped[name] += 1
             else:
                 chosen.append(name)

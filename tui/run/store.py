@@ -127,11 +127,25 @@ def _write_atomic(path: Path, data: dict[str, Any]) -> None:
         os.close(dir_fd)
 
 
+def stale_keys(block: dict[str, Any], module: str, features: dict[str, Any]) -> list[str]:
+    """Keys ``module`` wrote last time (its provenance's ``keys``) that it does not write now (a
+    stem removed, a head dropped), except those another module's provenance also lists. Keys
+    nobody's provenance lists (a person's own) are never touched."""
+    previous = block.get(module)
+    if not isinstance(previous, dict) or not isinstance(previous.get("keys"), list):
+        return []
+    others = {k for name, prov in block.items() if name != module and isinstance(prov, dict)
+              and isinstance(prov.get("keys"), list) for k in prov["keys"]}
+    return [k for k in previous["keys"] if isinstance(k, str) and k not in features and k not in others
+            and not k.startswith("_")]
+
+
 def merge(folder: Path, module: str, *, features: dict[str, Any] | None,
           provenance: dict[str, Any]) -> MergeOutcome:
     """Merge one module's outcome into the track's .INFO.
 
-    On success (``features`` given) its keys are set and its provenance replaced. On failure
+    On success (``features`` given) its keys are set and its provenance replaced, and the keys it
+    wrote last time but not now are removed (see ``stale_keys``). On failure
     (``features`` None) earlier good values of that module are kept, and the error is recorded
     as ``last_error`` beside their provenance, so a later failed run never leaves less behind.
     """
@@ -160,6 +174,8 @@ def merge(folder: Path, module: str, *, features: dict[str, Any] | None,
         if not isinstance(block, dict):
             block = {}
         if features is not None:
+            for key in stale_keys(block, module, features):
+                data.pop(key, None)
             data.update(features)
             block[module] = provenance
         else:

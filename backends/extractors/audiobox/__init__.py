@@ -30,6 +30,8 @@ SPEC = BackendSpec(
                 "content usefulness, production complexity, production quality",
     keys=tuple(KEY_OF_AXIS.values()),
     audio=(AudioNeed("mix", 16000),),
+    option_defaults={"precision": "float32"},
+    runtime_options=("micro_batch", "memory_budget_gb"),  # the same windows, scored in other batches
     models=(MODEL_NAME,),
     device="gpu",
     # Weights (0.38 GB in float32) + one micro-batch at the GPU profiles' 2-3 GB budget + context.

@@ -15,6 +15,20 @@ import time
 from backends.spec import AudioNeed, BackendSpec, Extractor, Result
 from backends.track import Track
 
+
+def models_for(options: dict) -> tuple[str, ...]:
+    """The EffNet embedding (when a label head is chosen) and each chosen head's model."""
+    from backends.extractors.essentia_tf.catalogue import DEFAULT_HEADS, EMBEDDING, HEADS
+
+    heads = options.get("heads", DEFAULT_HEADS)
+    if isinstance(heads, str):
+        heads = [h.strip() for h in heads.split(",") if h.strip()]
+    chosen = [HEADS[h] for h in HEADS if h in set(heads)]
+    if not chosen:  # an invalid choice: the worker says what is wrong with it
+        return SPEC.models
+    return ((EMBEDDING.name,) if any(h.kind == "labels" for h in chosen) else ()) + tuple(h.model for h in chosen)
+
+
 SPEC = BackendSpec(
     name="essentia_tf",
     version="1",
@@ -32,6 +46,10 @@ SPEC = BackendSpec(
             "danceability-vggish-audioset-1", "tonal_atonal-vggish-audioset-1"),
     timeout_s=900,
     sidecars=("ESSENTIA_TF",),
+    models_for=models_for,
+    # labels.py's defaults: a run given one of them explicitly is the same run.
+    option_defaults={"heads": ["genre", "mood", "instrument", "danceability", "atonality"],
+                     "threshold": 0.1, "top_k": 10, "sidecar": False},
 )
 
 

@@ -6,7 +6,9 @@ spectrogram (``beat_tracker.py`` beside this file: the same beats and confidence
 onsets from librosa's spectral-flux onset detector at 22.05 kHz with an 11.6 ms hop (essentia's
 onset detectors missed or delayed clean clicks by ~30 ms in our tests, librosa's land within 12 ms;
 22.05 kHz is librosa's own default rate). The tracker's beats lag or lead the audio by 15-30 ms, so
-each beat is moved to the strongest onset near it (see ``measures.snap_beats``), and a tracker
+each beat is moved to the strongest onset near it, or a run played to a clock onto the line
+through its attacks (see ``measures.snap_beats``); tempo and grid come from the sections where
+the trackers agree there is a pulse (``sections.py``), and a tracker
 answer at half the pulse is doubled when the onsets show the pulse (``measures.doubled_pulse``).
 essentia has no downbeat tracker, so no ``.DOWNBEATS`` file is written. The descriptors built on
 these times live in ``measures.py``; every key is defined in docs/features.md.
@@ -24,7 +26,7 @@ STEM_KEYS = ("onset_density_average", "onset_density_variance", "syncopation",
 
 SPEC = BackendSpec(
     name="rhythm",
-    version="1",
+    version="2",
     description="beat grid, tempo, onsets, syncopation and rhythm descriptors (essentia)",
     keys=("bpm", "bpm_is_defined", "beat_confidence", "beat_count", "beat_regularity",
           "onset_count", "onset_density", "onset_strength_mean", "onset_strength_std",
@@ -77,7 +79,8 @@ class Rhythm(Extractor):
         import numpy as np
 
         from backends.extractors.rhythm import measures as rm
-        from backends.extractors.rhythm.beat_tracker import tempo
+        from backends.extractors.rhythm.beat_tracker import max_agreement, tempo
+        from backends.extractors.rhythm.sections import WINDOW_S, covered, pulsed_sections, within
         from backends.protocol import BadInput
 
         mix = self._mono(track, "mix", RATE)
@@ -86,31 +89,47 @@ class Rhythm(Extractor):
                            "no beats or onsets to analyse")
         duration = len(mix) / RATE
         track.progress(0.05, "beats")
-        ticks, confidence = self._beats(mix)
+        candidates = self._beats.candidates(mix)
+        whole_confidence = max_agreement(candidates)[1]
+        # Tempo and grid from the sections with a pulse (all of a steady track; none of noise).
+        spans = pulsed_sections(candidates, duration, MIN_BEAT_CONFIDENCE)
+        if not spans and whole_confidence >= MIN_BEAT_CONFIDENCE:
+            spans = [(0.0, duration)]  # agreed over the whole, if in no window alone
+        ticks, confidence = max_agreement([c[within(c, spans)] for c in candidates]) if spans \
+            else max_agreement(candidates)
         bpm = tempo(ticks)
         track.progress(0.6, "onsets")
         onsets, strengths = detect_onsets(self._mono(track, "mix", ONSET_RATE))
         beats = rm.snap_beats(np.asarray(ticks, dtype=np.float64), onsets, strengths)
         if 2 * bpm <= MAX_BPM and rm.doubled_pulse(beats, onsets, strengths):
             beats, bpm = rm.snap_beats(rm.insert_midpoints(beats), onsets, strengths), 2 * bpm
-        defined = len(beats) >= rm.MIN_BEATS_FOR_TEMPO and confidence >= MIN_BEAT_CONFIDENCE
+        if spans:  # no beat in the gaps between pulsed sections (midpoints across a gap land there)
+            beats = beats[within(beats, spans)]
+        defined = bool(spans) and len(beats) >= rm.MIN_BEATS_FOR_TEMPO and confidence >= MIN_BEAT_CONFIDENCE
         grid = beats if defined else np.zeros(0)
         if not defined:
+            spans = []
             track.note("bpm", f"no clear pulse: {len(beats)} beats at tracker confidence "
-                              f"{confidence:.2f} (needs {rm.MIN_BEATS_FOR_TEMPO} and {MIN_BEAT_CONFIDENCE})")
+                              f"{whole_confidence:.2f} (needs {rm.MIN_BEATS_FOR_TEMPO} and {MIN_BEAT_CONFIDENCE}), "
+                              f"in no {WINDOW_S:g} s section either")
+        # Syncopation and on-beat share: only the onsets where there is a grid to be on or off.
+        gridded = within(onsets, spans)
+        pulse = {"share": round(covered(spans) / duration, 3) if duration else 0.0,
+                 "sections_s": [[round(lo, 2), round(hi, 2)] for lo, hi in spans],
+                 "whole_track_confidence": round(float(whole_confidence), 3)}
         ioi_mean, ioi_std = rm.ioi_stats(onsets)
         features = {
             "bpm": float(bpm) if defined else None,
             "bpm_is_defined": int(defined),
             "beat_confidence": float(confidence),
             "beat_count": int(len(beats)),
-            "beat_regularity": rm.beat_regularity(beats),
+            "beat_regularity": rm.beat_regularity(beats, [within(beats, [span]) for span in spans]),
             "onset_count": int(len(onsets)),
             "onset_density": len(onsets) / duration,
             "onset_strength_mean": float(np.mean(strengths)) if len(strengths) else None,
             "onset_strength_std": float(np.std(strengths)) if len(strengths) else None,
-            "syncopation": rm.syncopation(onsets, strengths, grid),
-            "on_beat_ratio": rm.on_beat_ratio(onsets, grid),
+            "syncopation": rm.syncopation(onsets[gridded], strengths[gridded], grid),
+            "on_beat_ratio": rm.on_beat_ratio(onsets[gridded], grid),
             "rhythmic_complexity": rm.rhythmic_complexity(onsets),
             "rhythmic_evenness": rm.rhythmic_evenness(onsets),
             "ioi_mean": ioi_mean,
@@ -125,7 +144,7 @@ class Rhythm(Extractor):
             features.update({
                 f"onset_density_average_{stem}": float(np.mean(density)),
                 f"onset_density_variance_{stem}": float(np.var(density)),
-                f"syncopation_{stem}": rm.syncopation(times, weights, grid),
+                f"syncopation_{stem}": rm.syncopation(times[within(times, spans)], weights[within(times, spans)], grid),
                 f"rhythmic_complexity_{stem}": rm.rhythmic_complexity(times),
                 f"rhythmic_evenness_{stem}": rm.rhythmic_evenness(times),
             })
@@ -133,7 +152,7 @@ class Rhythm(Extractor):
             "BEATS_GRID": track.write_sidecar("BEATS_GRID", "".join(f"{t:.4f}\n" for t in beats)),
             "ONSETS": track.write_sidecar("ONSETS", "".join(f"{t:.4f}\n" for t in onsets)),
         }
-        return Result(features, files=files)
+        return Result(features, files=files, provenance={"pulse": pulse})
 
 
 def create() -> Rhythm:

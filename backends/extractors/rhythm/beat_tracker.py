@@ -217,6 +217,9 @@ def beat_emphasis(band_odf: np.ndarray) -> np.ndarray:
     smoothed = ((cumulative[:, width:width + frames] - cumulative[:, :frames]) / width)
     extended[:, :frames] = np.maximum(extended[:, :frames] - smoothed.astype(np.float32), 0.0)
     acf = _unbiased_autocorrelation(extended)[:, :MAX_PERIOD]
+    if acf.shape[1] < MAX_PERIOD:
+        # Under ~6 s of audio the lags the combs read run past the signal: nothing correlates there.
+        acf = np.pad(acf, ((0, 0), (0, MAX_PERIOD - acf.shape[1])))
     tau = np.arange(1, MAX_PERIOD + 1, dtype=np.float64)
     rayleigh = round(43 * 512.0 / MAX_PERIOD) ** 2
     preference = (tau / rayleigh * np.exp(-0.5 * tau * tau / rayleigh)).astype(np.float32)
@@ -293,7 +296,7 @@ def _entropy(errors: np.ndarray, borders: np.ndarray) -> np.float32:
     return np.float32(-(np.log2(shares) * shares).sum())
 
 
-def max_agreement(candidates: list[np.ndarray]) -> tuple[np.ndarray, float]:
+def max_agreement(candidates: list[np.ndarray], *, settle_s: float = MIN_TICK_TIME) -> tuple[np.ndarray, float]:
     """TempoTapMaxAgreement: the candidate whose beats agree best with the others' (mean
     information gain of the beat-error histograms, 40 bins) and the mean of all candidates'
     agreement as the confidence (0-5).
@@ -303,7 +306,7 @@ def max_agreement(candidates: list[np.ndarray]) -> tuple[np.ndarray, float]:
     its confidence is not the one BeatTrackerMultiFeature (whose instance is configured once)
     reports for the same candidates."""
     borders = _agreement_bin_borders()
-    trimmed = [np.asarray(c, np.float32)[np.asarray(c) >= MIN_TICK_TIME] for c in candidates]
+    trimmed = [np.asarray(c, np.float32)[np.asarray(c) >= settle_s] for c in candidates]
     count = len(trimmed)
     gain = np.zeros((count, count), np.float32)
     for i in range(count):
@@ -326,6 +329,10 @@ class MultiFeatureBeatTracker:
         _filter_banks()
 
     def __call__(self, signal: np.ndarray) -> tuple[np.ndarray, float]:
+        return max_agreement(self.candidates(signal))
+
+    def candidates(self, signal: np.ndarray) -> list[np.ndarray]:
+        """The five trackers' beats, one per detection function, before the agreement step."""
         import essentia.standard as es
 
         functions = onset_functions(signal)
@@ -337,7 +344,7 @@ class MultiFeatureBeatTracker:
                                        resample="x2" if coarse else "none",
                                        minTempo=self.min_tempo, maxTempo=self.max_tempo)
             candidates.append(np.asarray(degara(functions[name]), np.float32))
-        return max_agreement(candidates)
+        return candidates
 
 
 PERIOD_TOLERANCE_BPM = 5.0

@@ -46,7 +46,9 @@ class LiveRunScreen(Screen):
                     yield GpuPanel(id="gpu")
                     yield HostPanel(id="host")
                     yield LatestPanel(id="latest")
-            yield LogPane(id="log")
+        # The log is outside the scrolling body: on a narrow screen the panels above scroll, and
+        # the log stays in sight following its newest lines (inside, it sat below the fold).
+        yield LogPane(id="log")
         yield Footer()
 
     def on_mount(self) -> None:

@@ -11,16 +11,20 @@ from textual.widgets import Static
 
 KEYS = [
     ("live run", ""),
-    ("s", "stop gracefully: finish the tracks in flight, shut workers down cleanly"),
+    ("s", "stop gracefully: what the workers compute now finishes, nothing new starts; "
+          "the log lists what was not processed"),
     ("S", "stop now: kill the workers; tracks in flight are left for the next run"),
     ("space", "pause (no new requests start) / resume"),
     ("t", "open the track detail (the newest failure first)"),
     ("l / m", "log: cycle the level filter / the module filter"),
     ("a", "A/B view: the two Flamingo back ends' texts side by side"),
     ("q, ctrl+c", "quit (while running: stop gracefully first; twice: stop now)"),
+    ("d", "detach: the run goes on in a background service (mirdeck attach comes back to it)"),
+    ("attached", "q, ctrl+c and d leave; s, S, space act on the run for every client"),
     ("set-up", ""),
     ("space / o", "module checklist: run this module / overwrite its done tracks"),
     ("ctrl+s", "start the run (with Flamingo back end A/B: the comparison after it)"),
+    ("q", "quit (a letter while the dataset field has focus)"),
     ("A/B view", ""),
     ("up / down", "choose the track"),
     ("[ / ]", "older / newer A/B report"),

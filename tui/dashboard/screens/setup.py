@@ -45,7 +45,10 @@ class SetupScreen(Screen):
         Binding("o", "toggle_overwrite", "overwrite", show=False),
         Binding("a", "app.ab", "A/B view"),
         Binding("question_mark", "app.help", "help"),
-        Binding("ctrl+q", "app.quit", "quit"),
+        # "q" as on the live screen (typed as a letter while the dataset field has focus, where
+        # Textual lets the field have it); the app's own ctrl+q also quits but is not shown.
+        Binding("q", "app.request_quit", "quit"),
+        Binding("ctrl+q", "app.request_quit", "quit", show=False),
     ]
 
     def __init__(self, dataset: Path | None, profile: str | None = None):
@@ -101,7 +104,9 @@ class SetupScreen(Screen):
             self.query_one("#ab-count").border_title = "A/B tracks"
             self.query_one("#ab-count").display = False
         table = self.query_one("#module-list", DataTable)
-        for label in ("run", "module", "device", "complete", "state", "overwrite", "description"):
+        # The two switches side by side at the left: the state column can hold a fetch command
+        # and pushed a right-hand "overwrite" off a 160-column screen.
+        for label in ("run", "overwrite", "module", "device", "complete", "state", "description"):
             table.add_column(label, key=label)
         for name in self.app.specs:
             self.chosen[name] = True
@@ -198,8 +203,8 @@ class SetupScreen(Screen):
                 complete = "–"
             state = Text(ready.state + (f": {ready.fix}" if ready.fix else ""), style=STATE_STYLE[ready.state])
             device = spec.device + (f" {spec.vram_gb:g} GB" if spec.vram_gb else "")
-            table.add_row(CHECK[self.chosen[name]], name, device, complete, state,
-                          CHECK[self.overwrite[name]], spec.description, key=name)
+            table.add_row(CHECK[self.chosen[name]], CHECK[self.overwrite[name]], name, device, complete, state,
+                          spec.description, key=name)
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1))
 

@@ -80,3 +80,14 @@ def bar(fraction: float, width: int) -> str:
 
 def shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(1, width - 1)] + "…"
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """Cut from the middle: track names often share a long prefix (artist, album) and differ at
+    the end ("… Part 1", "… Part 2"), which cutting the end would hide."""
+    if len(text) <= width:
+        return text
+    if width < 8:
+        return shorten(text, width)
+    tail = (width - 1) // 2
+    return text[: width - 1 - tail] + "…" + text[len(text) - tail:]

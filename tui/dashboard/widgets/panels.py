@@ -106,7 +106,7 @@ class InFlightPanel(Panel):
         lines: list[Text] = []
 
         def row(name: str, what: Text, seconds: float) -> None:
-            line = Text(fmt.shorten(name, name_width).ljust(name_width + 1))
+            line = Text(fmt.shorten_middle(name, name_width).ljust(name_width + 1))
             line.append_text(what)
             line.pad_right(max(0, width - 7 - line.cell_len))
             line.append(fmt.duration(seconds).rjust(7))
@@ -115,7 +115,7 @@ class InFlightPanel(Panel):
         for track in shown:
             if not track.progress:
                 word = "writing .INFO" if len(track.finished) >= len(track.modules) else (
-                    "waiting for a worker" if track.finished else "decoding / queued")
+                    "waiting for a worker" if track.finished - {"decode"} else "queued")
                 row(track.name, Text(word, style="dim"), now - track.started)
             for module, (fraction, stage) in track.progress.items():
                 what = Text(fmt.shorten(f"{module} {stage}".strip(), 24).ljust(25))
@@ -214,7 +214,7 @@ class LatestPanel(Panel):
         if not view.latest_track:
             self.show(Text("no track finished yet", style="dim"), 1)
             return
-        lines = [Text(fmt.shorten(view.latest_track, width - 2), style="bold")]
+        lines = [Text(fmt.shorten_middle(view.latest_track, width - 2), style="bold")]
         ok = [m for m, outcome in view.latest_outcome.items() if outcome == "ok"]
         if ok:
             lines.append(Text(f"ok: {', '.join(ok)}", style="green"))

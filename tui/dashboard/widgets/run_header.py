@@ -31,7 +31,11 @@ class RunHeader(Panel):
                 else f" {fraction * 100:3.0f}%  audio {fmt.hours(view.audio_done)} done · ")
         if view.finished_at:
             word = "stopped" if view.stopped else "finished"
-            tail_text = Text(f"{word} in {fmt.duration(view.elapsed(now))}", style="bold")
+            paused = view.paused_seconds(now)
+            # The time worked, and the pauses beside it: a bare "in 3 m" after a 20-minute pause
+            # would hide where the wall-clock time went.
+            tail_text = Text(f"{word} in {fmt.duration(view.elapsed(now))}"
+                             + (f" + {fmt.duration(paused)} paused" if paused >= 0.5 else ""), style="bold")
         elif view.paused:
             tail_text = Text("PAUSED (space resumes)", style="bold yellow")
         else:
@@ -44,15 +48,21 @@ class RunHeader(Panel):
         line.append(fmt.bar(fraction, bar_width), style="green")
         line.append(tail)
         line.append_text(tail_text)
-        status = Text()
+        parts: list[Text] = []
         if view.fatal:
-            status.append(f"engine error: {view.fatal}", style="bold red")
+            parts.append(Text(f"engine error: {view.fatal}", style="bold red"))
         elif view.stopping == "graceful" and view.running:
-            status.append("stopping: finishing the tracks in flight (S stops now)", style="bold yellow")
+            parts.append(Text("stopping: what the workers compute now finishes, nothing new starts (S stops now)",
+                              style="bold yellow"))
         elif view.stopping == "immediate" and view.running:
-            status.append("stopping now: killing workers", style="bold red")
-        elif view.tracks_failed:
-            status.append(f"{view.tracks_failed} track(s) with failures · t opens a track", style="yellow")
+            parts.append(Text("stopping now: killing workers", style="bold red"))
+        else:
+            if view.left:
+                parts.append(Text(f"not processed: {len(view.left):,} track(s), listed in the log",
+                                  style="bold yellow"))
+            if view.tracks_failed:
+                parts.append(Text(f"{view.tracks_failed:,} track(s) with failures · t opens a track", style="yellow"))
+        status = Text(" · ").join(parts)
         text = Text("\n").join([title, line, status])
         if not self.unchanged((text.plain, view.fatal, view.paused)):
             self.show(text, 3)
