@@ -144,6 +144,7 @@ def _stereo(name: str) -> np.ndarray:
     return np.stack([MATERIAL[name], MATERIAL[name] * 0.8], axis=1) * 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("function, name", LOUDNESS_CASES)
 def test_loudness_functions_with_the_batch_are_the_packages(package, unaccelerated, function, name):
     """The functions that use the batched loudness, the shared onset envelopes and the compiled
