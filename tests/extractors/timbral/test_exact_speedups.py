@@ -251,3 +251,20 @@ def test_boxcar_magnitudes_are_scipys_spectrogram(name, nperseg, step):
         assert np.array_equal(magnitudes.freqs, f)
         assert got.shape == expected.T.shape and np.array_equal(got, expected.T)
         assert np.array_equal(np.sum(got.T, axis=0), np.sum(expected, axis=0))
+
+
+def test_windows_of_a_cached_caller_are_not_kept(package):
+    """booming, sharpness and warmth cut the same windows as the first caller: once their
+    loudness is known, the track cache holds no reference to their window arrays."""
+    from backends.extractors.timbral import speedups
+
+    speedups.install(package)
+    util = package.timbral_util
+    x = MATERIAL["chords"]
+    with speedups.track_cache():
+        for _ in range(3):  # three callers, the same windows
+            windows = util.window_audio(x)
+            for row in windows:
+                util.specific_loudness(row, Pref=100.0, fs=RATE, Mod=0)
+            assert all(w is windows for w in speedups._pending_windows)
+        assert not speedups._pending_windows
