@@ -51,6 +51,31 @@ def decode_file(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(data), int(rate)
 
 
+def probe_duration(path: str | os.PathLike) -> float | None:
+    """Seconds of audio in a file from its header (libsndfile, else ffprobe), without decoding it;
+    None when neither can tell (the decode step reports such a file properly later)."""
+    path = Path(path)
+    if path.suffix.lower() in SNDFILE_SUFFIXES:
+        import soundfile
+
+        try:
+            info = soundfile.info(str(path))
+            if info.samplerate > 0 and info.frames > 0:
+                return info.frames / info.samplerate
+        except Exception:  # libsndfile could not read it; ffprobe may
+            pass
+    ffprobe = shutil.which("ffprobe")
+    if ffprobe is None:
+        return None
+    proc = subprocess.run([ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                           "--", str(path)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    try:
+        seconds = float(proc.stdout.strip())
+    except ValueError:
+        return None
+    return seconds if proc.returncode == 0 and seconds > 0 else None
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__

@@ -2,7 +2,8 @@
 
 Run by the same worker loop as the extractors but not listed in the registry: the engine asks it
 to decode a track's files at the rates its planned modules declared, and passes the resulting
-``.npy`` paths to every module of that track.
+``.npy`` paths to every module of that track. Asked with option ``probe`` (key -> path), it reads
+only the files' headers and answers their durations (seconds, or null).
 """
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ SPEC = BackendSpec(name="decode", version="1", description="decode and resample,
 
 class Decoder(Extractor):
     def process(self, track: Track) -> Result:
-        from backends.audio import decode_file, resample, write_pcm
+        from backends.audio import decode_file, probe_duration, resample, write_pcm
 
+        if "probe" in track.options:  # durations from the headers, for modules sized by the longest track
+            return Result({"durations": {key: probe_duration(path) for key, path in track.options["probe"].items()}})
         cache = Path(track.options["cache_dir"])
         cache.mkdir(parents=True, exist_ok=True)
         decoded, errors = {}, {}

@@ -4,7 +4,12 @@ Both sides import this module and nothing else to talk to each other. One messag
 UTF-8 JSON objects, each with a ``type``:
 
 parent -> worker
-    ``request``  {id, track, sources, inputs, options}   one track for this module
+    ``request``  {id, track, sources, inputs, options, run?}   one track for this module
+                 ``run`` (optional): facts about the whole run that a worker sizes itself by once,
+                 instead of growing track by track. Today one key: ``longest_mix_seconds``, the
+                 longest planned mix of this module's tracks in this sweep (from the files'
+                 headers, before any is decoded), sent only to modules whose spec sets
+                 ``sized_by_longest_track``; absent when it could not be probed.
     ``shutdown`` {}                                        finish and exit (closing stdin means the same)
 
 worker -> parent
@@ -116,9 +121,13 @@ def error(request_id: str | None, kind: ErrorKind | str, message: str) -> dict[s
 
 def request(request_id: str, *, track: dict[str, Any], sources: dict[str, Any],
             inputs: dict[str, Any] | None = None,
-            options: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"type": "request", "id": request_id, "track": track, "sources": sources,
-            "inputs": inputs or {}, "options": options or {}}
+            options: dict[str, Any] | None = None,
+            run: dict[str, Any] | None = None) -> dict[str, Any]:
+    message = {"type": "request", "id": request_id, "track": track, "sources": sources,
+               "inputs": inputs or {}, "options": options or {}}
+    if run:
+        message["run"] = run
+    return message
 
 
 SHUTDOWN = {"type": "shutdown"}

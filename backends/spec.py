@@ -73,6 +73,10 @@ class BackendSpec:
     """A backend that writes exactly the same keys another way (e.g. Music Flamingo through
     transformers instead of llama.cpp). A run uses the alternative only when ``--only`` names it,
     never both at once; ``mirdeck ab`` compares the two."""
+    sized_by_longest_track: bool = False
+    """The worker sizes something once for the run's longest track (llama-server's context): the
+    engine probes the planned mixes' durations before the sweep and sends the longest with every
+    request (``Track.run["longest_mix_seconds"]``), so nothing is resized when a longer track comes."""
     entry: str = ""
     """Import path of the module with ``create``; filled in by the registry."""
 

@@ -37,6 +37,8 @@ class Track:
     sources: dict[str, Source]
     inputs: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
+    """Facts about the whole run (the protocol's ``run``: ``longest_mix_seconds``); may be empty."""
     send_progress: Callable[[float, str], None] = lambda fraction, stage: None
     notes: dict[str, str] = field(default_factory=dict)
     """Why a feature is null or absent, per key; the worker copies it into provenance."""
@@ -48,7 +50,7 @@ class Track:
         sources = {name: Source(name=name, **info) for name, info in message["sources"].items()}
         return cls(request_id=message["id"], folder=Path(track["folder"]), name=track["name"],
                    sources=sources, inputs=message.get("inputs", {}),
-                   options=message.get("options", {}),
+                   options=message.get("options", {}), run=message.get("run", {}),
                    send_progress=send_progress or (lambda fraction, stage: None))
 
     @property

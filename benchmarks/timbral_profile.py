@@ -3,6 +3,10 @@ alone, in its own process, on the same synthesised track.
 
     python -m benchmarks.timbral_profile [--seconds 120] [--mode package|mirdeck]... [--only NAME]...
     python -m benchmarks.timbral_profile --module [--seconds 450]
+    python -m benchmarks.timbral_profile --music [--seconds S] [--module]
+
+``--music`` profiles a real track instead of the synthesised one: the first track of the
+benchmark soundtrack (benchmarks/soundtrack.py, fetched on first use), whole or its first S s.
 
 ``package`` calls the unmodified package function (only the compatibility layer applied) on the
 decoded array; ``mirdeck`` calls it with mirdeck's accelerations installed. Each row is a fresh
@@ -140,13 +144,33 @@ def measure_module(request: dict) -> dict:
             "stages": watcher.stages, "features": features}
 
 
-def module_main(seconds: float) -> int:
-    from benchmarks.rhythm_timbral import decode_once, synthesise
+def material(folder: Path, seconds: float | None, music: bool) -> tuple[Path, float, str]:
+    """(track folder, its length in seconds, what it is): synthesised or the soundtrack's."""
+    import soundfile
+
+    from benchmarks.rhythm_timbral import synthesise
+
+    if not music:
+        seconds = seconds or 120.0
+        return synthesise(folder, seconds), seconds, "synthesised 44.1 kHz stereo"
+    from benchmarks import soundtrack
+    from benchmarks.real_music import _excerpt
+
+    track = soundtrack.fetch(1)[0]
+    if seconds:
+        track = _excerpt(track, folder, seconds)
+    info = soundfile.info(track / "full_mix.flac")
+    return track, info.duration, f"{track.name} ({soundtrack.PACKAGE}), {info.samplerate} Hz stereo"
+
+
+def module_main(seconds: float | None, music: bool = False) -> int:
+    from benchmarks.rhythm_timbral import decode_once
 
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, **SINGLE_THREADED, "PYTHONPATH": str(root)}
     with tempfile.TemporaryDirectory(prefix="mirdeck-timbral-") as tmp:
-        track = synthesise(Path(tmp) / "dataset", seconds)
+        (Path(tmp) / "dataset").mkdir()
+        track, seconds, what = material(Path(tmp) / "dataset", seconds, music)
         (Path(tmp) / "pcm").mkdir()
         request = {"id": "profile", "track": {"folder": str(track), "name": track.name},
                    "sources": {"mix": decode_once(track, Path(tmp) / "pcm")["mix"]}}
@@ -156,7 +180,7 @@ def module_main(seconds: float) -> int:
     if proc.returncode != 0:
         raise RuntimeError(f"the module failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"\n{seconds:.0f} s of 44.1 kHz stereo; load average {os.getloadavg()[0]:.1f}; the whole "
+    print(f"\n{seconds:.0f} s, {what}; load average {os.getloadavg()[0]:.1f}; the whole "
           f"module in one worker: {result['cpu_s']:.1f} CPU s, {result['wall_s']:.1f} s; "
           f"RSS before the track {result['base_mb']:.0f} MB, peak (VmHWM) {result['peak_mb']:.0f} MB\n")
     print(f"{'stage':15s} {'peak MB':>8s}  where")
@@ -187,7 +211,8 @@ def run_one(name: str, mode: str, path: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--seconds", type=float, help="track length (synthetic: default 120)")
+    parser.add_argument("--music", action="store_true", help="a real soundtrack track, not a synthetic one")
     parser.add_argument("--mode", choices=("package", "mirdeck"), action="append")
     parser.add_argument("--only", choices=NAMES, action="append")
     parser.add_argument("--module", action="store_true",
@@ -199,17 +224,15 @@ def main(argv=None) -> int:
         sys.stdout.write(json.dumps(measure_module(json.loads(sys.stdin.read())), default=float) + "\n")
         return 0
     if args.module:
-        return module_main(args.seconds)
+        return module_main(args.seconds, args.music)
     if args.worker:
         name, mode, path = args.worker
         sys.stdout.write(json.dumps(measure(name, mode, path)) + "\n")
         return 0
 
-    from benchmarks.rhythm_timbral import synthesise
-
     modes = args.mode or ["package", "mirdeck"]
     with tempfile.TemporaryDirectory(prefix="mirdeck-timbral-") as tmp:
-        track = synthesise(Path(tmp), args.seconds)
+        track, seconds, what = material(Path(tmp), args.seconds, args.music)
         path = track / "full_mix.flac"
         rows = []
         for name in args.only or NAMES:
@@ -219,13 +242,13 @@ def main(argv=None) -> int:
                 print(f"{name:11s} {mode:8s} {row['cpu_s']:7.2f} CPU s {row['wall_s']:7.2f} s "
                       f"base {row['base_mb']:6.0f} MB peak {row['peak_mb']:6.0f} MB  "
                       f"value {row['value']:.9g}  at {row['where']}", flush=True)
-    print(f"\n{args.seconds:.0f} s of 44.1 kHz stereo; load average {os.getloadavg()[0]:.1f}; "
+    print(f"\n{seconds:.0f} s, {what}; load average {os.getloadavg()[0]:.1f}; "
           f"CPU s per process (one core)\n")
     print(f"{'function':11s} {'mode':8s} {'CPU s':>7s} {'x rt CPU':>8s} {'peak MB':>8s} "
           f"{'above base':>10s}  value")
     for row in rows:
         print(f"{row['name']:11s} {row['mode']:8s} {row['cpu_s']:7.2f} "
-              f"{args.seconds / row['cpu_s']:8.1f} {row['peak_mb']:8.0f} "
+              f"{seconds / row['cpu_s']:8.1f} {row['peak_mb']:8.0f} "
               f"{row['peak_mb'] - row['base_mb']:10.0f}  {row['value']:.12g}")
     for mode in modes:
         total = sum(r["cpu_s"] for r in rows if r["mode"] == mode)

@@ -15,7 +15,10 @@ PCM, so the source format (m4a, ogg, ...) and awkward names (commas, quotes) nev
 Options (profile ``[backend.flamingo_gguf.options]`` or per run): ``mode``, ``quant`` (Q8_0, Q6_K,
 IQ3_M), ``model_file`` + ``mmproj_file`` (explicit paths) with ``model_label``, ``prompts_file``,
 any [sampling] key of the prompts file (``temperature``, ``top_k``, ``top_p``, ``min_p``,
-``repeat_penalty``, ``repeat_last_n``, ``seed``), ``gpu_layers``, ``threads``, ``ctx_size``.
+``repeat_penalty``, ``repeat_last_n``, ``seed``), ``gpu_layers``, ``threads``, ``ctx_size`` (tokens per
+slot, at least), ``parallel`` (served mode: llama-server slots, 1 to 5; default 5: the five questions
+decoded at once, each slot holding its own copy of the audio prefix; 1: one after another),
+``flash_attn`` (auto, on, off; default off with parallel slots, see ``PARALLEL_FLASH_ATTN``).
 """
 from __future__ import annotations
 
@@ -33,8 +36,11 @@ SPEC = BackendSpec(
     device="gpu",
     vram_gb=10.0,
     option_defaults={"quant": "Q8_0", "mode": "served"},
-    runtime_options=("gpu_layers", "threads", "ctx_size"),
+    # parallel and flash_attn: the same text in one slot or five (flash attention off, PARALLEL_FLASH_ATTN).
+    runtime_options=("gpu_layers", "threads", "ctx_size", "parallel", "flash_attn"),
     timeout_s=3600,
+    # llama-server's context is sized once for the run's longest track (a restart reloads the model).
+    sized_by_longest_track=True,
 )
 
 SAMPLE_RATE = 16000
@@ -46,6 +52,12 @@ QUANTS = {
 }
 MMPROJ = ("music_flamingo_mmproj", "music-flamingo-hf.mmproj-f16.gguf")
 MODES = ("served", "per_prompt")
+FLASH_ATTN = ("auto", "on", "off")
+# Parallel slots decode the questions in one batch. With llama.cpp's flash attention the batch's
+# logits differ from one question's alone by ~1e-3 (measured on the CPU build; without it they are
+# the same), enough to flip a greedy near-tie; so parallel slots default to flash attention off,
+# which keeps every answer identical to the one-slot path. ``flash_attn = "auto"`` trades that for speed.
+PARALLEL_FLASH_ATTN = "off"
 
 
 def ran_on(variant: str | None, gpu_layers: int) -> str:
@@ -96,10 +108,16 @@ class FlamingoGGUF(Extractor):
             label = f"gguf_{quant}"
         env_int = lambda name, default: int(os.environ.get(name) or default)  # noqa: E731
         prompts = load_prompts(prompts_path(options), overrides={k: options.get(k) for k in SAMPLING_KEYS})
-        return {"mode": mode, "model": model, "mmproj": mmproj, "label": label, "prompts": prompts,
+        flash = options.get("flash_attn")
+        if flash is not None and flash not in FLASH_ATTN:
+            raise BackendError(f"flamingo_gguf: option flash_attn must be one of {', '.join(FLASH_ATTN)}, "
+                               f"not {flash!r}")
+        return {"mode": mode, "flash_attn": flash, "model": model, "mmproj": mmproj, "label": label, "prompts": prompts,
                 "gpu_layers": int(options.get("gpu_layers", env_int("MIRDECK_LLAMA_GPU_LAYERS", 0))),
                 "threads": int(options.get("threads", env_int("MIRDECK_LLAMA_THREADS", 0))) or None,
-                "ctx_min": int(options.get("ctx_size", env_int("MIRDECK_LLAMA_CTX_SIZE", 0)))}
+                "ctx_min": int(options.get("ctx_size", env_int("MIRDECK_LLAMA_CTX_SIZE", 0))),
+                "parallel": _parallel(options.get("parallel", env_int("MIRDECK_LLAMA_PARALLEL", len(prompts.prompts))),
+                                      len(prompts.prompts))}
 
     # -- one track -----------------------------------------------------------------------------
     def process(self, track: Track) -> Result:
@@ -118,7 +136,8 @@ class FlamingoGGUF(Extractor):
             wav = os.path.join(tmp, "audio.wav")
             _write_mono_wav(wav, data)
             if s["mode"] == "served":
-                answers, stats = self._served(track, tool, s, wav, duration)
+                longest = track.run.get("longest_mix_seconds") or 0.0
+                answers, stats = self._served(track, tool, s, wav, duration, max(duration, float(longest)))
             else:
                 answers, stats = self._per_prompt(track, tool, s, wav, duration)
         features, empty = {}, []
@@ -132,7 +151,9 @@ class FlamingoGGUF(Extractor):
         self.device = ran_on(build.get("llama_variant"), s["gpu_layers"])
         self.model_provenance = {
             "model": s["label"], "model_file": str(s["model"]), "mmproj_file": str(s["mmproj"]),
-            "mode": s["mode"], "gpu_layers": s["gpu_layers"], **s["prompts"].provenance(), **build, **stats,
+            "mode": s["mode"], "gpu_layers": s["gpu_layers"], **s["prompts"].provenance(), **build,
+            # llama.cpp hears the whole track (no maximum audio length, unlike transformers' processor).
+            "audio_seconds_heard": round(duration, 3), **stats,
             **({"empty_answers": empty, "empty_reason": "the model stopped before writing any text"}
                if empty else {}),
         }
@@ -158,22 +179,27 @@ class FlamingoGGUF(Extractor):
                          "prompt_tokens_evaluated": totals["prompt_tokens"],
                          "generated_tokens": totals["generated_tokens"], "questions": per_question}
 
-    def _served(self, track, tool, s, wav, duration):
+    def _served(self, track, tool, s, wav, duration, size_for):
+        """``size_for``: seconds the server's context is sized for, the run's longest track when the
+        engine could tell (``Track.run``), so a longer track later in the run needs no restart."""
         from backends.flamingo.llama_cli import TOKENS_PER_WINDOW, audio_windows, context_size
         from backends.flamingo.llama_server import LlamaServer
 
         prompts = s["prompts"]
         longest = max(p.max_tokens for p in prompts.prompts)
         need = max(s["ctx_min"], context_size(duration, longest))
-        key = (str(s["model"]), str(s["mmproj"]), s["gpu_layers"], s["threads"])
+        flash = s["flash_attn"] or (PARALLEL_FLASH_ATTN if s["parallel"] > 1 else None)
+        key = (str(s["model"]), str(s["mmproj"]), s["gpu_layers"], s["threads"], s["parallel"], flash)
         srv = self.server
         if srv is not None and (not srv.alive() or srv.ctx_size < need or srv.key != key):
-            srv.close()  # a longer track, other weights or a dead server: start again, once
+            srv.close()  # a track longer than the probe said, other weights or a dead server: start again
             srv = self.server = None
         if srv is None:
             track.progress(0.0, "loading model")
-            srv = LlamaServer(tool, model=s["model"], mmproj=s["mmproj"], ctx_size=need,
-                              gpu_layers=s["gpu_layers"], threads=s["threads"])
+            srv = LlamaServer(tool, model=s["model"], mmproj=s["mmproj"],
+                              ctx_size=max(need, context_size(size_for, longest)),
+                              gpu_layers=s["gpu_layers"], threads=s["threads"], parallel=s["parallel"],
+                              flash_attn=flash)
             srv.key = key
             self.server = srv
             self.server_starts += 1
@@ -182,12 +208,12 @@ class FlamingoGGUF(Extractor):
             loaded_now = False
         with open(wav, "rb") as fh:
             audio = fh.read()
+        audio_tokens = audio_windows(duration) * TOKENS_PER_WINDOW
         answers, per_question = {}, {}
-        for i, prompt in enumerate(prompts.prompts):
-            track.progress(i / len(prompts.prompts), prompt.name)
-            sampling = prompts.sampling(prompt)
-            reply = srv.ask(audio_wav=audio, prompt=prompt.text, sampling=sampling, system=prompts.system,
-                            audio_label=track.mix.path)
+        track.progress(0.05, "questions in parallel slots" if s["parallel"] > 1 else "questions")
+        replies, batching = srv.ask_all([(p.text, prompts.sampling(p)) for p in prompts.prompts], audio_wav=audio,
+                                        system=prompts.system, audio_label=track.mix.path)
+        for prompt, reply in zip(prompts.prompts, replies):
             answers[prompt.name] = reply.text
             per_question[prompt.name] = {
                 "prompt_tokens": reply.prompt_tokens, "cached_tokens": reply.cached_tokens,
@@ -195,14 +221,33 @@ class FlamingoGGUF(Extractor):
                 "eval_ms": round(reply.generate_ms, 2), "finish_reason": reply.finish_reason,
                 # The server's own count: fewer cached prompt tokens than the audio holds means
                 # the audio was (re-)encoded for this question.
-                "audio_encoded": reply.cached_tokens < audio_windows(duration) * TOKENS_PER_WINDOW}
+                "audio_encoded": reply.cached_tokens < audio_tokens}
         totals = _sum(per_question, ("prompt_tokens", "generated_tokens", "cached_tokens"))
+        parallel = srv.parallel > 1
         return answers, {"model_loads": 1 if loaded_now else 0, "server_starts": self.server_starts,
                          "server_load_s": round(srv.load_seconds, 3), "server_ctx": srv.ctx_size,
-                         "audio_encodes": sum(1 for q in per_question.values() if q["audio_encoded"]),
-                         "prompt_tokens_evaluated": totals["prompt_tokens"],
+                         "server_ctx_sized_for_s": round(size_for, 3),
+                         "question_batching": {
+                             "mode": "parallel llama-server slots, prefix copied" if parallel else "sequential",
+                             "batch_size": srv.parallel if parallel else 1, **batching,
+                             "flash_attn": srv.flash_attn or "auto"},
+                         # The warm-up included: the one request that encodes the audio for every slot.
+                         "audio_encodes": int(parallel and batching["warmup"]["cached_tokens"] < audio_tokens)
+                         + sum(1 for q in per_question.values() if q["audio_encoded"]),
+                         # The warm-up's prompt (the audio, once) is counted with the questions' own tokens.
+                         "prompt_tokens_evaluated": totals["prompt_tokens"]
+                         + (batching["warmup"]["prompt_tokens"] if parallel else 0),
                          "prompt_tokens_cached": totals["cached_tokens"],
                          "generated_tokens": totals["generated_tokens"], "questions": per_question}
+
+
+def _parallel(value, questions: int) -> int:
+    from backends.protocol import BackendError
+
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= questions:
+        raise BackendError(f"flamingo_gguf: option parallel must be an integer from 1 (one question after "
+                           f"another) to {questions} (all at once), not {value!r}")
+    return value
 
 
 def _sum(per_question: dict, fields) -> dict:

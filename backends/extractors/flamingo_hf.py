@@ -13,7 +13,9 @@ own tokens. Provenance counts featurisations, audio encodes, prefix evaluations 
 Options (profile ``[backend.flamingo_hf.options]`` or per run): ``model_dir`` (a local checkpoint
 folder; default ``<models>/music-flamingo-hf``), ``dtype`` (float32, bfloat16, float16),
 ``attn_implementation`` (sdpa, eager, flash_attention_2), ``device`` (cpu, cuda; default: cuda when
-torch sees one), ``prefix_cache`` (true/false), ``prompts_file``, ``temperature``, ``top_p``, ``seed``,
+torch sees one), ``prefix_cache`` (true/false), ``batch_questions`` (true, default: the five questions
+are decoded as one batch over the shared prefix; false: one after another), ``prompts_file``,
+``temperature``, ``top_p``, ``seed``,
 and every other [sampling] key of the prompts file (``top_k``, ``min_p``, ``repeat_penalty``,
 ``repeat_last_n``): the same file and values the GGUF back end passes to llama.cpp.
 The model loads on the first track and is kept while ``model_dir``, ``dtype``, ``attn_implementation``
@@ -36,7 +38,8 @@ SPEC = BackendSpec(
     device="gpu",
     vram_gb=15.0,
     option_defaults={"dtype": "float32", "attn_implementation": "sdpa"},
-    runtime_options=("prefix_cache",),  # the same text with the audio prefix computed once or per question
+    # The same text with the audio prefix computed once or per question, the questions batched or not.
+    runtime_options=("prefix_cache", "batch_questions"),
     timeout_s=3600,
     alternative_to="flamingo_gguf",
 )
@@ -88,6 +91,8 @@ class FlamingoHF(Extractor):
         options = track.options
         prompts = load_prompts(prompts_path(options), overrides={k: options.get(k) for k in SAMPLING_KEYS})
         reuse = _flag(options.get("prefix_cache", True), "prefix_cache")
+        # One batch needs the shared prefix's cache; without it the questions go one at a time.
+        batched = reuse and _flag(options.get("batch_questions", True), "batch_questions")
         loaded = self._model(options, track)
         data, _ = track.audio("mix", 16000)
         mono = data.mean(axis=1) if data.ndim == 2 else data
@@ -102,7 +107,19 @@ class FlamingoHF(Extractor):
                               "nothing was written for this track") from None
         answers, questions = {}, {}
         try:
-            for i, prompt in enumerate(prompts.prompts):
+            if batched:
+                track.progress(0.1, "five questions, one batch")
+                try:
+                    replies = session.ask_batch([(p.text, prompts.sampling(p)) for p in prompts.prompts])
+                except OutOfMemoryInModel as exc:
+                    raise OutOfMemory(
+                        f"flamingo_hf: out of memory on {where} decoding the {len(prompts.prompts)} questions "
+                        f"as one batch (nothing was written for this track; option batch_questions = false "
+                        f"decodes them one at a time): {exc}") from None
+                for prompt, answer in zip(prompts.prompts, replies):
+                    answers[prompt.name] = answer.text
+                    questions[prompt.name] = {"max_tokens": prompt.max_tokens, **answer.provenance()}
+            for i, prompt in enumerate(() if batched else prompts.prompts):
                 track.progress(0.1 + 0.9 * i / len(prompts.prompts), prompt.name)
                 sampling = prompts.sampling(prompt)
                 try:
@@ -130,6 +147,8 @@ class FlamingoHF(Extractor):
             "dtype": loaded.dtype, "attn_implementation": loaded.attn_implementation,
             "torch_device": loaded.device, **prompts.provenance(),
             "prefix_cache": "reused" if reuse else "off",
+            "question_batching": ({"mode": "one batch over the shared prefix", "batch_size": len(prompts.prompts)}
+                                  if batched else {"mode": "sequential", "batch_size": 1}),
             "model_loads": self.model_loads, "model_load_s": round(loaded.load_seconds, 3),
             "tracks_this_worker": self.tracks_done, **counts,
             "audio_windows": session.windows, "audio_tokens": session.audio_tokens,

@@ -304,6 +304,109 @@ class TrackSession:
                       prompt_tokens_cached=int(cached), seconds=seconds, first_token_seconds=first_token_s,
                       finish_reason=finish)
 
+    def ask_batch(self, questions: list[tuple[str, Sampling]]) -> list[Answer]:
+        """All questions decoded together, one batch over the shared prefix (see ``_ask_batch``)."""
+        import torch
+
+        try:
+            with torch.inference_mode():
+                return self._ask_batch(questions)
+        except torch.OutOfMemoryError as exc:
+            self.free()
+            raise OutOfMemoryInModel(str(exc).splitlines()[0]) from None
+        except RuntimeError as exc:
+            if "out of memory" not in str(exc).lower():
+                raise
+            self.free()
+            raise OutOfMemoryInModel(str(exc).splitlines()[0]) from None
+        except MemoryError:
+            self.free()
+            raise OutOfMemoryInModel("host memory exhausted") from None
+
+    def _ask_batch(self, questions: list[tuple[str, Sampling]]) -> list[Answer]:
+        """The prefix's key/value cache (computed once) is repeated once per question; the questions,
+        of different lengths, are padded on their left, i.e. between the prefix and the question, so
+        every row's last input is a real token and every row's answer starts in the same column.
+
+        Padding is masked out of attention and skipped by the positions (each row's question starts
+        at position ``prefix_tokens``), so each row sees exactly what the sequential path shows it.
+        A row leaves the batch at its own end token or token limit; the cache keeps only the rows
+        still writing. Sampling: one generator per row, seeded with the question's seed, as the
+        sequential path seeds one per question, so the same seed gives the same draws.
+        """
+        import torch
+
+        if not questions:
+            return []
+        lm, head = self._language_model()
+        device = self.loaded.device
+        suffixes = [self.question_ids(text)[0] for text, _ in questions]
+        lengths = [int(s.shape[0]) for s in suffixes]
+        width, rows, prefix = max(lengths), len(questions), self.prefix_tokens
+        pad = self.loaded.processor.tokenizer.pad_token_id or 0
+        began = time.perf_counter()
+        cache = self._prefix_cache()
+        self.prefix_cache = None  # the batch takes this cache over; the track is done after it
+        if rows > 1:
+            cache.batch_repeat_interleave(rows)
+        ids = torch.full((rows, width), pad, dtype=torch.long, device=device)
+        mask = torch.ones((rows, prefix + width), dtype=torch.long, device=device)
+        positions = torch.full((rows, width), prefix, dtype=torch.long, device=device)
+        for row, (suffix, length) in enumerate(zip(suffixes, lengths)):
+            ids[row, width - length:] = suffix
+            mask[row, prefix:prefix + width - length] = 0
+            positions[row, width - length:] = torch.arange(prefix, prefix + length, device=device)
+        hidden = lm(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+                    use_cache=True).last_hidden_state[:, -1:]
+        picks = [_sampler(sampling, device) for _, sampling in questions]
+        prompt_text = self.text_ids()
+        histories = [prompt_text + suffix.tolist() for suffix in suffixes]
+        tokens: list[list[int]] = [[] for _ in questions]
+        finish: list[str] = ["length"] * rows
+        first_s: list[float] = [0.0] * rows
+        seconds: list[float] = [0.0] * rows
+        active = list(range(rows))  # question index of each row still in the batch
+        step = 0
+        while active:
+            logits = head(hidden)[:, -1, :].float()
+            keep, nxt = [], []
+            for slot, q in enumerate(active):
+                token = picks[q](logits[slot:slot + 1], histories[q] + tokens[q])
+                if step == 0:
+                    first_s[q] = _synced_elapsed(device, began)
+                limit = questions[q][1].max_tokens
+                if token in self.loaded.eos_ids:
+                    finish[q] = "stop"
+                else:
+                    tokens[q].append(token)
+                if finish[q] == "stop" or len(tokens[q]) >= limit:
+                    seconds[q] = _synced_elapsed(device, began)
+                    continue
+                keep.append(slot)
+                nxt.append(token)
+            step += 1
+            if not keep:
+                break
+            if len(keep) < len(active):
+                index = torch.tensor(keep, dtype=torch.long, device=device)
+                cache.batch_select_indices(index)
+                mask = mask[index]
+                active = [active[k] for k in keep]
+            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+            step_positions = torch.tensor([[prefix + lengths[q] + len(tokens[q]) - 1] for q in active],
+                                          dtype=torch.long, device=device)
+            hidden = lm(input_ids=torch.tensor([[t] for t in nxt], dtype=torch.long, device=device),
+                        attention_mask=mask, position_ids=step_positions, cache=cache,
+                        use_cache=True).last_hidden_state
+        del cache
+        tokenizer = self.loaded.processor.tokenizer
+        return [Answer(text=tokenizer.decode(tokens[q], skip_special_tokens=True),
+                       generated_tokens=len(tokens[q]) + (finish[q] == "stop"),
+                       prompt_tokens=prefix + lengths[q], prompt_tokens_evaluated=lengths[q],
+                       prompt_tokens_cached=prefix, seconds=seconds[q], first_token_seconds=first_s[q],
+                       finish_reason=finish[q])
+                for q in range(rows)]
+
     def text_ids(self) -> list[int]:
         """The prefix's text token ids, audio positions left out (llama.cpp has no token there either)."""
         ids = self.prefix_ids[0]

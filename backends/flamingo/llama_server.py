@@ -1,9 +1,18 @@
 """One ``llama-server`` per worker: the model loads once, and each track's audio is encoded once.
 
 The five questions about a track are sent as chat requests whose content is the audio followed by
-the question, with the same system text. They share the prefix (template start + audio), so the
-server's prompt cache (one slot) answers questions two to five without re-encoding the audio; its
-``timings.cache_n`` says how many prompt tokens came from the cache.
+the question, with the same system text. They share the prefix (template start + audio); its
+``timings.cache_n`` says how many prompt tokens of a question came from the cache.
+
+- One slot (``parallel = 1``): the questions go one after another; the slot's prompt cache answers
+  questions two to five without re-encoding the audio.
+- Parallel slots (``parallel = N``, ``-np N``, continuous batching): llama-server shares a cached
+  prompt between slots only for several completions of one prompt, never for different prompts
+  (a slot that starts empty encodes the audio again). So the prefix is made once and copied: a
+  warm-up request (the first question, one token) encodes the audio in slot 0, the slot is saved
+  (``/slots/0?action=save``, the audio chunk included) and restored into the other slots, and then
+  all questions are sent at once, each to its own slot, where only its own tokens are evaluated;
+  the server decodes them as one batch. Each slot holds a copy of the prefix: N times the KV memory.
 """
 from __future__ import annotations
 
@@ -37,6 +46,12 @@ class ServedAnswer:
     generate_ms: float
     audio_encodes: int
     """Audio slices the server encoded while answering (0 when the audio came from the cache)."""
+
+
+def _one_token(sampling: Sampling) -> Sampling:
+    import dataclasses
+
+    return dataclasses.replace(sampling, max_tokens=1)
 
 
 def _die_with_parent() -> None:
@@ -81,18 +96,32 @@ class LlamaServer:
     """A running ``llama-server`` for one (model, projector, context size, GPU layers)."""
 
     def __init__(self, tool: Path, *, model: Path, mmproj: Path, ctx_size: int, gpu_layers: int,
-                 threads: int | None = None, startup_timeout_s: float = 600.0):
+                 threads: int | None = None, startup_timeout_s: float = 600.0, parallel: int = 1,
+                 flash_attn: str | None = None):
+        """``ctx_size``: tokens of context per slot; the server gets ``parallel`` times as many.
+        ``flash_attn``: ``on``, ``off`` or ``auto`` (llama.cpp's default when None)."""
         self.model, self.mmproj, self.ctx_size, self.gpu_layers = model, mmproj, ctx_size, gpu_layers
+        self.parallel = max(1, int(parallel))
+        self.flash_attn = flash_attn
         self.port = _free_port()
         self._logdir = tempfile.TemporaryDirectory(prefix="mirdeck-llama-server-")
         self.log_path = Path(self._logdir.name) / "server.log"
         self._log = open(self.log_path, "w+b")
         self._log_offset = 0
-        cmd = [str(tool), "-m", str(model), "--mmproj", str(mmproj), "-c", str(ctx_size),
+        cmd = [str(tool), "-m", str(model), "--mmproj", str(mmproj), "-c", str(ctx_size * self.parallel),
                "--gpu-layers", str(gpu_layers), "--host", "127.0.0.1", "--port", str(self.port),
-               "-np", "1", "--no-webui", "--log-prefix", "--no-log-timestamps", "--perf", "--no-warmup"]
+               "-np", str(self.parallel), "--no-webui", "--log-prefix", "--no-log-timestamps", "--perf",
+               "--no-warmup"]
+        if self.parallel > 1:
+            # Each slot its own part of the context (what one question needs); the prefix is copied
+            # between slots through saved slot files, and no idle slot is copied to host memory.
+            self.slot_dir = Path(self._logdir.name) / "slots"
+            self.slot_dir.mkdir()
+            cmd += ["--no-kv-unified", "--slot-save-path", str(self.slot_dir), "--cache-ram", "0"]
         if threads:
             cmd += ["-t", str(threads)]
+        if flash_attn:
+            cmd += ["-fa", flash_attn]
         # A name only this server answers to: a free port picked here can be taken by another
         # process's server before ours binds it, and then that server would answer our requests.
         self.alias = f"mirdeck-{os.getpid()}-{secrets.token_hex(6)}"
@@ -172,21 +201,63 @@ class LlamaServer:
             raise BackendError(f"llama-server {path}: HTTP {exc.code}: "
                                f"{exc.read().decode('utf-8', errors='replace')[:1000]}") from None
 
+    def ask_all(self, questions: list[tuple[str, Sampling]], *, audio_wav: bytes, system: str = "",
+                audio_label: str, timeout_s: float | None = None,
+                ignore_eos: bool = False) -> tuple[list[ServedAnswer], dict]:
+        """Every question about one clip: in series on one slot, or at once on parallel slots.
+
+        Returns the answers in the order asked and what the batching cost (parallel slots only):
+        ``warmup`` (the request that encoded the audio for the slots: its prompt and cached tokens),
+        ``slot_copy_ms`` (saving slot 0 and restoring it into the others), ``slot_file_bytes``.
+        """
+        if self.parallel == 1 or len(questions) == 1:
+            return [self.ask(audio_wav=audio_wav, prompt=q, sampling=s, system=system, audio_label=audio_label,
+                             timeout_s=timeout_s, ignore_eos=ignore_eos) for q, s in questions], {}
+        from concurrent.futures import ThreadPoolExecutor
+
+        if len(questions) > self.parallel:
+            raise BackendError(f"{len(questions)} questions for {self.parallel} llama-server slots")
+        first, first_sampling = questions[0]
+        # One token of the first question in slot 0: its prompt is the prefix every slot needs.
+        warm = self.ask(audio_wav=audio_wav, prompt=first, sampling=_one_token(first_sampling), system=system,
+                        audio_label=audio_label, timeout_s=timeout_s, slot=0, count_log=False)
+        began = time.perf_counter()
+        saved = self.post("/slots/0?action=save", {"filename": "prefix.bin"}, timeout_s=timeout_s)
+        for slot in range(1, len(questions)):
+            self.post(f"/slots/{slot}?action=restore", {"filename": "prefix.bin"}, timeout_s=timeout_s)
+        copy_ms = (time.perf_counter() - began) * 1000
+        with ThreadPoolExecutor(max_workers=len(questions)) as pool:
+            futures = [pool.submit(self.ask, audio_wav=audio_wav, prompt=q, sampling=s, system=system,
+                                   audio_label=audio_label, timeout_s=timeout_s, slot=i, count_log=False,
+                                   ignore_eos=ignore_eos)
+                       for i, (q, s) in enumerate(questions)]
+            answers = [f.result() for f in futures]
+        return answers, {"slot_copy_ms": round(copy_ms, 2), "slot_file_bytes": int(saved.get("n_written", 0) or 0),
+                         "warmup": {"prompt_tokens": warm.prompt_tokens, "cached_tokens": warm.cached_tokens,
+                                    "prompt_eval_ms": round(warm.prompt_ms, 2)}}
+
     def ask(self, *, audio_wav: bytes, prompt: str, sampling: Sampling, system: str = "",
-            audio_label: str, timeout_s: float | None = None) -> ServedAnswer:
-        """One question about one audio clip (WAV bytes)."""
+            audio_label: str, timeout_s: float | None = None, slot: int | None = None,
+            count_log: bool = True, ignore_eos: bool = False) -> ServedAnswer:
+        """One question about one audio clip (WAV bytes); ``slot`` pins it to one of the parallel slots.
+        ``ignore_eos``: write ``max_tokens`` whatever the model says (benchmarks with fixed token counts)."""
         messages = chat_messages(audio_wav, prompt, system)
         body = {"messages": messages, "max_tokens": sampling.max_tokens, **sampler_json(sampling),
                 "cache_prompt": True, "stream": False}
+        if slot is not None:
+            body["id_slot"] = slot
+        if ignore_eos:
+            body["ignore_eos"] = True
         request = urllib.request.Request(self._url("/v1/chat/completions"), data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
-        self.new_log()  # skip what came before, so the slices counted below are this question's
+        if count_log:
+            self.new_log()  # skip what came before, so the slices counted below are this question's
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as resp:
                 reply = json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode("utf-8", errors="replace")[:1000]
-            errors = parse_log(self.new_log()).errors or [detail]
+            errors = (parse_log(self.new_log()).errors if count_log else []) or [detail]
             raise classify_failure(errors, audio_label=audio_label, model=str(self.model),
                                    mmproj=str(self.mmproj), returncode=exc.code) from None
         except (TimeoutError, socket.timeout):
@@ -195,14 +266,15 @@ class LlamaServer:
         except (urllib.error.URLError, ConnectionError) as exc:
             raise BackendError(f"llama-server stopped answering on {audio_label}: {exc}; log: {self.log_path}",
                                kind=ErrorKind.CRASH if not self.alive() else ErrorKind.INTERNAL) from None
-        log = parse_log(self.new_log())
+        log = parse_log(self.new_log()) if count_log else None
         timings = reply.get("timings", {})
         choice = reply["choices"][0]
         return ServedAnswer(text=choice["message"].get("content") or "", finish_reason=choice.get("finish_reason"),
                             prompt_tokens=int(timings.get("prompt_n", 0)), cached_tokens=int(timings.get("cache_n", 0)),
                             generated_tokens=int(timings.get("predicted_n", 0)),
                             prompt_ms=float(timings.get("prompt_ms", 0.0)),
-                            generate_ms=float(timings.get("predicted_ms", 0.0)), audio_encodes=log.audio_slices)
+                            generate_ms=float(timings.get("predicted_ms", 0.0)),
+                            audio_encodes=log.audio_slices if log is not None else 0)
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -104,6 +104,31 @@ def test_unequal_sampling_is_reported_and_blocks_a_winner(tmp_path):
         apply_winner([report], [], {}, "hf", tmp_path)
 
 
+def test_audio_heard_differently_is_flagged_in_every_report(tmp_path):
+    """A 12-minute track: transformers' processor stops at 600 s, llama.cpp hears all 720 s. Texts
+    about different audio are not like with like: the track report, its Markdown and the summary say so;
+    a 4-minute track both heard whole is not flagged."""
+    long_runs = {"gguf": recorded("gguf", {}, audio_seconds=720.0, audio_seconds_heard=720.0),
+                 "hf": recorded("hf", {}, audio_seconds=720.0, audio_seconds_heard=600.0, audio_truncated=True)}
+    short_runs = {"gguf": recorded("gguf", {}, audio_seconds=240.0, audio_seconds_heard=240.0),
+                  "hf": recorded("hf", {}, audio_seconds=240.0, audio_seconds_heard=240.0)}
+    long_report, short_report = track_report("Long", "/d/Long", long_runs), track_report("Short", "/d/S", short_runs)
+    assert "hf heard 600.0 s of 720.0 s" in long_report["audio_heard"]["differently"]
+    assert long_report["audio_heard"]["backends"]["gguf"] == {"seconds": 720.0, "of_seconds": 720.0,
+                                                               "truncated": False}
+    assert short_report["audio_heard"]["differently"] is None
+    # Heard lengths apart by more than llama.cpp's window padding, without a truncation flag, are flagged too.
+    odd = track_report("Odd", "/d/O", {"gguf": recorded("gguf", {}, audio_seconds_heard=300.0),
+                                        "hf": recorded("hf", {}, audio_seconds_heard=280.0)})
+    assert odd["audio_heard"]["differently"] == "gguf heard 300.0 s, hf 280.0 s"
+    s = write_reports(tmp_path, [long_report, short_report])
+    assert s["heard_differently"] == ["Long"]
+    assert "AUDIO HEARD DIFFERENTLY" in (tmp_path / "Long.md").read_text()
+    assert "| audio heard (s) | 720.0 | 600.0 |" in (tmp_path / "Long.md").read_text()
+    assert "AUDIO HEARD DIFFERENTLY" not in (tmp_path / "Short.md").read_text()
+    assert "AUDIO HEARD DIFFERENTLY** on 1 track(s)" in (tmp_path / "summary.md").read_text()
+
+
 def test_question_metrics_are_none_where_not_recorded():
     assert question_metrics({}, "full") == {"tokens": None, "seconds": None, "tokens_per_s": None,
                                              "first_token_s": None, "finish_reason": None}

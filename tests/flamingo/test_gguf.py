@@ -64,10 +64,14 @@ def features(folder):
     return {k: info["music_flamingo_" + k] for k in KEYS}
 
 
-def test_per_prompt_and_served_give_identical_text_and_served_encodes_audio_once(tmp_path, standins, small_prompts):
+@pytest.mark.parametrize("parallel", [5, 1])
+def test_per_prompt_and_served_give_identical_text_and_served_encodes_audio_once(tmp_path, standins, small_prompts,
+                                                                                 parallel):
+    """Served with five parallel slots (the questions decoded as one batch) or one slot (in series):
+    the same texts as one llama-mtmd-cli run per question, and the audio encoded once per track."""
     data = dataset_of(tmp_path, count=3)
     tracks = sorted(p for p in data.iterdir() if p.is_dir())
-    opts = options(standins["random"], small_prompts, temperature=0)
+    opts = options(standins["random"], small_prompts, temperature=0, parallel=parallel)
     run_engine(data, only=[MODULE], module_options={MODULE: {**opts[MODULE], "mode": "per_prompt"}})
     per_prompt = {t.name: features(t) for t in tracks}
     pp = prov(tracks[0])
@@ -79,6 +83,11 @@ def test_per_prompt_and_served_give_identical_text_and_served_encodes_audio_once
     assert not events_named(events, "module_failed")
     served = {t.name: features(t) for t in tracks}
     assert served == per_prompt
+    batching = prov(tracks[0])["question_batching"]
+    assert batching["batch_size"] == parallel
+    assert batching["mode"] == ("parallel llama-server slots, prefix copied" if parallel > 1 else "sequential")
+    if parallel > 1:  # the warm-up encoded the audio; every question found it in its slot
+        assert batching["warmup"]["prompt_tokens"] >= 750 and batching["slot_file_bytes"] > 0
     assert all(isinstance(v, str) and v for f in served.values() for v in f.values())
     assert info_of(tracks[0])["music_flamingo_model"] == "gguf_standin-random"
 
@@ -89,12 +98,33 @@ def test_per_prompt_and_served_give_identical_text_and_served_encodes_audio_once
     for p in provs:
         assert p["mode"] == "served" and p["audio_encodes"] == 1
         questions = [p["questions"][k] for k in KEYS]
-        assert questions[0]["audio_encoded"] and questions[0]["prompt_tokens"] >= 750
+        if parallel == 1:
+            assert questions[0]["audio_encoded"] and questions[0]["prompt_tokens"] >= 750
+        else:
+            assert not questions[0]["audio_encoded"] and questions[0]["cached_tokens"] >= 750
         for later in questions[1:]:
             # The audio (750 tokens per 30 s window) comes from the server's prompt cache.
             assert not later["audio_encoded"]
             assert later["cached_tokens"] >= 750 and later["prompt_tokens"] < 100
         assert p["prompt_tokens_evaluated"] < pp["prompt_tokens_evaluated"] / 3
+
+
+def test_the_server_is_sized_once_for_the_longest_track_of_the_plan(tmp_path, standins, small_prompts):
+    """Tracks in the plan's order grow longer (1, 2, then 3 audio windows): the context is sized for
+    the longest from the start, so llama-server (the whole model) is loaded once, not once per new
+    longest track."""
+    root = tmp_path / "growing"
+    for name, seconds in (("a short", 4.0), ("b middle", 35.0), ("c long", 62.0)):
+        write_track(root, name, sine(330.0, seconds))
+    events, _ = run_engine(root, only=[MODULE], jobs=1,
+                           module_options=options(standins["random"], small_prompts, temperature=0, parallel=1))
+    assert not events_named(events, "module_failed"), events_named(events, "module_failed")
+    provs = [prov(root / name) for name in ("a short", "b middle", "c long")]
+    assert [p["model_loads"] for p in provs] == [1, 0, 0]
+    assert [p["server_starts"] for p in provs] == [1, 1, 1]
+    assert {p["server_ctx"] for p in provs} == {provs[-1]["server_ctx"]}
+    assert provs[0]["server_ctx_sized_for_s"] == pytest.approx(62.0, abs=0.01)
+    assert provs[-1]["audio_seconds_heard"] == pytest.approx(62.0, abs=0.01)
 
 
 def test_scripted_answers_keep_newlines_stop_early_and_are_normalised(tmp_path, standins, small_prompts):

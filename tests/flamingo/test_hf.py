@@ -142,6 +142,81 @@ def test_prefix_reuse_gives_the_same_tokens_as_transformers_generate(af3):
     assert without.prompt_tokens_evaluated == without.prompt_tokens and without.prompt_tokens_cached == 0
 
 
+def _generate(loaded, pcm, question: str, max_tokens: int) -> str:
+    """transformers' own generate() on the whole prompt, greedy, for exactly ``max_tokens`` tokens."""
+    import torch
+
+    from backends.flamingo.hf import render_prompt
+
+    prefix, suffix = render_prompt(loaded, question)
+    inputs = loaded.processor(text=[prefix + suffix], audio=[pcm], return_tensors="pt")
+    with torch.inference_mode():
+        out = loaded.model.generate(**inputs, max_new_tokens=max_tokens, do_sample=False, min_new_tokens=max_tokens)
+    return loaded.processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def test_five_questions_in_one_batch_give_the_sequential_and_generate_texts(af3):
+    """Greedy: the batch (questions of different lengths padded between prefix and question, rows
+    leaving at their own limits) writes, for every question, the text of the sequential path and of
+    transformers' own generate() on the whole prompt."""
+    from backends.flamingo.hf import Sampling, TrackSession
+
+    pcm = _tone(12.0)
+    questions = ["Describe the rhythm.", "Key?", "Which instruments play, and how do they interact in the mix?",
+                 "Genre and mood, in one sentence.", "Structure?"]
+    limits = [9, 4, 7, 1, 6]
+    greedy = [Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=n) for n in limits]
+    session = TrackSession(af3, pcm)
+    sequential = [session.ask(q, s) for q, s in zip(questions, greedy)]
+    batched = TrackSession(af3, pcm).ask_batch(list(zip(questions, greedy)))
+    assert len({len(session.question_ids(q)[0]) for q in questions}) >= 3  # real padding
+    assert [a.text for a in batched] == [a.text for a in sequential]
+    assert [a.generated_tokens for a in batched] == limits == [a.generated_tokens for a in sequential]
+    assert all(a.finish_reason == "length" for a in batched)
+    assert [a.text for a in batched] == [_generate(af3, pcm, q, n) for q, n in zip(questions, limits)]
+    assert {a.prompt_tokens_cached for a in batched} == {session.prefix_tokens}
+    assert [a.prompt_tokens for a in batched] == [a.prompt_tokens for a in sequential]
+
+
+def test_a_batch_row_stops_at_its_own_end_token_and_sampling_follows_the_seed(tmp_path):
+    """The scripted stand-in stops by itself: each row leaves the batch at its own end token, and with
+    sampling on and the same seed the batch draws what the sequential path draws, question by question."""
+    from backends.flamingo.hf import Sampling, TrackSession, load
+
+    scripted = load(standin("audioflamingo3", "scripted"))
+    pcm = _tone(4.0)
+    questions = [f"Question {i}, {'long ' * i}?" for i in range(5)]
+    # A seed per question here: the scripted distribution is the same at every step, so one seed would
+    # draw the same answer five times and every row would leave the batch at the same step.
+    sampled = [Sampling(temperature=1.0, top_p=1.0, seed=11 + i, max_tokens=40) for i in range(5)]
+    sequential = [TrackSession(scripted, pcm).ask(q, s) for q, s in zip(questions, sampled)]
+    batched = TrackSession(scripted, pcm).ask_batch(list(zip(questions, sampled)))
+    assert [a.text for a in batched] == [a.text for a in sequential]
+    assert [a.finish_reason for a in batched] == [a.finish_reason for a in sequential]
+    assert "stop" in {a.finish_reason for a in batched}
+    assert len({a.generated_tokens for a in batched}) > 1  # rows left the batch at different steps
+    other_seed = [Sampling(temperature=1.0, top_p=1.0, seed=21 + i, max_tokens=40) for i in range(5)]
+    assert [a.text for a in TrackSession(scripted, pcm).ask_batch(list(zip(questions, other_seed)))] != \
+        [a.text for a in batched]
+
+
+def test_the_run_records_the_batching_and_batch_or_not_writes_the_same_keys(tmp_path, af3):
+    from backends.extractors.flamingo_hf import FlamingoHF
+
+    prompts = str(small_prompts(tmp_path / "p.toml"))
+    results = {}
+    for batch in (True, False):
+        extractor = FlamingoHF()
+        track = _track(tmp_path, _tone(5.0), {"model_dir": str(af3.folder), "prompts_file": prompts,
+                                              "batch_questions": batch}, name=f"batch {batch}")
+        results[batch] = extractor.process(track).features
+        batching = extractor.model_provenance["question_batching"]
+        assert batching == ({"mode": "one batch over the shared prefix", "batch_size": 5} if batch
+                            else {"mode": "sequential", "batch_size": 1})
+        assert extractor.model_provenance["audio_encodes"] == 1
+    assert results[True] == results[False]
+
+
 def test_question_tokens_match_the_processor_on_the_whole_prompt(af3):
     """Tokenising the question part alone is exact: same ids as the processor on the full text."""
     from backends.flamingo.hf import TrackSession, render_prompt
@@ -160,7 +235,8 @@ def test_out_of_memory_names_track_and_prompt_writes_nothing_and_the_worker_goes
     from backends.extractors.flamingo_hf import FlamingoHF
 
     extractor = FlamingoHF()
-    options = {"model_dir": str(af3.folder), "prompts_file": str(small_prompts(tmp_path / "p.toml"))}
+    options = {"model_dir": str(af3.folder), "prompts_file": str(small_prompts(tmp_path / "p.toml")),
+               "batch_questions": False}
     track = _track(tmp_path, _tone(4.0), options, name="oom track")
     extractor.process(track)  # loads the model
     calls = {"n": 0}
@@ -182,6 +258,33 @@ def test_out_of_memory_names_track_and_prompt_writes_nothing_and_the_worker_goes
     features = extractor.process(track).features  # same worker, same model: the next request works
     assert set(features) == set(FEATURE_KEYS) | {MODEL_KEY}
     assert extractor.model_loads == 1
+
+
+def test_out_of_memory_in_the_batch_names_the_track_and_the_worker_goes_on(tmp_path, af3):
+    import torch
+
+    from backends.extractors.flamingo_hf import FlamingoHF
+
+    extractor = FlamingoHF()
+    options = {"model_dir": str(af3.folder), "prompts_file": str(small_prompts(tmp_path / "p.toml"))}
+    track = _track(tmp_path, _tone(4.0), options, name="batch oom track")
+    first = extractor.process(track).features
+    calls = {"n": 0}
+
+    def explode(module, args):
+        calls["n"] += 1
+        if calls["n"] == 4:  # 1 prefix + 1 batch of questions + 1 step: inside the batch's decoding
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    handle = extractor.loaded.model.model.language_model.register_forward_pre_hook(explode)
+    try:
+        with pytest.raises(OutOfMemory) as caught:
+            extractor.process(track)
+    finally:
+        handle.remove()
+    message = str(caught.value)
+    assert "batch oom track" in message and "one batch" in message and "batch_questions = false" in message
+    assert extractor.process(track).features == first
 
 
 def test_bad_audio_and_missing_model_are_named(tmp_path, af3):

@@ -61,14 +61,45 @@ def fairness(runs: dict[str, BackendRun]) -> list[str]:
     return [f"{f}: {a}={pa.get(f)!r} {b}={pb.get(f)!r}" for f in FAIRNESS_FIELDS if pa.get(f) != pb.get(f)]
 
 
+# Two back ends "heard the same audio" when their heard lengths are this close (seconds): llama.cpp pads
+# to whole 30 s windows and transformers keeps the frames with sound, which is not a difference in the
+# music heard.
+HEARD_TOLERANCE_S = 1.0
+
+
+def audio_heard(runs: dict[str, BackendRun]) -> dict[str, Any]:
+    """Seconds of the track each back end heard, and why they differ (None when they heard the same).
+
+    transformers' processor stops at its ``max_audio_len`` (600 s for AF3) and records
+    ``audio_truncated``; llama.cpp hears the whole track. A comparison of texts about different
+    audio is not like with like, so the report flags it.
+    """
+    heard: dict[str, Any] = {}
+    for side, run in runs.items():
+        if run.ok:
+            prov = run.provenance
+            seconds = prov.get("audio_seconds_heard", prov.get("audio_seconds"))
+            heard[side] = {"seconds": seconds, "of_seconds": prov.get("audio_seconds"),
+                           "truncated": bool(prov.get("audio_truncated"))}
+    reasons = [f"{side} heard {_num(h['seconds'])} s of {_num(h['of_seconds'])} s (its maximum audio length)"
+               for side, h in heard.items() if h["truncated"]]
+    if len(heard) == 2 and not reasons:
+        (a, ha), (b, hb) = heard.items()
+        if None not in (ha["seconds"], hb["seconds"]) and abs(ha["seconds"] - hb["seconds"]) > HEARD_TOLERANCE_S:
+            reasons.append(f"{a} heard {_num(ha['seconds'])} s, {b} {_num(hb['seconds'])} s")
+    return {"backends": heard, "differently": "; ".join(reasons) if len(heard) == 2 and reasons else None}
+
+
 def track_report(name: str, folder: str, runs: dict[str, BackendRun]) -> dict[str, Any]:
     unfair = fairness(runs)
     report: dict[str, Any] = {
         "track": name, "folder": folder, "fair": not unfair, "unfair_because": unfair,
+        "audio_heard": audio_heard(runs),
         "backends": {side: {"module": BACKENDS[side], "ok": run.ok, "error": run.error,
                             "model": run.features.get(MODEL_KEY), "elapsed_s": run.provenance.get("elapsed_s"),
                             "prompt_version": run.provenance.get("prompt_version"),
                             "sampling": {k: run.provenance.get(k) for k in (*SAMPLING_KEYS, "sampler_order")},
+                            "question_batching": run.provenance.get("question_batching"),
                             "peak_rss_bytes": run.peak_rss_bytes,
                             "peak_gpu_bytes": run.peak_gpu_bytes if run.peak_gpu_bytes is not None
                             else run.provenance.get("peak_gpu_bytes")}
@@ -95,6 +126,8 @@ def summary(reports: list[dict[str, Any]]) -> dict[str, Any]:
 
     out: dict[str, Any] = {"tracks": len(reports), "fair": all(r["fair"] for r in reports), "backends": {},
                            "prompts": {},
+                           "heard_differently": [r["track"] for r in reports
+                                                 if (r.get("audio_heard") or {}).get("differently")],
                            "compared_tracks": sum(1 for r in reports
                                                   if all(b.get("ok") for b in r["backends"].values()))}
     for side in BACKENDS:
@@ -142,11 +175,20 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", "<br>")
 
 
+def _batching(value) -> str:
+    if not isinstance(value, dict):
+        return "n/a"
+    return f"{value.get('mode')}, {value.get('batch_size')} at once"
+
+
 def track_markdown(report: dict[str, Any]) -> str:
     lines = [f"# A/B: {report['track']}", "", f"Folder: `{report['folder']}`", ""]
     if not report["fair"]:
         lines += ["**UNFAIR COMPARISON** (the back ends did not run the same prompts or sampling): "
                   + "; ".join(report["unfair_because"]), ""]
+    heard = (report.get("audio_heard") or {}).get("differently")
+    if heard:
+        lines += [f"**AUDIO HEARD DIFFERENTLY** (the texts describe different audio): {heard}", ""]
     lines += ["| | GGUF (llama.cpp) | HF transformers |", "|---|---|---|"]
     b = report["backends"]
     g, h = b.get("gguf", {}), b.get("hf", {})
@@ -157,6 +199,11 @@ def track_markdown(report: dict[str, Any]) -> str:
                             ("peak GPU memory", "peak_gpu_bytes", _mem)):
         lines.append(f"| {label} | {fmt(g.get(key))} | {fmt(h.get(key))} |")
     lines.append(f"| sampling | {_cell(json.dumps(g.get('sampling')))} | {_cell(json.dumps(h.get('sampling')))} |")
+    seconds = {side: ((report.get("audio_heard") or {}).get("backends") or {}).get(side, {}).get("seconds")
+               for side in BACKENDS}
+    lines.append(f"| audio heard (s) | {_num(seconds['gguf'])} | {_num(seconds['hf'])} |")
+    lines.append(f"| question batching | {_batching(g.get('question_batching'))} | "
+                 f"{_batching(h.get('question_batching'))} |")
     for side, info in (("GGUF", g), ("HF", h)):
         if info.get("error"):
             lines += ["", f"{side} error: {info['error']}"]
@@ -181,6 +228,9 @@ def summary_markdown(s: dict[str, Any], reports: list[dict[str, Any]]) -> str:
     lines = ["# A/B summary: GGUF (llama.cpp) vs HF transformers", "",
              f"{s['tracks']} tracks, {s['compared_tracks']} with answers from both back ends; prompts and "
              f"sampling {'identical' if s['fair'] else '**NOT identical** (UNFAIR: see the track reports)'}.",
+             *([f"**AUDIO HEARD DIFFERENTLY** on {len(s['heard_differently'])} track(s) (one back end heard "
+                f"less of the track; their texts describe different audio): {', '.join(s['heard_differently'])}."]
+               if s.get("heard_differently") else []),
              "Similarity: ROUGE-L F1 over lower-cased words (longest common word subsequence; 1 = same "
              "wording in the same order, 0 = no shared words; blind to paraphrase, hence the fact columns).",
              "", "| | GGUF | HF |", "|---|---|---|"]

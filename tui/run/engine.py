@@ -117,6 +117,7 @@ class Engine:
         self._cpu_slots: asyncio.Semaphore | None = None
         self.scratch = paths.pcm_scratch_dir() / f"{scratch_dirs.PREFIX}{self.run_id}"
         self._settled: set[tuple[str, str]] = set()  # (track, module) that ran: ok or failed
+        self.longest_mix: dict[str, float | None] = {}  # module -> longest planned mix (s), when sized by it
 
     # -- control, callable from any view -------------------------------------------------------
     def subscribe(self, callback: Callable[[ev.Event], None]) -> None:
@@ -317,7 +318,24 @@ class Engine:
                 worker.kill()
                 await worker.stop(grace=1)
 
+    async def _probe_longest(self, plan: Plan, modules: list[str]) -> None:
+        """For modules sized by the run's longest track: the longest planned mix of each, from the
+        files' headers (one request to the decode worker), before any track is decoded."""
+        sized = [m for m in modules if self.specs[m].sized_by_longest_track]
+        if not sized:
+            return
+        paths = {self._track_id(tp): str(tp.track.mix) for tp in plan.tracks if set(sized) & set(tp.modules)}
+        request = protocol.request("(probe)#decode", track={"folder": str(self.dataset), "name": "(probe)"},
+                                   sources={}, options={"probe": paths})
+        outcome = await self._call("decode", "(probe)", request, DECODE_TIMEOUT_S, cpu=True)
+        durations = outcome.features.get("durations", {}) if outcome.ok else {}
+        for name in sized:
+            known = [d for tp in plan.tracks if name in tp.modules
+                     if isinstance(d := durations.get(self._track_id(tp)), (int, float)) and d > 0]
+            self.longest_mix[name] = max(known) if known else None
+
     async def _sweep(self, plan: Plan, modules: list[str]) -> None:
+        await self._probe_longest(plan, modules)
         in_flight = asyncio.Semaphore(max(2, self.jobs * 2))
         tasks: set[asyncio.Task[None]] = set()
         for index, track_plan in enumerate(plan.tracks):
@@ -558,7 +576,8 @@ class Engine:
                 return
             message = protocol.request(
                 f"{track_id}#{name}", track=self._track_message(track_plan), sources=request_sources,
-                inputs=inputs, options=options)
+                inputs=inputs, options=options,
+                run={"longest_mix_seconds": self.longest_mix[name]} if self.longest_mix.get(name) else None)
             result = await self._call(
                 name, track_id, message, self.profile.timeout_for(name, spec.timeout_s),
                 cpu=self._uses_cpu_slot(spec),

@@ -42,6 +42,11 @@ class Timbral(Extractor):
 
         self._package = timbral_compat.load()
         timbral_speedups.install(self._package)
+        # Compiled loops from numba's on-disk cache (compiled and written once, before this
+        # worker says hello, so the module's further workers only read it).
+        from backends.extractors.timbral import kernels as timbral_kernels
+
+        timbral_kernels.warm()
         self._speedups = timbral_speedups
 
     def process(self, track: Track) -> Result:

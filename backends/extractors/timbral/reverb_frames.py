@@ -10,8 +10,10 @@ fit, was two thirds of the function. Here the sub-frame statistics come from ``n
 contiguous samples as the package's per-frame calls), the decay test is the package's test on
 those numbers, and each decay frame is fitted by the package's own ``max_loglf`` on a fresh copy
 of the same samples; the histogram and smoothing that follow stay a per-frame loop, as they
-depend on the frames before. The estimate is the package's, number for number
-(tests/extractors/timbral/test_timbral.py compares them).
+depend on the frames before. ``max_loglf`` itself raised each of its ten decay factors to the
+powers 0..N-1 twice per decay frame (half of the function on real music); :func:`max_loglf`
+keeps those power vectors and their log sums for each frame length (there are four). The
+estimate is the package's, number for number (tests/extractors/timbral/ compares them).
 """
 from __future__ import annotations
 
@@ -74,12 +76,13 @@ def estimate_rt60(package_reverb):
                                                par['nos_max'])
         rt_est, rt_final = [], []
         a, tquant = par['a'], par['Tquant']
+        fit = max_loglf(package_reverb.max_loglf)
         for n, cnt in zip(starts.tolist(), lengths.tolist()):
             rt_ml = -1
             if cnt:
                 y = phases[n % down]
                 o = n // down
-                rt_ml, _ = package_reverb.max_loglf(np.array(y[o:o + cnt * n_sub]), a, tquant)
+                rt_ml, _ = fit(np.array(y[o:o + cnt * n_sub]), a, tquant)
             rt_est.append(_smooth(par, rt_ml))
             rt_final.append(rt_ml)
         rt_final = np.clip(rt_final, 0, max(rt_final))
@@ -90,6 +93,41 @@ def estimate_rt60(package_reverb):
 
     estimate_RT60.__wrapped__ = original
     return estimate_RT60
+
+
+def max_loglf(original):
+    """The package's ``max_loglf(h, a, Tquant)`` with the frame-independent terms kept.
+
+    For each decay factor a[i] the package computes ``a[i] ** (-1.0 * n)`` and
+    ``np.sum(np.log(a[i] ** n))`` for n = 0..N-1, which depend only on a[i] and the frame length
+    N, and ``np.abs(h)``, the same for every i. Here they are made once per (a, N), each the same
+    fresh contiguous array the package makes, and go into the package's expression unchanged: the
+    same ``np.dot``, the same scalar arithmetic, the same ``argmax``.
+    """
+    cache: dict = {}
+
+    def fit(h, a, tquant):
+        if not (isinstance(h, np.ndarray) and h.ndim == 1 and h.dtype == np.float64 and len(h)
+                and isinstance(a, np.ndarray) and a.ndim == 1 and a.dtype == np.float64):
+            return original(h, a, tquant)
+        n_len = len(h)
+        key = (n_len, a.tobytes())
+        terms = cache.get(key)
+        if terms is None:
+            n = np.arange(0, n_len)
+            terms = cache[key] = [(a[i] ** (-1.0 * n), np.sum(np.log(a[i] ** n)))
+                                  for i in range(len(a))]
+        magnitude = np.abs(h.transpose())
+        ll = np.zeros(len(a))
+        for i, (powers, log_sum) in enumerate(terms):
+            sum1 = np.dot(powers, magnitude)
+            sigma = (1 / n_len) * sum1
+            ll[i] = -n_len * np.log(2) - n_len * np.log(sigma) - log_sum - (1 / sigma) * sum1
+        idx = np.argmax(ll)
+        return tquant[idx], ll
+
+    fit.__wrapped__ = original
+    return fit
 
 
 def _smooth(par: dict, rt_ml) -> float:

@@ -64,6 +64,10 @@ _MODULES = ("timbral_util", "Timbral_Brightness", "Timbral_Depth", "Timbral_Hard
             "Timbral_Reverb")
 _loudness_cache: dict = {}
 _read_cache: dict = {}
+_onset_cache: dict = {}  # (signal digest, dtype, shape, rate) -> its onset strength envelope
+_octave_levels: dict = {}  # (window digest, Pref, fs) -> the window's filter-bank levels
+_pending_windows: list = []  # windows cut in this track whose levels are not made yet
+_current_levels = None  # (window, arguments, levels) while specific_loudness runs on it
 _caching = False
 
 
@@ -84,58 +88,121 @@ def _fast_reduce(builtin, method_name):
 
 
 def _compiled_sample_and_hold():
-    import numba
     import numpy as np
 
-    @numba.njit(cache=False, nogil=True)
-    def envelope_loop(abs_samples, decay, hold_samples):
-        envelope = np.empty_like(abs_samples)
-        previous = 0.0
-        hold_counter = 0
-        for i in range(abs_samples.shape[0]):
-            sample = abs_samples[i]
-            if sample >= previous:
-                envelope[i] = sample
-                previous = sample
-                hold_counter = 0
-            elif hold_counter < hold_samples:
-                hold_counter += 1
-                envelope[i] = previous
-            else:
-                out = previous - decay
-                if out > sample:
-                    envelope[i] = out
-                    previous = out
-                else:
-                    envelope[i] = sample
-                    previous = sample
-        return envelope
+    from backends.extractors.timbral.kernels import envelope_loop
 
     def sample_and_hold_envelope_calculation(audio_samples, fs, decay_time=0.2, hold_time=0.01):
         abs_samples = np.abs(np.asarray(audio_samples, dtype=np.float64))
-        # builtins.max as in the package: the decay rate is relative to the peak level.
-        decay = builtins.max(abs_samples) / (decay_time * fs)
+        # The decay rate is relative to the peak level. The package takes it with Python's max
+        # over the samples (1.65 s on 7.7 minutes); NumPy's is the same number unless there is
+        # a NaN, where the builtin's answer depends on where the NaN is.
+        peak = abs_samples.max() if abs_samples.size else None
+        if peak is None or peak != peak:
+            peak = builtins.max(abs_samples)
+        decay = peak / (decay_time * fs)
         return envelope_loop(abs_samples, float(decay), float(hold_time * fs))
 
     return sample_and_hold_envelope_calculation
 
 
-def _cached_specific_loudness(original):
+def _digest(x) -> bytes:
+    # A contiguous array is hashed where it lies: tobytes() would copy a whole track first
+    # (162 MB on 7 minutes at 48 kHz, the module's peak in warmth).
+    data = x.data if x.flags.c_contiguous else x.tobytes()
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+LOUDNESS_BATCH_WINDOWS = 256  # 4096-sample windows filtered together: 8 MB per copy
+# specific_loudness's own filter bank arguments (Fmin, Fmax, order), fixed in the package.
+_LOUDNESS_BANK = (25, 12500, 4)
+
+
+def _cached_specific_loudness(original, util):
+    """``specific_loudness`` shared within a track, its filter bank run for all windows at once.
+
+    Its callers cut the track with ``window_audio`` and ask for one window at a time; the windows
+    :func:`_remembered_windows` saw are filtered together on the first miss
+    (backends/extractors/timbral/third_octaves.py), and the package's own ``specific_loudness``
+    then gets each window's levels from ``filter_third_octaves_downsample`` instead of filtering.
+    """
     import numpy as np
+
+    from backends.extractors.timbral import third_octaves
+
+    def precompute(Pref, fs):  # noqa: N803
+        while _pending_windows:
+            windows = _pending_windows.pop()
+            digests = [_digest(row) for row in windows]
+            todo = [i for i, d in enumerate(digests) if (d, Pref, fs) not in _octave_levels]
+            if not todo:
+                continue
+            for first in range(0, len(todo), LOUDNESS_BATCH_WINDOWS):
+                rows = todo[first:first + LOUDNESS_BATCH_WINDOWS]
+                try:
+                    levels = third_octaves.batch(util, windows[rows], Pref, fs, *_LOUDNESS_BANK)
+                except Exception:  # anything unusual: the package's path, with its own errors
+                    levels = None
+                if levels is None:
+                    return
+                for i, result in zip(rows, levels):
+                    _octave_levels[(digests[i], Pref, fs)] = result
 
     @functools.wraps(original)
     def specific_loudness(x, Pref, fs, Mod):  # noqa: N803 - the package's parameter names
+        global _current_levels
         if not _caching:
             return original(x, Pref, fs, Mod)
         x = np.asarray(x)
-        key = (hashlib.blake2b(x.tobytes(), digest_size=16).digest(), x.dtype.str, x.shape,
-               Pref, fs, Mod)
-        if key not in _loudness_cache:
-            _loudness_cache[key] = original(x, Pref, fs, Mod)
+        digest = _digest(x)
+        key = (digest, x.dtype.str, x.shape, Pref, fs, Mod)
+        if key in _loudness_cache:
+            # A caller whose windows are known already: nothing to batch, and its windows must
+            # not stay referenced here for the rest of the track (162 MB each on 7 minutes).
+            _pending_windows.clear()
+        else:
+            if x.ndim == 1 and x.dtype == np.float64:
+                precompute(Pref, fs)
+                levels = _octave_levels.get((digest, Pref, fs))
+                _current_levels = None if levels is None else (x, (Pref, fs) + _LOUDNESS_BANK, levels)
+            try:
+                _loudness_cache[key] = original(x, Pref, fs, Mod)
+            finally:
+                _current_levels = None
         entire, single = _loudness_cache[key]
         return entire, np.array(single, copy=True)  # callers may modify what they get
 
     return specific_loudness
+
+
+def _precomputed_third_octaves(original):
+    """``filter_third_octaves_downsample`` that hands ``specific_loudness`` the levels of the
+    window it is working on when they were made with the others (the same arguments, the same
+    array), and filters as the package does otherwise."""
+    import numpy as np
+
+    @functools.wraps(original)
+    def filter_third_octaves_downsample(x, Pref, fs, Fmin, Fmax, N):  # noqa: N803
+        current = _current_levels
+        if current is not None and current[0] is x and current[1] == (Pref, fs, Fmin, Fmax, N):
+            total, levels, bands = current[2]
+            return total, np.array(levels, copy=True), np.array(bands, copy=True)
+        return original(x, Pref, fs, Fmin, Fmax, N)
+
+    return filter_third_octaves_downsample
+
+
+def _remembered_windows(original):
+    """``window_audio`` that, within a track, notes the windows it cut for the loudness batch."""
+
+    @functools.wraps(original)
+    def window_audio(audio_samples, window_length=4096):
+        windows = original(audio_samples, window_length)
+        if _caching and getattr(windows, "ndim", 0) == 2:
+            _pending_windows[:] = [windows]  # only the caller now at work asks for its windows
+        return windows
+
+    return window_audio
 
 
 def _shared_file_read(original):
@@ -177,9 +244,10 @@ def _fast_hpss():
 
     The rest is librosa's own code path, step by step: ``magphase``, the medians into arrays of
     the magnitude's type, ``softmask`` with ``split_zeros`` (both margins are 1), the masked
-    magnitudes times the phase. Medians select, they do not compute, so the masks and the
-    separated spectra are the same numbers; scipy's rank filter took 13 of the package's CPU
-    seconds on a 120 s track.
+    magnitudes times the phase; the magnitude is taken once (librosa's magphase takes it again
+    with each phase), and the two soft masks share their scale and ratios. Medians select, they
+    do not compute, so the masks and the separated spectra are the same numbers; scipy's rank
+    filter took 13 of the package's CPU seconds on a 120 s track.
     """
     import librosa
     import numpy as np
@@ -191,21 +259,37 @@ def _fast_hpss():
                 or not np.iscomplexobj(S)):
             return librosa.decompose.hpss(S, kernel_size=kernel_size, power=power, mask=mask,
                                           margin=margin)
-        magnitude = librosa.magphase(S)[0]
+        # magphase(S)[0], without the whole-track phase that magphase also makes (power 1).
+        magnitude = np.abs(S)
         harm = median_filter_1d(magnitude, kernel_size, axis=-1)
         perc = median_filter_1d(magnitude, kernel_size, axis=-2)
         if harm is None or perc is None:
             return librosa.decompose.hpss(S, kernel_size=kernel_size, power=power, mask=mask,
                                           margin=margin)
+        tiny = np.finfo(magnitude.dtype).tiny
         # Masks, phase and products are element by element: made a block of frames at a time
         # into the two results instead of as whole-track temporaries (2 GB on 7.5 minutes).
         harmonic, percussive = np.empty_like(S), np.empty_like(S)
         for first in range(0, S.shape[-1], HPSS_BLOCK_FRAMES):
             cols = slice(first, first + HPSS_BLOCK_FRAMES)
-            phase = librosa.magphase(S[:, cols])[1]
-            mag, h, p = magnitude[:, cols], harm[:, cols], perc[:, cols]
-            mask_harm = librosa.util.softmask(h, p * margin, power=power, split_zeros=True)
-            mask_perc = librosa.util.softmask(p, h * margin, power=power, split_zeros=True)
+            block, mag, h, p = S[:, cols], magnitude[:, cols], harm[:, cols], perc[:, cols]
+            # magphase's phase, from the magnitude already made (its np.abs of the same block).
+            zeros_to_ones = mag == 0
+            mag_nonzero = mag + zeros_to_ones
+            phase = np.empty_like(block, dtype=librosa.util.dtype_r2c(block.dtype))
+            phase.real = block.real / mag_nonzero + zeros_to_ones
+            phase.imag = block.imag / mag_nonzero
+            # softmask(h, p) and softmask(p, h) with split_zeros share their scale max(h, p)
+            # and both ratios; a + b is b + a exactly, so each mask is librosa's.
+            z = np.maximum(h, p)
+            bad = z < tiny
+            z[bad] = 1
+            a, b = (h / z) ** power, (p / z) ** power
+            with np.errstate(invalid="ignore", divide="ignore"):
+                total = a + b
+                mask_harm = np.where(bad, 0.5, a / total)
+                mask_perc = np.where(bad, 0.5, b / total)
+            del a, b, total, z
             harmonic[:, cols] = (mag * mask_harm) * phase
             percussive[:, cols] = (mag * mask_perc) * phase
         return harmonic, percussive
@@ -224,17 +308,27 @@ def _blockwise_onsets(librosa_proxy):
     def plain(y, kwargs):
         return not kwargs and isinstance(y, np.ndarray) and y.ndim == 1 and y.dtype.kind == "f"
 
+    def envelope(y, sr):
+        # hardness, depth and warmth ask for the envelope of the same signal seven times in all
+        # (onset_detect and onset_strength in calculate_onsets, hardness once more): within a
+        # track it is made once per distinct signal (two: hardness pads its copy).
+        if not _caching:
+            return onset_blocks.onset_strength(y, sr)
+        key = (_digest(y), y.dtype.str, y.shape, sr)
+        if key not in _onset_cache:
+            _onset_cache[key] = onset_blocks.onset_strength(y, sr)
+        return _onset_cache[key].copy()
+
     def onset_strength(y=None, sr=22050, **kwargs):
         if plain(y, kwargs):
-            return onset_blocks.onset_strength(y, sr)
+            return envelope(y, sr)
         return librosa_proxy.onset.onset_strength(y, sr, **kwargs)
 
     def onset_detect(y=None, sr=22050, **kwargs):
         if plain(y, {k: v for k, v in kwargs.items() if k not in ("backtrack", "units")}):
             import librosa
 
-            return librosa.onset.onset_detect(y=y, sr=sr, onset_envelope=onset_blocks.onset_strength(y, sr),
-                                              **kwargs)
+            return librosa.onset.onset_detect(y=y, sr=sr, onset_envelope=envelope(y, sr), **kwargs)
         return librosa_proxy.onset.onset_detect(y, sr, **kwargs)
 
     return types.SimpleNamespace(onset_strength=onset_strength, onset_detect=onset_detect)
@@ -299,7 +393,6 @@ def _blockwise_bandwidth_array(original):
     (Percentile rollon, no centroid) take this path; anything else goes to the package.
     """
     import numpy as np
-    from scipy.signal import spectrogram
 
     def get_bandwidth_array(audio_samples, fs, nperseg=512, overlap_step=32, rolloff_thresh=0.01,
                             rollon_thresh_percent=0.05, log_bandwidth=False, return_centroid=False,
@@ -316,13 +409,13 @@ def _blockwise_bandwidth_array(original):
         noverlap = nperseg - overlap_step
         block = builtins.max(1, BANDWIDTH_BLOCK_FRAMES)
 
+        magnitudes = boxcar_magnitudes(fs, nperseg, noverlap)
+
         def blocks():
             for first in range(0, n_frames, block):
                 last = min(n_frames, first + block)
                 piece = x[first * overlap_step:(last - 1) * overlap_step + nperseg]
-                f, _, spec = spectrogram(piece, fs, window='boxcar', nperseg=nperseg,
-                                         noverlap=noverlap, scaling='density', mode='magnitude')
-                yield f, spec
+                yield magnitudes.freqs, magnitudes(piece).T  # laid out as scipy's spectrogram
 
         norm = None
         if normalisation_method == 'RMS_Time_Window':
@@ -371,6 +464,37 @@ def _blockwise_bandwidth_array(original):
     return get_bandwidth_array
 
 
+def boxcar_magnitudes(fs, nperseg: int, noverlap: int):
+    """``scipy.signal.spectrogram(x, fs, window='boxcar', nperseg, noverlap, scaling='density',
+    mode='magnitude')`` of 1-D float64 blocks, one frame per row (the transpose of scipy's).
+
+    scipy's own steps for these arguments, without the two that change no number: it multiplies
+    the detrended frames by the boxcar as a complex array (``x * (1 + 0j)``, whose real part, the
+    part it keeps, is x exactly) and copies the scaled spectrum once more for its output type.
+    The frames, their detrending, the FFT, the scale and the magnitude are scipy's calls.
+    """
+    import numpy as np
+    from numpy.lib.stride_tricks import sliding_window_view
+    from scipy import fft as sp_fft
+    from scipy import signal as sp_signal
+
+    win = sp_signal.get_window('boxcar', nperseg)
+    win = win.astype(np.result_type(win, np.float64, np.complex64))
+    scale = np.sqrt(1.0 / (fs * (win * win).sum()))  # density scaling, square-rooted for 'stft'
+    step = nperseg - noverlap
+
+    def magnitudes(x):
+        frames = sliding_window_view(x, window_shape=nperseg, axis=-1)[..., 0::step, :]
+        frames = sp_signal.detrend(frames, type='constant', axis=-1)
+        spectrum = sp_fft.rfft(frames, n=nperseg)
+        del frames
+        spectrum *= scale
+        return np.abs(spectrum)
+
+    magnitudes.freqs = sp_fft.rfftfreq(nperseg, 1 / fs)
+    return magnitudes
+
+
 MONO_BLOCK_FRAMES = 1 << 16
 
 
@@ -408,6 +532,9 @@ def track_cache():
         _caching = False
         _loudness_cache.clear()
         _read_cache.clear()
+        _octave_levels.clear()
+        _pending_windows.clear()
+        _onset_cache.clear()
 
 
 def install(package) -> None:
@@ -425,7 +552,10 @@ def install(package) -> None:
     # The module reaches scipy.signal through its name ``scipy``; only that module sees the cache.
     util.scipy = types.SimpleNamespace(signal=_CachedDesigns(util.scipy.signal),
                                        stats=util.scipy.stats)
-    util.specific_loudness = _cached_specific_loudness(util.specific_loudness)
+    util.specific_loudness = _cached_specific_loudness(util.specific_loudness, util)
+    util.filter_third_octaves_downsample = _precomputed_third_octaves(
+        util.filter_third_octaves_downsample)
+    util.window_audio = _remembered_windows(util.window_audio)
     util.sample_and_hold_envelope_calculation = _compiled_sample_and_hold()
     util.file_read = _shared_file_read(util.file_read)
     # timbral_util reaches librosa through timbral_compat's proxy; only its hpss changes.

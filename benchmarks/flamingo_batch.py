@@ -1,0 +1,203 @@
+"""Five questions vs one question per track, both Music Flamingo back ends, on a CPU-sized stand-in
+big enough that the language model's compute dominates (not the tiny test model).
+
+    python -m benchmarks.flamingo_batch [--tokens 32] [--seconds 30] [--threads 2] [--only hf|gguf]
+
+The stand-in: the real architecture (AudioFlamingo3: Whisper-style encoder, projector, Qwen2 decoder)
+with the real Qwen2 vocabulary, random weights, a decoder of 6 layers x 1024 wide (16 heads, 2
+key-value heads, as Qwen2.5-7B's 28 / 4) and its 151,672-word output layer: ~0.38 B parameters,
+so each decoded token reads ~1.5 GB (transformers, fp32) or ~0.4 GB (llama.cpp, Q8_0) of weights,
+which is what makes batch-1 decoding bandwidth-bound on the real model too. Built once into the
+cache (``~/.cache/mirdeck/standins/bench-batch-*``), GGUF through llama.cpp's own converter.
+
+Per back end and track: one question alone, the five questions one after another, and the five
+as one batch (transformers: one batch over the shared prefix; llama.cpp: five parallel slots). Every
+question writes exactly ``--tokens`` tokens (the end token is ignored), temperature 0. The wall time
+of a track includes featurising and encoding the audio and the prefix; the model load and one
+untimed warm-up track per back end are excluded.
+The table prints five-batched / one (the issue's target: <= 1.5) and whether the batched texts
+equal the sequential ones.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXT = {"hidden_size": 1024, "intermediate_size": 2816, "num_hidden_layers": 6, "num_attention_heads": 16,
+        "num_key_value_heads": 2}
+AUDIO = {"hidden_size": 256, "intermediate_size": 1024, "num_hidden_layers": 4, "num_attention_heads": 4}
+QUESTIONS = ("Describe this track in full.", "What is the tempo and the key?", "Genre and mood?",
+             "Which instruments play?", "Describe the structure of the track, section by section.")
+
+
+def build_standin(out: Path) -> Path:
+    """The HF folder of the benchmark stand-in (reused when complete)."""
+    if (out / "bench-standin.json").is_file():
+        return out
+    import torch
+    from transformers import (
+        AudioFlamingo3Config,
+        AudioFlamingo3ForConditionalGeneration,
+        AudioFlamingo3Processor,
+        AutoTokenizer,
+        WhisperFeatureExtractor,
+    )
+
+    from tests.support import flamingo_standin
+    from tests.support.flamingo_hf_standin import PROCESSOR_TEMPLATE
+
+    tok = flamingo_standin._tokenizer(flamingo_standin.llama_source())
+    config = AudioFlamingo3Config(
+        audio_config={"num_mel_bins": 128, "max_source_positions": 1500, **AUDIO},
+        text_config={"model_type": "qwen2", "vocab_size": len(tok), **TEXT, "max_position_embeddings": 32768,
+                     "rope_theta": 1e6, "tie_word_embeddings": False,
+                     "eos_token_id": tok.convert_tokens_to_ids("<|im_end|>")},
+        audio_token_id=tok.convert_tokens_to_ids("<sound>"))
+    config.architectures = ["AudioFlamingo3ForConditionalGeneration"]
+    torch.manual_seed(0)
+    model = AudioFlamingo3ForConditionalGeneration(config).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(str(out))
+    AudioFlamingo3Processor(WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, chunk_length=30,
+                                                    return_attention_mask=True),
+                            tokenizer, chat_template=PROCESSOR_TEMPLATE).save_pretrained(out)
+    (out / "bench-standin.json").write_text(json.dumps({"text": TEXT, "audio": AUDIO,
+                                                        "parameters": sum(p.numel() for p in model.parameters())}))
+    return out
+
+
+def gguf_of(hf: Path) -> tuple[Path, Path]:
+    """The stand-in converted by llama.cpp's converter: the language model in Q8_0 (the real file's
+    type), the projector in f16 (as the published mmproj)."""
+    from tests.support.flamingo_standin import llama_source
+
+    model, mmproj = hf / "bench.Q8_0.gguf", hf / "bench.mmproj-f16.gguf"
+    source = llama_source()
+    env = {**os.environ, "PYTHONPATH": str(source / "gguf-py")}
+    for extra, target, kind in (([], model, "q8_0"), (["--mmproj"], mmproj, "f16")):
+        if target.is_file():
+            continue
+        done = subprocess.run([sys.executable, str(source / "convert_hf_to_gguf.py"), str(hf), "--outfile",
+                               str(target), "--outtype", kind, *extra], capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            raise RuntimeError(f"convert failed: {done.stderr[-3000:]}")
+    return model, mmproj
+
+
+def music(seconds: float):
+    import numpy as np
+
+    t = np.arange(int(seconds * 16000)) / 16000
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6))
+    return (0.2 * chord * (0.5 + 0.5 * (np.sin(2 * np.pi * 2 * t) > 0))).astype(np.float32)
+
+
+def bench_hf(folder: Path, pcm, tokens: int, threads: int) -> dict:
+    import torch
+
+    from backends.flamingo.hf import Sampling, TrackSession, load
+
+    torch.set_num_threads(threads)
+    loaded = load(folder)
+    loaded.eos_ids = ()  # fixed token counts: every question writes exactly `tokens`
+    greedy = Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=tokens)
+    questions = [(q, greedy) for q in QUESTIONS]
+    warm = TrackSession(loaded, pcm[: 16000 * 5])  # untimed: first-call allocations and page-ins
+    warm.ask_batch([(q, Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=2)) for q in QUESTIONS])
+    out = {}
+    for way in ("one", "five sequential", "five batched"):
+        began = time.perf_counter()
+        session = TrackSession(loaded, pcm)
+        if way == "one":
+            answers = [session.ask(QUESTIONS[0], greedy)]
+        elif way == "five sequential":
+            answers = [session.ask(q, s) for q, s in questions]
+        else:
+            answers = session.ask_batch(questions)
+        out[way] = {"seconds": time.perf_counter() - began, "texts": [a.text for a in answers],
+                    "tokens": sum(a.generated_tokens for a in answers)}
+        session.free()
+    return out
+
+
+def bench_gguf(model: Path, mmproj: Path, pcm, tokens: int, threads: int) -> dict:
+    import soundfile
+
+    from backends.flamingo.llama_cli import Sampling, context_size, tool_path
+    from backends.flamingo.llama_server import LlamaServer
+
+    buf = io.BytesIO()
+    soundfile.write(buf, pcm, 16000, format="WAV", subtype="FLOAT")
+    wav = buf.getvalue()
+    greedy = Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=tokens)
+    ctx = context_size(len(pcm) / 16000, tokens)
+    out = {}
+    servers = {1: LlamaServer(tool_path("llama-server"), model=model, mmproj=mmproj, ctx_size=ctx, gpu_layers=0,
+                              threads=threads, parallel=1),
+               5: LlamaServer(tool_path("llama-server"), model=model, mmproj=mmproj, ctx_size=ctx, gpu_layers=0,
+                              threads=threads, parallel=5, flash_attn="off")}
+    try:
+        for srv in servers.values():  # untimed: first-call allocations and page-ins of each server
+            srv.ask_all([(q, Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=2)) for q in QUESTIONS],
+                        audio_wav=wav, audio_label="warm-up")
+        for way, srv, questions in (("one", servers[1], QUESTIONS[:1]), ("five sequential", servers[1], QUESTIONS),
+                                    ("five batched", servers[5], QUESTIONS)):
+            # A fresh clip per way (one sample changed): nothing of it is in the server's cache yet.
+            clip = bytearray(wav)
+            clip[-4:] = bytes([len(out) + 1, 0, 0, 0])  # (the warm-up used the unchanged clip)
+            began = time.perf_counter()
+            answers, _ = srv.ask_all([(q, greedy) for q in questions], audio_wav=bytes(clip), audio_label="bench",
+                                     ignore_eos=True)
+            out[way] = {"seconds": time.perf_counter() - began, "texts": [a.text for a in answers],
+                        "tokens": sum(a.generated_tokens for a in answers)}
+    finally:
+        for srv in servers.values():
+            srv.close()
+    return out
+
+
+def main(argv=None) -> int:
+    sys.path.insert(0, str(ROOT))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tokens", type=int, default=32, help="tokens every question writes")
+    ap.add_argument("--seconds", type=float, default=30.0, help="audio per track")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", choices=("hf", "gguf"))
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from tui import paths
+
+    subprocess.run([str(ROOT / "bin" / "build-llama"), "--variant", "cpu"], check=True, capture_output=True)
+    folder = build_standin(paths.cache_dir() / "standins" / "bench-batch-v1")
+    params = json.loads((folder / "bench-standin.json").read_text())["parameters"]
+    pcm = music(args.seconds)
+    results = {}
+    if args.only != "gguf":
+        results["transformers (fp32)"] = bench_hf(folder, pcm, args.tokens, args.threads)
+    if args.only != "hf":
+        model, mmproj = gguf_of(folder)
+        results["llama.cpp (Q8_0)"] = bench_gguf(model, mmproj, pcm, args.tokens, args.threads)
+    print(f"\nFive questions vs one per track: stand-in of {params / 1e9:.2f} B parameters (decoder 6 x 1024, "
+          f"151,672 words), {args.seconds:g} s of audio, {args.tokens} tokens per question, temperature 0, "
+          f"{args.threads} CPU threads")
+    print(f"{'back end':<20} {'one s':>7} {'five in series s':>16} {'five batched s':>14} {'series/one':>10} "
+          f"{'batched/one':>11} {'batched = series text':>21}")
+    for name, r in results.items():
+        one, series, batched = (r[k]["seconds"] for k in ("one", "five sequential", "five batched"))
+        same = r["five batched"]["texts"] == r["five sequential"]["texts"]
+        print(f"{name:<20} {one:>7.2f} {series:>16.2f} {batched:>14.2f} {series / one:>10.2f} "
+              f"{batched / one:>11.2f} {str(same):>21}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
