@@ -54,10 +54,17 @@ class LocalCluster:
 
     def raylet(self, temp_dir: Path) -> psutil.Process:
         for proc in self.processes(temp_dir):
-            if "raylet" in " ".join(proc.info["cmdline"] or [])[:200].split("/")[-1] or \
-                    (proc.info["cmdline"] and proc.info["cmdline"][0].endswith("/raylet")):
+            cmdline = proc.info["cmdline"] or []
+            if cmdline and cmdline[0].endswith("/raylet"):
                 return proc
         raise LookupError(f"no raylet found for {temp_dir}")
+
+    def node_id(self, temp_dir: Path) -> str:
+        """Ray's id of the node started with this temp dir (from its raylet's command line)."""
+        for arg in self.raylet(temp_dir).info["cmdline"]:
+            if arg.startswith("--node_id="):
+                return str(arg.split("=", 1)[1])
+        raise LookupError(f"no node id on the raylet of {temp_dir}")
 
     def stop(self) -> None:
         for proc in self.processes():
@@ -78,8 +85,9 @@ def _ray_start(args: list[str]) -> None:
         raise RuntimeError(f"ray start {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
 
 
-def start_cluster(nodes: int = 2) -> LocalCluster:
-    """Start a head and ``nodes - 1`` more nodes on 127.0.0.1, one CPU each; the caller must ``stop``."""
+def start_cluster(nodes: int = 2, fake_gpus: int = 0) -> LocalCluster:
+    """Start a head and ``nodes - 1`` more nodes on 127.0.0.1, one CPU each; the caller must ``stop``.
+    ``fake_gpus``: GPUs the last node declares to Ray (a logical resource: nothing runs on them)."""
     cluster = LocalCluster(port=free_port())
     try:
         for index in range(nodes):
@@ -88,6 +96,8 @@ def start_cluster(nodes: int = 2) -> LocalCluster:
             cluster.temp_dirs.append(temp_dir)
             common = ["--num-cpus", "1", "--temp-dir", str(temp_dir), "--node-ip-address", "127.0.0.1",
                       "--disable-usage-stats"]
+            if fake_gpus and index == nodes - 1:
+                common += ["--num-gpus", str(fake_gpus)]
             if index == 0:
                 _ray_start(["--head", "--port", str(cluster.port), "--include-dashboard", "false", *common])
             else:

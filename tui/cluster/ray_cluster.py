@@ -61,6 +61,7 @@ class Cluster:
         self.ray = _ray()
         self.nodes: dict[str, Node] = {}
         self._remote_relay: Any = None
+        self.driver_node = ""
 
     # -- connecting and knowing the nodes -----------------------------------------------------
     def connect(self) -> None:
@@ -71,6 +72,7 @@ class Cluster:
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError
             raise ClusterError(f"cannot connect to the Ray cluster at {self.address}: {exc}") from exc
         self._remote_relay = ray.remote(Relay)
+        self.driver_node = ray.get_runtime_context().get_node_id()
         self.refresh()
         if not self.alive_nodes():
             raise ClusterError(f"the Ray cluster at {self.address} has no live node")
@@ -270,7 +272,7 @@ class RayWorker:
         return self._returncode
 
 
-def status_of(node: Node, facts: dict[str, Any] | None) -> dict[str, Any]:
+def status_of(node: Node, facts: dict[str, Any] | None, driver_node: str = "") -> dict[str, Any]:
     """The fields of a NodeStatus event."""
     facts = facts or {}
     return {"node": node.short, "address": node.address, "alive": node.alive, "cpus": node.cpus,
@@ -278,4 +280,4 @@ def status_of(node: Node, facts: dict[str, Any] | None) -> dict[str, Any]:
             "ram_used_gb": round(facts["ram_used_gb"], 2) if "ram_used_gb" in facts else None,
             "ram_total_gb": round(facts["ram_total_gb"], 2) if "ram_total_gb" in facts else None,
             "gpus": node.gpus, "workers": node.workers, "tracks_in_flight": node.in_flight,
-            "tracks_done": node.done, "time": time.time()}
+            "tracks_done": node.done, "driver": node.id == driver_node, "time": time.time()}

@@ -344,7 +344,7 @@ class Engine:
         nodes = list(cluster.nodes.values())
         facts = await asyncio.gather(*(cluster.facts(n) if n.alive else asyncio.sleep(0) for n in nodes))
         for node, fact in zip(nodes, facts):
-            self.emit(ev.NodeStatus(**status_of(node, fact)))
+            self.emit(ev.NodeStatus(**status_of(node, fact, cluster.driver_node)))
 
     def left(self) -> dict[str, list[str]]:
         """Track -> planned modules that did not run on it (neither a result nor a failure)."""
@@ -517,6 +517,8 @@ class Engine:
                 worker = await pool.acquire()
             except ModuleUnavailable as exc:
                 return Outcome(False, kind=exc.kind, message=str(exc))
+            except NodeLost as exc:
+                return Outcome(False, kind=NODE_LOST, message=str(exc))
             if self._halted(attempt):  # a stop came while this request waited for a worker
                 await pool.release(worker)
                 return Outcome(False, kind=STOPPED, message="run stopped")

@@ -173,6 +173,7 @@ class NodeStatus(Event):
     workers: int = 0
     tracks_in_flight: int = 0
     tracks_done: int = 0
+    driver: bool = False  # the node the driver (this mirdeck) is attached to: losing it ends the run
 
 
 _NAMES[NodeStatus] = "node_status"

@@ -10,7 +10,7 @@ from typing import Any, Callable, Protocol
 
 from backends.protocol import ErrorKind
 from tui.run import events as ev
-from tui.run.supervisor import WorkerDied, WorkerProcess, WorkerTimeout
+from tui.run.supervisor import NodeLost, WorkerDied, WorkerProcess, WorkerTimeout
 
 START_TIMEOUT_S = 600.0
 
@@ -143,9 +143,12 @@ class ModulePool:
             hello = await worker.start(timeout=START_TIMEOUT_S)
         except (WorkerDied, WorkerTimeout) as exc:
             await worker.stop(grace=1)
+            lost = isinstance(exc, NodeLost)
             engine.emit(ev.WorkerExited(module=self.name, pid=worker.pid,
                                         returncode=worker.returncode,
-                                        reason="crash", node=worker.node))
+                                        reason="node_lost" if lost else "crash", node=worker.node))
+            if lost:  # the node's fault, not the module's: its tracks go to another node
+                raise
             raise ModuleUnavailable(ErrorKind.CRASH.value, f"{self.name} worker failed to start: {exc}") from exc
         self.workers.add(worker)
         startup = time.perf_counter() - began
