@@ -182,3 +182,50 @@ def test_a_node_lost_mid_run_leaves_its_tracks_to_the_other_node(fresh_cluster, 
         assert info["slowaudio_frames"] == 44100
     finished = [e for e in events(log_dir) if e["event"] == "track_finished"]
     assert len(finished) == 8 and all(not e["failed"] for e in finished)
+
+
+def test_a_killed_driver_leaves_no_worker_behind_and_a_resume_completes(ray_cluster, tmp_path):
+    dataset = synth_dataset(tmp_path / "ds", 6, seconds=1.0)
+    env = {**os.environ, **CHECKOUT, "MIRDECK_EXTRA_BACKENDS": "tests.support.fake_backends.slowaudio"}
+    args = ["--only", "audio_info,slowaudio", "--set", "slowaudio.seconds=1", "--cluster", ray_cluster.address]
+    log_dir = tmp_path / "log"
+    run = subprocess.Popen([MIRDECK, "run", str(dataset), "--headless", "--log-dir", str(log_dir), *args],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and run.poll() is None:
+            if sum(e["event"] == "module_finished" and e["module"] == "slowaudio" for e in events(log_dir)) >= 2:
+                break
+            time.sleep(0.2)
+        assert run.poll() is None, "the run ended before it could be killed"
+        run.kill()  # SIGKILL: no clean-up of any kind
+        run.wait()
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    # Ray ends the actors of a driver that is gone, and each worker follows its actor.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and slowaudio_workers():
+        time.sleep(0.5)
+    assert not slowaudio_workers()
+    for folder in sorted(dataset.glob("track*")):
+        if (folder / f"{folder.name}.INFO").exists():
+            info_of(folder)  # parses: nothing half-written
+    done = subprocess.run([MIRDECK, "run", str(dataset), "--headless", "--log-dir", str(tmp_path / "log2"), *args],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    started = next(e for e in events(tmp_path / "log2") if e["event"] == "run_started")
+    assert started["skipped"]["slowaudio"] >= 2  # the resume did not redo what the killed run finished
+    for folder in sorted(dataset.glob("track*")):
+        info = info_of(folder)
+        assert info[PROVENANCE_KEY]["slowaudio"]["status"] == "ok" and info["slowaudio_frames"] == 44100
+
+
+def slowaudio_workers() -> list[int]:
+    import psutil
+
+    # This checkout's workers only (they run in it): another checkout's tests may run slowaudio too.
+    return [p.pid for p in psutil.process_iter(["cmdline", "cwd"])
+            if "tests.support.fake_backends.slowaudio" in " ".join(p.info["cmdline"] or [])
+            and "backends.worker" in " ".join(p.info["cmdline"] or []) and p.info["cwd"] == str(ROOT)]

@@ -285,7 +285,7 @@ class Engine:
         status_task: asyncio.Task[None] | None = None
         try:
             if self.options.cluster and self.cluster is None:
-                await asyncio.to_thread(self.connect_cluster)
+                self.connect_cluster()  # in the main thread, where Ray wants its driver; nothing else runs yet
             if self.cluster is not None:
                 status_task = asyncio.create_task(self._node_status_loop())
             scanned = scan(self.dataset)
