@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 cluster.stop()
     table = Table(title=f"{args.tracks} tracks x {args.seconds:g} s, modules {', '.join(modules)}")
-    for column in ("scheduler", "wall s", "tracks/s", "tracks/s after 1st", "overhead ms / track-module", "failed"):
+    columns = ("scheduler", "wall s", "tracks/s", "tracks/s after 1st", "overhead ms / track-module", "failed")
+    for column in columns:
         table.add_column(column, justify="left" if column == "scheduler" else "right")
     for name, r in rows:
         table.add_row(name, f"{r['wall']:.1f}", f"{r['tracks'] / r['wall']:.2f}", f"{r['steady']:.2f}",
