@@ -56,7 +56,8 @@ def one_run(dataset: Path, log_dir: Path, modules: list[str], jobs: int, cluster
     done = min(s.done for s in stats.values())
     # Once every worker is up: tracks per second between the first and the last finished track.
     steady = (len(finished) - 1) / (finished[-1] - finished[0]) if len(finished) > 1 else 0.0
-    return {"wall": wall, "tracks": done, "steady": steady, "overhead_ms": 1000 * statistics.mean(overheads) if overheads else 0.0,
+    overhead_ms = 1000 * statistics.mean(overheads) if overheads else 0.0
+    return {"wall": wall, "tracks": done, "steady": steady, "overhead_ms": overhead_ms,
             "failed": sum(s.failed for s in stats.values())}
 
 
