@@ -14,8 +14,8 @@ needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """Two nodes of one CPU each; the second declares two (logical) GPUs."""
-    cluster: LocalCluster = start_cluster(nodes=2, fake_gpus=2)
+    """Two nodes of one CPU each; the second declares two (logical) GPUs; the head serves Ray Client."""
+    cluster: LocalCluster = start_cluster(nodes=2, fake_gpus=2, client=True)
     try:
         yield cluster
     finally:

@@ -80,6 +80,16 @@ def test_a_cluster_run_writes_the_same_info_as_a_local_run(ray_cluster, tmp_path
         assert ray_cluster.node_id(temp_dir)[:8] in done.stdout
 
 
+def test_a_driver_outside_the_cluster_runs_through_ray_client(ray_cluster, tmp_path):
+    dataset = synth_dataset(tmp_path / "ds", 2, seconds=1.0)
+    done = mirdeck_run(dataset, tmp_path / "log", "--only", "audio_info,loudness",
+                       "--cluster", f"ray://127.0.0.1:{ray_cluster.client_port}")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for folder in sorted(dataset.glob("track*")):
+        info = info_of(folder)
+        assert info["duration_seconds"] == 1.0 and info[PROVENANCE_KEY]["loudness"]["status"] == "ok"
+
+
 def test_a_worker_crash_on_a_node_is_retried_on_a_fresh_worker(ray_cluster, tmp_path):
     dataset = tmp_path / "ds"
     for name in ("a_crashonce", "b_fine"):

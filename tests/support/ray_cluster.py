@@ -37,6 +37,7 @@ def free_port() -> int:
 class LocalCluster:
     port: int
     temp_dirs: list[Path] = field(default_factory=list)
+    client_port: int = 0  # the head's Ray Client server (ray://), when started with one
 
     @property
     def address(self) -> str:
@@ -85,10 +86,10 @@ def _ray_start(args: list[str]) -> None:
         raise RuntimeError(f"ray start {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
 
 
-def start_cluster(nodes: int = 2, fake_gpus: int = 0) -> LocalCluster:
+def start_cluster(nodes: int = 2, fake_gpus: int = 0, client: bool = False) -> LocalCluster:
     """Start a head and ``nodes - 1`` more nodes on 127.0.0.1, one CPU each; the caller must ``stop``.
     ``fake_gpus``: GPUs the last node declares to Ray (a logical resource: nothing runs on them)."""
-    cluster = LocalCluster(port=free_port())
+    cluster = LocalCluster(port=free_port(), client_port=free_port() if client else 0)
     try:
         for index in range(nodes):
             # Short paths: Ray puts Unix sockets in the temp dir (108 bytes at most).
@@ -99,7 +100,9 @@ def start_cluster(nodes: int = 2, fake_gpus: int = 0) -> LocalCluster:
             if fake_gpus and index == nodes - 1:
                 common += ["--num-gpus", str(fake_gpus)]
             if index == 0:
-                _ray_start(["--head", "--port", str(cluster.port), "--include-dashboard", "false", *common])
+                client_args = ["--ray-client-server-port", str(cluster.client_port)] if client else []
+                _ray_start(["--head", "--port", str(cluster.port), "--include-dashboard", "false", *client_args,
+                            *common])
             else:
                 _ray_start(["--address", cluster.address, *common])
         _wait_for_nodes(cluster, nodes)

@@ -181,6 +181,7 @@ class RayWorker:
         self.actor: Any = None
         self._pid = 0
         self._returncode: int | None = None
+        self._killed = False  # by us (a stop, a hang): its death then says nothing about the node
         self.requests_done = 0
 
     @property
@@ -205,7 +206,7 @@ class RayWorker:
                 raise NodeLost(None, f"node {self.node} was lost") from None
             raise WorkerTimeout(f"no answer from node {self.node} within {limit:.0f} s") from None
         except ray.exceptions.RayError as exc:
-            if await self.cluster.is_lost(self.node_info):
+            if not self._killed and await self.cluster.is_lost(self.node_info):
                 raise NodeLost(None, f"node {self.node} ({self.node_info.address}) was lost") from exc
             raise WorkerDied(None, f"{self.module} actor on node {self.node} died: {exc}") from exc
         for line in answer.get("stderr", []):
@@ -246,6 +247,7 @@ class RayWorker:
         return dict(answer["reply"])
 
     def kill(self) -> None:
+        self._killed = True
         if self.actor is not None:
             try:
                 self.actor.kill.remote()  # the subprocess first: it leads its own process group
