@@ -29,7 +29,7 @@ lint: setup-test
 	$(VENV)/bin/lint-imports
 
 bench: setup-test
-	for b in engine dsp rhythm_timbral essentia_tf audiobox dashboard; do $(VENV)/bin/python -m benchmarks.$$b || exit 1; done
+	for b in engine dsp rhythm_timbral essentia_tf audiobox dashboard exports; do $(VENV)/bin/python -m benchmarks.$$b || exit 1; done
 
 # The README's screenshots are the dashboard's snapshot tests' SVGs (tests/dashboard/test_snapshots.py).
 screenshots:

@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 
 from tests.support.flamingo_framing import gguf_of, gguf_side, hf_side, tone
+from tests.support.flamingo_standin import DEFAULT_SYSTEM
 
 
 def main(argv=None) -> int:
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     server = LlamaServer(tool_path("llama-server"), model=model, mmproj=mmproj,
                          ctx_size=context_size(max(args.seconds), 8), gpu_layers=0)
     try:
-        out["gguf_chat_template_default_system"] = "You are a helpful assistant." in server.post(
+        out["gguf_chat_template_default_system"] = DEFAULT_SYSTEM in server.post(
             "/apply-template", {"messages": [{"role": "user", "content": "x"}]})["prompt"]
         for seconds in args.seconds:
             samples = tone(seconds)

@@ -135,8 +135,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow an address other than loopback: the page has no authentication, anyone "
                         "who reaches it can watch the run and stop it")
 
-    p = sub.add_parser("models", help="show installed models; 'models fetch NAME...' downloads them")
-    p.add_argument("action", nargs="?", choices=["list", "fetch"], default="list")
+    p = sub.add_parser("export", help="write the .INFO features in a trainer's format (see docs/exports.md)")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--to", required=True, dest="format",
+                   choices=["audiocraft", "stable-audio", "jsonl", "parquet", "acestep"])
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: DATASET/.mirdeck/export/FORMAT)")
+    p.add_argument("--template", type=Path, default=None,
+                   help="prompt template (TOML: parts, separator); default: genres, moods, instruments, BPM, key")
+    p.add_argument("--description-key", default=None,
+                   help="the .INFO key AudioCraft's description comes from (default: music_flamingo_full)")
+    p.add_argument("--provenance", action="store_true", help="jsonl/parquet: add each track's _mirdeck block")
+    p.add_argument("--label-maps", action="store_true",
+                   help="parquet: label dicts as map<string, double> (Hugging Face datasets cannot load maps)")
+    p.add_argument("--shards", action="store_true", help="stable-audio: also write WebDataset shards (flac + json)")
+    p.add_argument("--shard-size", type=int, default=1000, help="tracks per WebDataset shard (default 1000)")
+
+    p = sub.add_parser("report", help="one self-contained HTML page about a dataset: coverage, distributions, outliers")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--out", type=Path, default=None, help="the page (default: DATASET/.mirdeck/report.html)")
+
+    p = sub.add_parser("models", help="show installed models and how each is pinned; 'models fetch NAME...' "
+                                      "downloads and verifies them; 'models verify [NAME...]' re-hashes installed ones")
+    p.add_argument("action", nargs="?", choices=["list", "fetch", "verify"], default="list")
     p.add_argument("names", nargs="*")
     return parser
 
@@ -635,7 +655,7 @@ def cmd_ab(args) -> int:
 
 def cmd_models(args) -> int:
     from tui import paths
-    from tui.install.models import FetchError, ManifestError, fetch, load_manifest, status
+    from tui.install.models import FetchError, ManifestError, fetch, load_manifest, pinning, status
 
     try:
         manifest = load_manifest()
@@ -647,11 +667,18 @@ def cmd_models(args) -> int:
             print("the manifest lists no models yet")
         for entry in manifest.values():
             ok, word = status(entry)
-            print(f"{'✓' if ok else '✗'} {entry.name:<28} {entry.backend:<14} {word}   {entry.licence}")
+            print(f"{'✓' if ok else '✗'} {entry.name:<40} {entry.backend:<14} {word}")
+            print(f"  {'':<40} checked by: {pinning(entry)}   licence: {entry.licence}")
+        print("a fetch refuses a file whose pinned size or sha256 differs; 'size pinned' and 'not pinned' "
+              "entries are checked by length only (docs/models.md says why)")
         from tui.install.llama import describe_for_profile
         print(describe_for_profile())
         return 0
     unknown = [n for n in args.names if n not in manifest]
+    if args.action == "verify":
+        if unknown:
+            return _fail(f"unknown models: {', '.join(unknown)}; known: {', '.join(manifest)}")
+        return _verify_models([manifest[n] for n in args.names] or list(manifest.values()))
     if unknown or not args.names:
         return _fail(f"name the models to fetch; unknown: {', '.join(unknown) or '(none given)'}; "
                      f"known: {', '.join(manifest) or '(none)'}")
@@ -669,14 +696,69 @@ def cmd_models(args) -> int:
                 bar.stop()
                 print(f"mirdeck: {exc}", file=sys.stderr)
                 continue
-        print(f"installed {name}: {path}")
+        print(f"installed {name}: {path} ({pinning(entry)})")
     return 1 if failed else 0
+
+
+def _verify_models(entries) -> int:
+    """Re-hash installed files against the manifest's pins; exit 1 when any differs."""
+    from tui.install.models import FetchError, verify_installed
+
+    bad = 0
+    for entry in entries:
+        try:
+            results = verify_installed(entry)
+        except FetchError as exc:
+            print(f"✗ {entry.name}: {exc}")
+            bad += 1
+            continue
+        if not results:
+            print(f"- {entry.name}: not installed")
+        for path, ok, word in results:
+            bad += ok is False
+            print(f"{'·' if ok is None else '✓' if ok else '✗'} {entry.name}: {path}: {word}")
+    return 1 if bad else 0
+
+
+def cmd_export(args) -> int:
+    from tui.export import ExportError, ExportOptions, run_export
+    from tui.export.template import DEFAULT_DESCRIPTION_KEY, TemplateError, load_template
+
+    if args.shard_size < 1:
+        return _fail("--shard-size must be at least 1")
+    try:
+        options = ExportOptions(template=load_template(args.template),
+                                description_key=args.description_key or DEFAULT_DESCRIPTION_KEY,
+                                provenance=args.provenance, shards=args.shards, label_maps=args.label_maps,
+                                shard_size=args.shard_size)
+        summary = run_export(args.dataset, args.format, args.out, options)
+    except (ExportError, TemplateError) as exc:
+        return _fail(str(exc))
+    for problem in summary.problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    for skipped in summary.skipped:
+        print(f"left out: {skipped}", file=sys.stderr)
+    print(f"{summary.format}: {summary.exported} of {summary.tracks} tracks -> {summary.out.resolve()} "
+          f"({len(summary.written)} files written, {summary.unchanged} unchanged, {len(summary.removed)} removed)")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from tui.report import write_report
+
+    if not args.dataset.is_dir():
+        return _fail(f"{args.dataset}: dataset folder does not exist")
+    out = args.out or args.dataset / ".mirdeck" / "report.html"
+    stats = write_report(args.dataset, out)
+    print(f"report of {stats.tracks} tracks: {out.resolve()}")
+    return 0
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "demo": cmd_demo, "dashboard": cmd_dashboard, "scan": cmd_scan,
     "organize": cmd_organize, "profiles": cmd_profiles, "modules": cmd_modules, "ab": cmd_ab,
     "models": cmd_models, "attach": cmd_attach, "status": cmd_status, "serve": cmd_serve,
+    "export": cmd_export, "report": cmd_report,
 }
 
 

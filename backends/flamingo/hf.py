@@ -7,7 +7,9 @@ Two checkpoint families, picked by the checkpoint's own ``config.json`` ``model_
 - ``musicflamingo`` -> ``MusicFlamingoForConditionalGeneration`` (``nvidia/music-flamingo-2601-hf``,
   rotary time embeddings on the audio).
 
-Prompt layout (both families' chat templates put the audio before the question):
+Prompt layout (both checkpoints ship the same processor template: one ``<sound>`` first in a user turn
+that has audio, then all its text parts, whatever order the message lists them in; so the public
+usage example, which lists the text before the audio, renders this same layout):
 
     [system + user turn start + <audio tokens>] [question + end of turn + assistant start] -> answer
      \\________ shared prefix: same for all five questions ______/
@@ -166,6 +168,12 @@ def render_prompt(loaded: LoadedFlamingo, question: str, system: str = "") -> tu
     if len(parts) != 2:
         raise BackendError(f"{loaded.folder}: the chat template must place the audio token "
                            f"{loaded.audio_token!r} exactly once, found {len(parts) - 1}")
+    if question not in parts[1]:
+        # A template that writes the text where the message lists it (or before the audio) would
+        # make the audio part of each question's own tokens: nothing left to share between questions.
+        raise BackendError(f"{loaded.folder}: the chat template renders the question before the audio "
+                           f"token {loaded.audio_token!r}; the shared prefix (system turn + audio) needs the "
+                           f"audio first")
     return parts[0] + loaded.audio_token, parts[1]
 
 

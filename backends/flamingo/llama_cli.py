@@ -28,7 +28,7 @@ SAMPLE_RATE = 16000
 HOP = 160          # samples per mel frame
 FFT = 400          # samples per FFT frame (the reflective padding adds FFT / 2 at each end)
 FRAMES_PER_WINDOW = 3000
-# Chat template, system text and question: the longest mirdeck prompt is ~60 tokens; leave room.
+# Chat template, system text and question: the shipped prompts file uses about half of it; the rest is room.
 TEXT_BUDGET = 256
 
 

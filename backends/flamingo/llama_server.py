@@ -64,7 +64,7 @@ def chat_messages(audio_wav: bytes, prompt: str, system: str = "") -> list[dict]
     """The chat request of one question: optional system turn, then the audio followed by the question.
 
     No system turn when ``system`` is empty, so the model's own chat template supplies its default
-    one (the real checkpoints' template adds "You are a helpful assistant."), as transformers does.
+    one (the real checkpoints' template adds the Music Flamingo system prompt), as transformers does.
     """
     messages = []
     if system:

@@ -8,7 +8,6 @@ failure is what the report must show.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -158,7 +157,6 @@ def test_ab_two_tracks_on_the_standin_never_touches_info_until_a_winner(tmp_path
 def test_ab_with_both_back_ends_answering_on_the_standins(tmp_path):
     """Both sides real: llama-server with the converted GGUF stand-in, transformers with the same
     stand-in's HF folder; identical prompts, limits and sampling; every report field filled."""
-    import hashlib
     import subprocess
 
     from tests.support import flamingo_standin
@@ -170,7 +168,7 @@ def test_ab_with_both_back_ends_answering_on_the_standins(tmp_path):
     root_dir = ROOT
     built = subprocess.run([str(root_dir / "bin" / "build-llama"), "--variant", "cpu"], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr[-3000:]
-    digest = hashlib.sha256(Path(flamingo_standin.__file__).read_bytes()).hexdigest()[:12]
+    digest = flamingo_standin.source_digest()
     model, mmproj = flamingo_standin.build(paths.cache_dir() / "test-standins" / digest, "random")
 
     root = tmp_path / "dataset"

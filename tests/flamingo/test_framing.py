@@ -17,6 +17,7 @@ import pytest
 from backends.flamingo.prompts import load_prompts
 from tests.support.flamingo_framing import gguf_of, gguf_side, hf_side, tone
 from tests.support.flamingo_hf_standin import standin
+from tests.support.flamingo_standin import DEFAULT_SYSTEM
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -51,7 +52,7 @@ def test_text_token_ids_of_every_prompt_are_identical_on_both_back_ends(both, sy
         # embeddings; transformers replaces every <sound> slot. That one token is the only text difference.
         assert g["before"] == h["before"] + [loaded.audio_token_id], prompt.name
         assert g["after"] == h["after"], prompt.name
-        expected_system = prompts.system or "You are a helpful assistant."
+        expected_system = prompts.system or DEFAULT_SYSTEM  # the checkpoints' template's own
         assert g["prompt"].startswith(f"<|im_start|>system\n{expected_system}<|im_end|>\n<|im_start|>user\n")
         assert g["prompt"].endswith(f"{prompt.text}<|im_end|>\n<|im_start|>assistant\n")
 

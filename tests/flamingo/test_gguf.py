@@ -6,9 +6,7 @@ reuse it, and the converted stand-ins, from the cache.
 """
 from __future__ import annotations
 
-import hashlib
 import subprocess
-from pathlib import Path
 
 import pytest
 import soundfile
@@ -28,7 +26,7 @@ def standins(llama_bin_dir):
     """Converted stand-ins, cached by the builder's own source so an edit rebuilds them."""
     from tests.support import flamingo_standin
 
-    digest = hashlib.sha256(Path(flamingo_standin.__file__).read_bytes()).hexdigest()[:12]
+    digest = flamingo_standin.source_digest()
     folder = paths.cache_dir() / "test-standins" / digest
     return {b: flamingo_standin.build(folder, b) for b in ("random", "scripted", "silent")}
 

@@ -8,7 +8,17 @@ import threading
 
 import pytest
 
-from tui.install.models import FetchError, FolderFile, ModelEntry, fetch, load_manifest, status
+from tui.install.models import (
+    FetchError,
+    FolderFile,
+    ManifestError,
+    ModelEntry,
+    fetch,
+    load_manifest,
+    pinning,
+    status,
+    verify_installed,
+)
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
@@ -48,6 +58,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture()
 def server():
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.handle_error = lambda *args: None  # a client that hangs up early (a refused fetch) is expected
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     Handler.requests = []
@@ -81,11 +92,59 @@ def test_truncated_transfer_is_reported_then_resumed(server, tmp_path):
     assert Handler.requests[-1].startswith("bytes=") and Handler.requests[-1] != "bytes=0-"
 
 
-def test_checksum_mismatch_removes_the_download(server, tmp_path):
-    Handler.behaviour = "corrupt"
+def test_checksum_mismatch_names_file_expected_and_got_and_leaves_nothing(server, tmp_path):
+    Handler.behaviour = "corrupt"  # same length, wrong bytes: only the hash can tell
+    with pytest.raises(FetchError) as caught:
+        fetch(entry(server), directory=tmp_path)
+    message = str(caught.value)
+    assert f"checksum mismatch for {tmp_path / 'sub' / 'test.bin'}" in message
+    assert f"expected sha256 {hashlib.sha256(PAYLOAD).hexdigest()}" in message
+    assert f"got {hashlib.sha256(bytes(len(PAYLOAD))).hexdigest()}" in message
+    assert not list((tmp_path / "sub").iterdir())  # neither the final name nor a .part
+    assert status(entry(server), tmp_path) == (False, "not installed")
+
+
+def test_a_resumed_download_is_hashed_over_both_parts(server, tmp_path):
+    """A .part left by an earlier try is part of the hash: a wrong first half fails the whole file."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "test.bin.part").write_bytes(b"\xff" * 1000)  # not PAYLOAD's first bytes
     with pytest.raises(FetchError, match="checksum mismatch"):
         fetch(entry(server), directory=tmp_path)
+    assert Handler.requests == ["bytes=1000-"]  # it did resume, and only the hash caught it
     assert not list((tmp_path / "sub").iterdir())
+    # The same resume over a correct first part installs the file.
+    (tmp_path / "sub" / "test.bin.part").write_bytes(PAYLOAD[:1000])
+    assert fetch(entry(server), directory=tmp_path).read_bytes() == PAYLOAD
+
+
+def test_a_file_of_another_size_is_refused_before_it_is_downloaded(server, tmp_path):
+    pinned = ModelEntry(name="test-model", file="sub/test.bin", url=f"{server}/test.bin", backend="x",
+                        size=len(PAYLOAD) - 1, sha256=hashlib.sha256(PAYLOAD[:-1]).hexdigest())
+    with pytest.raises(FetchError, match=f"offers {len(PAYLOAD):,} bytes but the manifest pins "
+                                         f"{len(PAYLOAD) - 1:,} for {tmp_path / 'sub' / 'test.bin'}"):
+        fetch(pinned, directory=tmp_path)
+    assert not list((tmp_path / "sub").iterdir())
+
+
+def test_size_only_and_unpinned_entries_still_install(server, tmp_path):
+    size_only = ModelEntry(name="a", file="a.bin", url=f"{server}/a.bin", backend="x", size=len(PAYLOAD))
+    nothing = ModelEntry(name="b", file="b.bin", url=f"{server}/b.bin", backend="x")
+    assert fetch(size_only, directory=tmp_path).read_bytes() == PAYLOAD
+    assert fetch(nothing, directory=tmp_path).read_bytes() == PAYLOAD
+    assert (pinning(size_only), pinning(nothing), pinning(entry(server))) == (
+        "size pinned", "not pinned", "sha256 pinned")
+
+
+def test_verify_rehashes_what_is_installed(server, tmp_path):
+    path = fetch(entry(server), directory=tmp_path)
+    assert verify_installed(entry(server), tmp_path) == [(path, True, "sha256 matches")]
+    tampered = bytearray(PAYLOAD)
+    tampered[5] ^= 1
+    path.write_bytes(bytes(tampered))  # same size: status still says installed, verify does not
+    assert status(entry(server), tmp_path)[0]
+    [(_, ok, word)] = verify_installed(entry(server), tmp_path)
+    assert not ok and word == (f"sha256 {hashlib.sha256(bytes(tampered)).hexdigest()}, "
+                               f"expected {hashlib.sha256(PAYLOAD).hexdigest()}")
 
 
 def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
@@ -106,6 +165,25 @@ def test_manifest_is_valid_and_errors_name_the_table(tmp_path):
     bad.write_text('[model.x]\nfile = "a"\nurl = "http://h/a"\n')
     with pytest.raises(Exception, match=r"\[model\.x\]: missing fields \['backend'\]"):
         load_manifest(bad)
+    bad.write_text('[model.x]\nfile = "a"\nurl = "http://h/a"\nbackend = "b"\nsha256 = "ABC"\n')
+    with pytest.raises(ManifestError, match=r"\[model\.x\]: sha256 must be 64 lower-case hex digits, not 'ABC'"):
+        load_manifest(bad)
+
+
+def test_shipped_pins_name_their_source_and_say_what_is_not_pinned():
+    manifest = load_manifest()
+    for entry in manifest.values():
+        pins = [(entry.size, entry.sha256, entry.source)] + [(f.size, f.sha256, f.source) for f in entry.files]
+        for size, sha, source in pins:
+            if size is not None or sha:
+                assert source, f"{entry.name}: a pinned size or sha256 must say where it was read"
+    hashed = {name for name, e in manifest.items() if e.sha256}
+    assert hashed == {"discogs-effnet-bs64-1", "genre_discogs400-discogs-effnet-1",
+                      "mtg_jamendo_moodtheme-discogs-effnet-1", "mtg_jamendo_instrument-discogs-effnet-1"}
+    assert all(manifest[n].size for n in hashed)  # a pinned hash comes with its length
+    assert pinning(manifest["danceability-vggish-audioset-1"]) == "size pinned"
+    assert pinning(manifest["music_flamingo_q8_0"]) == "not pinned"
+    assert pinning(manifest["music_flamingo_hf"]).endswith("revision 'main' not pinned")
 
 
 # ---- checkpoint folders (Hugging Face repositories), file by file ---------------------------------
@@ -220,7 +298,8 @@ def test_folder_fetch_checksum_mismatch_names_the_file(repo_server, tmp_path):
     entry = folder_entry(repo_server)
     shard = "model-00001-of-00002.safetensors"
     RepoHandler.corrupt = shard
-    with pytest.raises(FetchError, match=f"music_flamingo_hf/{shard}: checksum mismatch"):
+    with pytest.raises(FetchError, match=f"music_flamingo_hf/{shard}: checksum mismatch for .*/{shard}: "
+                                         "expected sha256"):
         fetch(entry, directory=tmp_path)
     folder = tmp_path / "music-flamingo-hf"
     assert not (folder / shard).exists() and not (folder / f"{shard}.part").exists()
@@ -248,3 +327,33 @@ def test_shipped_folder_entries_use_the_hugging_face_url_form():
     from backends.extractors.flamingo_hf import DEFAULT_DIR
 
     assert manifest["music_flamingo_hf"].folder == DEFAULT_DIR
+
+
+def test_a_file_put_in_place_by_hand_is_used_and_flagged_and_fetch_replaces_it(server, tmp_path):
+    """Not the pinned size (a stand-in, another upstream version): installed, said so; fetch replaces it."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "test.bin").write_bytes(b"mine")
+    ok, word = status(entry(server), tmp_path)
+    assert ok and word == f"4 bytes, not the {len(PAYLOAD):,} pinned: not the manifest's file " \
+                          "(mirdeck models fetch replaces it)"
+    assert fetch(entry(server), directory=tmp_path).read_bytes() == PAYLOAD
+
+
+def test_folder_fetch_refetches_a_file_of_the_wrong_size(repo_server, tmp_path):
+    entry = folder_entry(repo_server)
+    fetch(entry, directory=tmp_path)
+    tokenizer = tmp_path / "music-flamingo-hf" / "tokenizer_config.json"
+    tokenizer.write_bytes(b"{}")  # its size is pinned in folder_entry
+    RepoHandler.requests = []
+    fetch(entry, directory=tmp_path)
+    assert tokenizer.read_bytes() == REPO_FILES["tokenizer_config.json"]
+    assert ("tokenizer_config.json", None) in RepoHandler.requests
+
+
+def test_verify_says_what_it_could_not_check(server, tmp_path):
+    size_only = ModelEntry(name="a", file="a.bin", url=f"{server}/a.bin", backend="x", size=len(PAYLOAD))
+    nothing = ModelEntry(name="b", file="b.bin", url=f"{server}/b.bin", backend="x")
+    for e in (size_only, nothing):
+        fetch(e, directory=tmp_path)
+    assert verify_installed(size_only, tmp_path) == [(tmp_path / "a.bin", True, "size matches; no sha256 pinned")]
+    assert verify_installed(nothing, tmp_path) == [(tmp_path / "b.bin", None, "nothing pinned to check it against")]

@@ -2,8 +2,8 @@
 
 - ``audioflamingo3``: the GGUF back end's stand-in (``tests/flamingo_standin.build_hf``: the real
   architecture, tiny, with the real Qwen2 vocabulary) plus the processor the real checkpoint ships
-  (Whisper feature extractor with 128 mel bins, 30 s windows, and a chat template that puts the audio
-  before the question).
+  (Whisper feature extractor with 128 mel bins, 30 s windows, and the checkpoint's own chat template,
+  which puts the audio before the question).
 - ``musicflamingo``: ``MusicFlamingoForConditionalGeneration`` with the same tiny sizes and
   vocabulary plus the ``<|sound_bos|>`` / ``<|sound_eos|>`` tokens it wraps the audio in.
 
@@ -13,31 +13,20 @@ mean nothing; they prove the plumbing.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import sys
 from pathlib import Path
 
 from backends.flamingo.prompts import PROMPT_NAMES
-from tests.support.flamingo_standin import DEFAULT_SYSTEM
+from tests.support.flamingo_standin import TEMPLATES
 from tui import paths
 
-# The real checkpoint's processor template, rendering what the tokenizer template of
-# tests/support/flamingo_standin.py renders (same default system turn), with one <sound> placeholder first in
-# a user turn that has audio, then its text parts joined without a separator.
-PROCESSOR_TEMPLATE = (
-    "{% if messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\\n" + DEFAULT_SYSTEM + "<|im_end|>\\n' }}"
-    "{% endif %}"
-    "{% for message in messages if message['content'] is not none %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}"
-    "{% if message['content'] | selectattr('type', 'equalto', 'audio') | list %}{{ '<sound>' }}{% endif %}"
-    "{% for part in message['content'] if part['type'] == 'text' %}{{ part['text'] }}{% endfor %}"
-    "{% endif %}"
-    "{{ '<|im_end|>\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+# The real checkpoints' processor template (both Music Flamingo checkpoints ship the same one; see
+# tests/support/chat_templates/README.md): the default system turn the tokenizer template of
+# tests/support/flamingo_standin.py renders too, then one <sound> placeholder first in a user turn that
+# has audio, then its text parts joined without a separator, whatever their order in the message.
+PROCESSOR_TEMPLATE = (TEMPLATES / "music_flamingo_processor.jinja").read_text(encoding="utf-8")
 ARCHITECTURES = ("audioflamingo3", "musicflamingo")
 
 
@@ -113,8 +102,12 @@ LIMITS = {"full": 7, "technical": 5, "genre_mood": 4, "instrumentation": 3, "str
 
 
 def standin(architecture: str, behaviour: str = "random") -> Path:
-    """Built once per machine (the build takes minutes here) and reused by later runs."""
-    return build(paths.cache_dir() / "standins" / f"hf-{architecture}-{behaviour}-v2", architecture, behaviour)
+    """Built once per machine (the build takes minutes here) and reused by later runs; keyed by the
+    builders' and templates' own bytes, so an edit to any of them builds a fresh one."""
+    from tests.support.flamingo_standin import source_digest
+
+    digest = hashlib.sha256(Path(__file__).read_bytes() + source_digest().encode()).hexdigest()[:12]
+    return build(paths.cache_dir() / "standins" / f"hf-{architecture}-{behaviour}-{digest}", architecture, behaviour)
 
 
 def small_prompts(path: Path, *, temperature: float = 0.0) -> Path:

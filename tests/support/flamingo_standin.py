@@ -25,18 +25,25 @@ from pathlib import Path
 
 from tui.paths import ROOT
 
-# The real checkpoint's tokenizer template (transformers' AudioFlamingo3 converter writes it; the GGUF
-# converter copies it into the GGUF, where llama.cpp renders it): ChatML with a default system turn
-# "You are a helpful assistant." when the conversation has none.
-DEFAULT_SYSTEM = "You are a helpful assistant."
-CHAT_TEMPLATE = (
-    "{% if messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\\n" + DEFAULT_SYSTEM + "<|im_end|>\\n' }}"
-    "{% endif %}"
-    "{% for message in messages if message['content'] is not none %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+# The real checkpoint's tokenizer template (transformers' Music Flamingo converter writes it; the GGUF
+# converter copies it into the GGUF, where llama.cpp renders it): ChatML with a default system turn, the
+# Music Flamingo system prompt, when the conversation has none. tests/support/chat_templates/README.md
+# says where it comes from.
+TEMPLATES = ROOT / "tests" / "support" / "chat_templates"
+CHAT_TEMPLATE = (TEMPLATES / "music_flamingo_tokenizer.jinja").read_text(encoding="utf-8")
+DEFAULT_SYSTEM = CHAT_TEMPLATE.split("<|im_start|>system\\n", 1)[1].split("<|im_end|>", 1)[0]
+
+
+def source_digest() -> str:
+    """Of this builder and the templates it reads: caches of converted stand-ins are keyed by it."""
+    import hashlib
+
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for template in sorted(TEMPLATES.glob("*.jinja")):
+        digest.update(template.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 SCRIPT_WORDS = (" warm", " bass", " drums", "’s")
 HIDDEN = 64
 

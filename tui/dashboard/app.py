@@ -312,6 +312,15 @@ class MirdeckApp(App):
         if not isinstance(self.screen, ABScreen):
             self.push_screen(ABScreen(progress=self.ab_progress))
 
+    def action_dataset(self) -> None:
+        from tui.dashboard.screens.dataset import DatasetScreen
+
+        if self.dataset is None:
+            self.notify("no dataset chosen yet")
+            return
+        if not isinstance(self.screen, DatasetScreen):
+            self.push_screen(DatasetScreen(self.dataset))
+
     def action_track(self, track: str = "") -> None:
         from tui.dashboard.screens.track import TrackScreen
         from tui.run.dataset import scan
@@ -336,6 +345,7 @@ class MirdeckApp(App):
                                 self.action_detach)
         if self.dataset is not None:
             yield SystemCommand("Open track detail", "the .INFO, provenance and errors of a track", self.action_track)
+            yield SystemCommand("Dataset", "distributions and a sortable table of every track", self.action_dataset)
         yield SystemCommand("A/B view", "the two Flamingo back ends side by side", self.action_ab)
         yield SystemCommand("Keys", "every key of the dashboard", self.action_help)
 

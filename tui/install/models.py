@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tomllib
 import urllib.error
 import urllib.request
@@ -19,6 +20,8 @@ from typing import Callable
 from tui import paths
 
 CHUNK = 1 << 20
+COMMIT = re.compile(r"[0-9a-f]{40}")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ManifestError(ValueError):
@@ -40,6 +43,8 @@ class FolderFile:
     sha256: str | None = None
     optional: bool = False
     """Fetched when the repository has it; a 404 skips it (file lists of repositories drift)."""
+    source: str = ""
+    """Where ``size``/``sha256`` were read (a URL or a citation); shown by ``mirdeck models``."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class ModelEntry:
     size: int | None = None
     sha256: str | None = None
     description: str = ""
+    source: str = ""
+    """Where ``size``/``sha256`` were read (a URL or a citation); shown by ``mirdeck models``."""
     # -- checkpoint folders (Hugging Face repositories) --
     folder: str = ""
     """Folder under the weights folder; set for folder entries instead of ``file``/``url``."""
@@ -69,6 +76,11 @@ class ModelEntry:
 
     def path(self, directory: Path | None = None) -> Path:
         return (directory or paths.models_dir()) / (self.folder or self.file)
+
+    @property
+    def revision_pinned(self) -> bool:
+        """A commit hash, not a branch or tag name that can move under the pinned checksums."""
+        return bool(COMMIT.fullmatch(self.revision))
 
     def file_url(self, name: str) -> str:
         """``<base>/<repo>/resolve/<revision>/<file>``: Hugging Face's download URL of one file."""
@@ -102,7 +114,16 @@ def load_manifest(path: Path | None = None) -> dict[str, ModelEntry]:
             if table.get("shards_from") and table["shards_from"] not in listed:
                 raise ManifestError(f"{path}: [model.{name}]: shards_from {table['shards_from']!r} "
                                     "must be one of its files")
-        entries[name] = ModelEntry(name=name, **table)
+        entry = ModelEntry(name=name, **table)
+        for label, size, sha in [("", entry.size, entry.sha256)] + [
+                (f" file {f.path!r}", f.size, f.sha256) for f in entry.files]:
+            if sha is not None and not SHA256.fullmatch(sha):
+                raise ManifestError(f"{path}: [model.{name}]{label}: sha256 must be 64 lower-case hex digits, "
+                                    f"not {sha!r}")
+            if size is not None and (not isinstance(size, int) or size <= 0):
+                raise ManifestError(f"{path}: [model.{name}]{label}: size must be a positive byte count, "
+                                    f"not {size!r}")
+        entries[name] = entry
     return entries
 
 
@@ -142,8 +163,16 @@ def _file_status(path: Path, size_expected: int | None) -> tuple[bool, str]:
         return False, "not installed"
     size = path.stat().st_size
     if size_expected is not None and size != size_expected:
-        return False, f"wrong size ({size:,} bytes, expected {size_expected:,}): fetch again"
+        # Under its final name, so put there by hand (a fetch renames only what matches): used as it
+        # is, and said so. Refusing it would lock out a file someone chose, e.g. a newer upstream one.
+        return True, (f"{size:,} bytes, not the {size_expected:,} pinned: not the manifest's file "
+                      f"(mirdeck models fetch replaces it)")
     return True, f"{size:,} bytes"
+
+
+def _is_complete(path: Path, size_expected: int | None) -> bool:
+    """Installed and of the pinned size: a folder fetch keeps it, anything else is fetched again."""
+    return path.is_file() and (size_expected is None or path.stat().st_size == size_expected)
 
 
 def _folder_status(entry: ModelEntry, directory: Path | None) -> tuple[bool, str]:
@@ -169,11 +198,50 @@ def _folder_status(entry: ModelEntry, directory: Path | None) -> tuple[bool, str
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return _digest_of(path).hexdigest()
+
+
+def pinning(entry: ModelEntry, directory: Path | None = None) -> str:
+    """How a fetch of ``entry`` is checked, in a few words: what ``mirdeck models`` shows."""
+    if not entry.is_folder:
+        return "sha256 pinned" if entry.sha256 else "size pinned" if entry.size is not None else "not pinned"
+    try:
+        files = folder_files(entry, directory)
+    except FetchError:
+        files = list(entry.files)
+    hashed = sum(1 for f in files if f.sha256)
+    shards = "" if not entry.shards_from or (entry.path(directory) / entry.shards_from).is_file() \
+        else " + shards from the index"
+    revision = (f"revision {entry.revision[:12]}" if entry.revision_pinned
+                else f"revision {entry.revision!r} not pinned")
+    if not hashed:
+        return f"not pinned: no sha256 for its {len(files)} files{shards}, {revision}"
+    return f"sha256 pinned for {hashed} of {len(files)} files{shards}, {revision}"
+
+
+def verify_installed(entry: ModelEntry, directory: Path | None = None) -> list[tuple[Path, bool | None, str]]:
+    """Hash what is installed against the pins: (file, ok, word) for every installed file; ok is
+    None where nothing is pinned to check it against."""
+    if entry.is_folder:
+        folder = entry.path(directory)
+        pairs = [(folder / f.path, f.size, f.sha256) for f in folder_files(entry, directory)]
+    else:
+        pairs = [(entry.path(directory), entry.size, entry.sha256)]
+    results: list[tuple[Path, bool | None, str]] = []
+    for path, size, sha in pairs:
+        if not path.is_file():
+            continue
+        got_size = path.stat().st_size
+        if size is not None and got_size != size:
+            results.append((path, False, f"size {got_size:,} bytes, expected {size:,}"))
+        elif sha:
+            got = sha256_of(path)
+            results.append((path, got == sha, "sha256 matches" if got == sha
+                            else f"sha256 {got}, expected {sha}"))
+        else:
+            results.append((path, True, "size matches; no sha256 pinned") if size is not None
+                           else (path, None, "nothing pinned to check it against"))
+    return results
 
 
 def fetch(entry: ModelEntry, *, directory: Path | None = None,
@@ -205,7 +273,7 @@ def fetch_folder(entry: ModelEntry, *, directory: Path | None = None,
                             file=f"{entry.folder}/{f.path}", url=entry.file_url(f.path), size=f.size,
                             sha256=f.sha256)
         target = single.path(directory)
-        if _file_status(target, f.size)[0]:
+        if _is_complete(target, f.size):
             done_bytes += target.stat().st_size
             return
         base = done_bytes
@@ -232,17 +300,25 @@ def fetch_folder(entry: ModelEntry, *, directory: Path | None = None,
 
 def _fetch_file(entry: ModelEntry, *, directory: Path | None = None,
                 progress: Callable[[int, int | None], None] | None = None, timeout: float = 60.0) -> Path:
+    """Stream into ``<file>.part``, hashing as the bytes arrive; rename to the final name only once
+    size and sha256 (where pinned) match. A mismatch removes the ``.part``: nothing half-checked stays.
+    """
     target = entry.path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
+    expected = entry.size
     have = partial.stat().st_size if partial.exists() else 0
+    if expected is not None and have > expected:
+        partial.unlink()  # longer than the pinned file can ever be: resuming it cannot help
+        have = 0
+    digest = _digest_of(partial) if have else hashlib.sha256()
     request = urllib.request.Request(entry.url, headers={"User-Agent": "mirdeck"})
     if have:
         request.add_header("Range", f"bytes={have}-")
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and entry.size is not None and have == entry.size:
+        if exc.code == 416 and expected is not None and have == expected:
             response = None  # the .part is already complete
         else:
             raise FetchError(f"{entry.name}: {entry.url} answered HTTP {exc.code} {exc.reason}",
@@ -252,15 +328,24 @@ def _fetch_file(entry: ModelEntry, *, directory: Path | None = None,
     if response is not None:
         with response:
             if have and response.status != 206:
-                have = 0  # the server ignored the range: start over
+                have, digest = 0, hashlib.sha256()  # the server ignored the range: start over
             length = response.headers.get("Content-Length")
-            total = have + int(length) if length is not None else entry.size
-            mode = "ab" if have else "wb"
+            total = have + int(length) if length is not None else expected
+            if expected is not None and total is not None and total != expected:
+                _discard(partial)
+                raise FetchError(f"{entry.name}: {entry.url} offers {total:,} bytes but the manifest pins "
+                                 f"{expected:,} for {target}: not the pinned file; nothing was installed")
             done = have
             try:
-                with open(partial, mode) as fh:
+                with open(partial, "ab" if have else "wb") as fh:
                     while chunk := response.read(CHUNK):
+                        if expected is not None and done + len(chunk) > expected:
+                            fh.close()
+                            _discard(partial)
+                            raise FetchError(f"{entry.name}: the server sent more than the {expected:,} bytes "
+                                             f"pinned for {target}; the download was removed")
                         fh.write(chunk)
+                        digest.update(chunk)
                         done += len(chunk)
                         if progress:
                             progress(done, total)
@@ -275,19 +360,31 @@ def _fetch_file(entry: ModelEntry, *, directory: Path | None = None,
                 raise FetchError(f"{entry.name}: truncated transfer ({done:,} of {total:,} bytes); "
                                  f"run the same fetch again to resume")
     size = partial.stat().st_size
-    expected = entry.size
     if expected is not None and size < expected:
         raise FetchError(f"{entry.name}: truncated transfer ({size:,} of {expected:,} bytes); "
                          f"run the same fetch again to resume")
-    if expected is not None and size > expected:
-        partial.unlink()
-        raise FetchError(f"{entry.name}: got {size:,} bytes, more than the {expected:,} expected; "
-                         f"the partial file was removed")
     if entry.sha256:
-        actual = sha256_of(partial)
+        actual = digest.hexdigest()
         if actual != entry.sha256.lower():
-            partial.unlink()
-            raise FetchError(f"{entry.name}: checksum mismatch (sha256 {actual}, expected "
-                             f"{entry.sha256}); the download was removed")
+            _discard(partial)
+            raise FetchError(f"{entry.name}: checksum mismatch for {target}: expected sha256 {entry.sha256}, "
+                             f"got {actual} ({size:,} bytes from {entry.url}); the download was removed and "
+                             f"nothing was installed")
     os.replace(partial, target)
     return target
+
+
+def _digest_of(path: Path):
+    """The running sha256 of what a resumed ``.part`` already holds, to continue with the new bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest
+
+
+def _discard(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass

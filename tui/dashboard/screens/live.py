@@ -28,6 +28,7 @@ class LiveRunScreen(Screen):
         Binding("S", "app.stop_now", "stop now"),
         Binding("space", "app.toggle_pause", "pause/resume"),
         Binding("t", "open_track", "track"),
+        Binding("v", "app.dataset", "dataset view", show=False),
         Binding("l", "cycle_level", "log level"),
         Binding("m", "cycle_module", "log module"),
         Binding("a", "app.ab", "A/B", show=False),

@@ -16,6 +16,7 @@ KEYS = [
     ("S", "stop now: kill the workers; tracks in flight are left for the next run"),
     ("space", "pause (no new requests start) / resume"),
     ("t", "open the track detail (the newest failure first)"),
+    ("v", "dataset view: distributions and every track, sortable (s / r / click a header; enter: detail)"),
     ("l / m", "log: cycle the level filter / the module filter"),
     ("a", "A/B view: the two Flamingo back ends' texts side by side"),
     ("q, ctrl+c", "quit (while running: stop gracefully first; twice: stop now)"),

@@ -44,6 +44,7 @@ class SetupScreen(Screen):
         Binding("space", "toggle_run", "run module", show=False),
         Binding("o", "toggle_overwrite", "overwrite", show=False),
         Binding("a", "app.ab", "A/B view"),
+        Binding("v", "app.dataset", "dataset view", show=False),
         Binding("question_mark", "app.help", "help"),
         # "q" as on the live screen (typed as a letter while the dataset field has focus, where
         # Textual lets the field have it); the app's own ctrl+q also quits but is not shown.
