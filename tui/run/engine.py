@@ -319,11 +319,15 @@ class Engine:
             await self._close_pools()
             shutil.rmtree(self.scratch, ignore_errors=True)
             if self.cluster is not None:
-                await asyncio.gather(*(self.cluster.remove_on(node, str(self.scratch))
-                                       for node in self.cluster.alive_nodes()))
-                await self._emit_node_status()
-                self.cluster.disconnect()
-                self.cluster = None
+                try:
+                    await asyncio.gather(*(self.cluster.remove_on(node, str(self.scratch))
+                                           for node in self.cluster.alive_nodes()))
+                    await self._emit_node_status()
+                except Exception as exc:  # the cluster itself is gone: the run's end must still be told
+                    self.emit(ev.Warning(message=f"cluster unreachable at the end of the run: {exc!r}"))
+                finally:
+                    self.cluster.disconnect()
+                    self.cluster = None
             self.emit(ev.RunFinished(stopped=self._stopping, wall_seconds=round(time.perf_counter() - started, 3),
                                      summary={n: s.to_dict() for n, s in self.stats.items()},
                                      left=self.left()))
@@ -333,7 +337,10 @@ class Engine:
 
     async def _node_status_loop(self) -> None:
         while True:
-            await self._emit_node_status()
+            try:
+                await self._emit_node_status()
+            except Exception as exc:  # a status that cannot be had now is tried again later
+                self.emit(ev.Warning(message=f"node status unavailable: {exc!r}"))
             await asyncio.sleep(NODE_STATUS_EVERY_S)
 
     async def _emit_node_status(self) -> None:
