@@ -5,7 +5,8 @@ from backends.spec import BackendSpec, Extractor, Result
 from backends.track import Track
 
 SPEC = BackendSpec(name="dash_slow", version="1", description="test: slow with progress",
-                   keys=("dash_slow_ok",), audio=(), timeout_s=60)
+                   keys=("dash_slow_ok",), audio=(), timeout_s=60,
+                   runtime_options=("steps", "step_seconds"))  # they change how long, not what it writes
 
 
 class Slow(Extractor):
