@@ -123,6 +123,18 @@ def test_a_dataset_a_node_cannot_see_is_refused_with_the_reason(ray_cluster, tmp
     assert "same paths" in str(refused.value) and "shared storage" in str(refused.value)
 
 
+def test_an_address_where_no_cluster_listens_is_refused_at_once(tmp_path):
+    from tests.support.ray_cluster import free_port
+
+    dataset = synth_dataset(tmp_path / "ds", 1, seconds=0.5)
+    port = free_port()  # closed again: nothing listens there
+    done = mirdeck_run(dataset, tmp_path / "log", "--only", "audio_info", "--cluster", f"127.0.0.1:{port}",
+                       timeout=60)
+    assert done.returncode == 2
+    assert f"cannot connect to the Ray cluster at 127.0.0.1:{port}: nothing answers" in done.stderr
+    assert not (dataset / "track00" / "track00.INFO").exists()
+
+
 def test_an_amd_worker_sees_only_the_gpu_ray_gave_its_actor(ray_cluster):
     """The environment of the real worker subprocess each actor started (from /proc): Ray's
     logical GPUs 0 and 1 of the second node, one per actor, in ROCR_VISIBLE_DEVICES, with HIP

@@ -46,6 +46,22 @@ class Node:
         return self.id[:8]
 
 
+def unreachable(address: str, timeout: float = 5.0) -> str:
+    """Why nothing answers at ``address`` (HOST:PORT or ray://HOST:PORT), or "" when something
+    listens there (or the address is "auto", which Ray resolves itself)."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if address == "auto" or not host or not port.isdigit():
+        return ""
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return ""
+    except OSError as exc:
+        return f"nothing answers at {host}:{port} ({exc.strerror or exc})"
+
+
 def _ray() -> Any:
     try:
         import ray
@@ -66,6 +82,10 @@ class Cluster:
     # -- connecting and knowing the nodes -----------------------------------------------------
     def connect(self) -> None:
         ray = self.ray
+        refused = unreachable(self.address)
+        if refused:  # Ray itself would retry for minutes before saying so
+            raise ClusterError(f"cannot connect to the Ray cluster at {self.address}: {refused} "
+                               "(start its head with: ray start --head --port PORT)")
         try:
             ray.init(address=self.address, namespace="mirdeck", log_to_driver=False,
                      ignore_reinit_error=True, logging_level="warning")
