@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--log-dir", type=Path, default=None,
                        help="where the run log goes (default: DATASET/.mirdeck/runs/...)")
         p.add_argument("--headless", action="store_true", help="never open the dashboard, even on a terminal")
+        p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                       help="run the workers on a Ray cluster: 'auto' (the cluster this machine is a node of), "
+                            "HOST:PORT (its head's GCS) or ray://HOST:PORT (Ray Client); needs the 'ray' extra "
+                            "and the dataset on storage every node mounts at the same path")
         p.add_argument("--verbose", "-v", action="store_true", help="print a line per finished track")
         p.add_argument("--set", action="append", dest="module_options", metavar="MODULE.OPTION=VALUE",
                        help="a module's option for this run, over the profile's "
@@ -222,7 +226,8 @@ def _profile_and_options(args):
             print(f"mirdeck: skipping {name}: it requires a module that cannot run here", file=sys.stderr)
             skip.append(name)
     options = RunOptions(only=only, skip=skip, overwrite=_split(args.overwrite), jobs=args.jobs,
-                         log_dir=args.log_dir, module_options=module_options)
+                         log_dir=args.log_dir, module_options=module_options,
+                         cluster=getattr(args, "cluster", None))
     return profile, options, specs
 
 
@@ -246,6 +251,13 @@ def _run(dataset: Path, args) -> int:
         from tui.service.daemon import remove_stale_scratch
 
         remove_stale_scratch(engine.dataset, engine.run_id)  # PCM of killed runs on this dataset
+        if options.cluster:
+            from tui.cluster.ray_cluster import ClusterError
+
+            try:  # refused before anything starts: no node may lack the dataset
+                engine.connect_cluster()
+            except ClusterError as exc:
+                return _fail(str(exc))
         # Every run serves its event stream: 'mirdeck attach' can watch a run started in a terminal.
         server = RunServer(engine, lock)
         engine.subscribe(server)
@@ -277,7 +289,7 @@ def _detach(dataset: Path, args) -> int:
     _, options, _ = _profile_and_options(args)
     spec = {"dataset": str(dataset.resolve()), "profile": args.profile or _default_profile(),
             "only": options.only, "skip": options.skip, "overwrite": options.overwrite, "jobs": options.jobs,
-            "log_dir": str(options.log_dir.resolve()) if options.log_dir else None,
+            "cluster": options.cluster, "log_dir": str(options.log_dir.resolve()) if options.log_dir else None,
             "module_options": options.module_options}
     where = shlex.quote(str(dataset))
     try:

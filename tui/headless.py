@@ -43,6 +43,22 @@ def summary_table(summary: dict[str, dict], title: str = "mirdeck run") -> Table
     return table
 
 
+def node_table(nodes: list[ev.NodeStatus]) -> Table:
+    """One row per cluster node: what it is and what it did in this run."""
+    from rich import box
+
+    table = Table(title="nodes", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
+                  show_edge=False)
+    for column in ("node", "address", "state", "CPU", "CPU %", "RAM GB", "GPU", "workers", "in flight", "tracks"):
+        table.add_column(column, justify="left" if column in ("node", "address", "state") else "right", no_wrap=True)
+    for n in nodes:
+        ram = f"{n.ram_used_gb:,.1f}/{n.ram_total_gb:,.1f}" if n.ram_used_gb is not None and n.ram_total_gb else "–"
+        table.add_row(n.node, n.address, ("alive" if n.alive else "lost") + (" (driver)" if n.driver else ""),
+                      f"{n.cpus:g}", "–" if n.cpu_percent is None else f"{n.cpu_percent:.0f}", ram, f"{n.gpus:g}",
+                      str(n.workers), str(n.tracks_in_flight), str(n.tracks_done))
+    return table
+
+
 class HeadlessPrinter:
     """Subscriber that shows a run without the dashboard."""
 
@@ -56,6 +72,7 @@ class HeadlessPrinter:
         self.finished = 0
         self.failures: list[str] = []
         self.log_dir = ""
+        self.nodes: dict[str, ev.NodeStatus] = {}  # --cluster: each node as last reported
 
     def __call__(self, event: ev.Event) -> None:
         handler = getattr(self, f"on_{event.name}", None)
@@ -106,11 +123,26 @@ class HeadlessPrinter:
     def on_warning(self, e: ev.Warning) -> None:
         self.console.print(f"[yellow]warning[/] {e.message}", highlight=False)
 
+    def on_node_status(self, e: ev.NodeStatus) -> None:
+        """A line when a node joins the run or is lost; the table of nodes at the end."""
+        before = self.nodes.get(e.node)
+        self.nodes[e.node] = e
+        if before is None:
+            self.console.print(f"  node {e.node} ({e.address}{', driver' if e.driver else ''}): {e.cpus:g} CPU"
+                               + (f", {e.gpus:g} GPU" if e.gpus else "")
+                               + (f", RAM {e.ram_total_gb:,.1f} GB" if e.ram_total_gb else "")
+                               + ("" if e.alive else ", lost"), highlight=False)
+        elif before.alive and not e.alive:
+            self.console.print(f"[yellow]node {e.node} ({e.address}) lost[/]: its tracks in flight go to "
+                               "the other nodes", highlight=False)
+
     def on_run_finished(self, e: ev.RunFinished) -> None:
         if self.progress is not None:
             self.progress.stop()
         title = f"mirdeck run {'stopped' if e.stopped else 'finished'} in {e.wall_seconds:,.1f} s"
         self.console.print(summary_table(e.summary, title))
+        if self.nodes:
+            self.console.print(node_table(list(self.nodes.values())))
         if e.left:
             self.print_left(e.left)
         sys.stdout.flush()

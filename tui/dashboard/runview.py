@@ -125,6 +125,8 @@ class RunView:
         self.host = HostReading()
         self.cpu_history: deque = deque(maxlen=HISTORY)
         self.fatal = ""
+        self.nodes: dict[str, ev.NodeStatus] = {}  # --cluster: each node as last reported
+        self.nodes_version = 0
         self._handlers: dict[str, Callable | None] = {}
 
     # -- events ---------------------------------------------------------------------------------
@@ -174,6 +176,17 @@ class RunView:
             names = ", ".join(list(self.left)[:5]) + (" …" if len(self.left) > 5 else "")
             self.add_log("warning", "", f"not processed: {len(self.left)} track(s), {runs} module run(s): "
                                         f"{names} (list in {self.log_dir}/not-processed.txt)", at=e.time)
+
+    def _on_node_status(self, e: ev.NodeStatus) -> None:
+        before = self.nodes.get(e.node)
+        self.nodes[e.node] = e
+        self.nodes_version += 1
+        if before is None:
+            self.add_log("info", "", f"node {e.node} ({e.address}{', driver' if e.driver else ''}): "
+                                     f"{e.cpus:g} CPU, {e.gpus:g} GPU", at=e.time)
+        elif before.alive and not e.alive:
+            self.add_log("warning", "", f"node {e.node} ({e.address}) lost: its tracks in flight go to the "
+                                        "other nodes", at=e.time)
 
     def _on_module_skipped(self, e: ev.ModuleSkipped) -> None:
         self.add_log("info", e.module, f"{e.count} tracks already done, skipped", at=e.time)

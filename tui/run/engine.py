@@ -24,7 +24,7 @@ from tui.run.dataset import scan
 from tui.run.plan import Plan, TrackPlan, make_plan, resolve_modules
 from tui.run.pool import ModulePool, ModuleUnavailable, workers_that_fit
 from tui.run.profiles import Profile
-from tui.run.supervisor import WorkerDied, WorkerTimeout
+from tui.run.supervisor import NodeLost, WorkerDied, WorkerTimeout
 
 DECODER_ENTRY = "backends.decoder"
 # Why a module failed on a track, as recorded in provenance: the protocol's kinds, plus two that
@@ -34,11 +34,20 @@ BAD_INPUT, INTERNAL = ErrorKind.BAD_INPUT.value, ErrorKind.INTERNAL.value
 CRASH, TIMEOUT = ErrorKind.CRASH.value, ErrorKind.TIMEOUT.value
 STORE = "store"
 STOPPED = "stopped"
+# A track's modules whose node left the cluster before they answered: never recorded, run again
+# on another node (--cluster only).
+NODE_LOST = "node_lost"
+NODE_LOST_RETRIES = 3
+NODE_STATUS_EVERY_S = 3.0
 DECODE_TIMEOUT_S = 600.0
 
 
 # Exit status of ``mirdeck run``/``demo`` (README, "Exit status").
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
+
+
+class NodeLostDuringDecode(Exception):
+    """The node decoding a track was lost: the whole track goes to another node."""
 
 
 @dataclass
@@ -49,6 +58,8 @@ class RunOptions:
     jobs: int | None = None
     log_dir: Path | None = None
     module_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # A Ray cluster to run the workers on ("auto", "HOST:PORT" or "ray://HOST:PORT"); None: this machine.
+    cluster: str | None = None
 
 
 @dataclass
@@ -118,6 +129,26 @@ class Engine:
         self.scratch = paths.pcm_scratch_dir() / f"{scratch_dirs.PREFIX}{self.run_id}"
         self._settled: set[tuple[str, str]] = set()  # (track, module) that ran: ok or failed
         self.longest_mix: dict[str, float | None] = {}  # module -> longest planned mix (s), when sized by it
+        self.cluster: Any = None  # tui.cluster.ray_cluster.Cluster, with --cluster only
+
+    def connect_cluster(self) -> None:
+        """With --cluster: connect to Ray and check that every node sees the dataset and this
+        checkout at the driver's paths. Raises tui.cluster.ray_cluster.ClusterError, whose message
+        says what is wrong. Ray is imported here only: the local scheduler never loads it."""
+        if not self.options.cluster or self.cluster is not None:
+            return
+        from tui.cluster.ray_cluster import Cluster
+
+        cluster = Cluster(self.options.cluster)
+        cluster.connect()
+        try:
+            cluster.check_storage([str(self.dataset), str(paths.ROOT / "backends" / "worker.py")])
+        except Exception:
+            cluster.disconnect()
+            raise
+        self.cluster = cluster
+        if not self.options.jobs:
+            self.jobs = cluster.total_cpus
 
     # -- control, callable from any view -------------------------------------------------------
     def subscribe(self, callback: Callable[[ev.Event], None]) -> None:
@@ -193,19 +224,31 @@ class Engine:
         stats = self.stats.get(name)
         return stats.planned if stats is not None else 0
 
-    def _pool(self, name: str) -> ModulePool:
-        if name not in self.pools:
-            if name == "decode":
-                self.pools[name] = ModulePool(self, name, DECODER_ENTRY, self.jobs)
-            else:
+    def _pool(self, name: str, node: Any = None) -> ModulePool:
+        """The module's pool here, or on one cluster node (one pool per module per node)."""
+        key = name if node is None else f"{name}@{node.id}"
+        if key not in self.pools:
+            jobs = self.jobs if node is None else max(1, int(node.cpus))
+            entry = DECODER_ENTRY if name == "decode" else self.specs[name].entry
+            limit = jobs
+            if name != "decode":
                 spec = self.specs[name]
-                limit = self.jobs if spec.device == "cpu" else 1
+                limit = jobs if spec.device == "cpu" else 1
                 if spec.max_workers:
                     limit = min(limit, spec.max_workers)
-                if spec.worker_memory_gb > 0:
+                if spec.worker_memory_gb > 0 and node is None:
                     limit = min(limit, workers_that_fit(spec.worker_memory_gb))
-                self.pools[name] = ModulePool(self, name, spec.entry, limit)
-        return self.pools[name]
+            make_worker = None
+            if node is not None:
+                vram = 0.0 if name == "decode" else self.specs[name].vram_gb
+                device = "cpu" if name == "decode" or self.specs[name].device == "cpu" else self.profile.device
+
+                def make_worker(name: str = name, entry: str = entry, vram: float = vram,
+                                device: str = device) -> Any:
+                    return self.cluster.worker(node, name, entry, self.child_env(name), str(paths.ROOT),
+                                               device, vram, self.worker_stderr)
+            self.pools[key] = ModulePool(self, name, entry, limit, make_worker=make_worker)
+        return self.pools[key]
 
     def passes(self, modules: list[str]) -> list[list[str]]:
         """Split modules into sweeps whose GPU models fit the VRAM budget together.
@@ -245,7 +288,12 @@ class Engine:
         # until someone removes it: the runs whose engine is gone are removed here.
         stale = scratch_dirs.remove_stale(self.scratch.parent)
         scratch_dirs.create(self.scratch)
+        status_task: asyncio.Task[None] | None = None
         try:
+            if self.options.cluster and self.cluster is None:
+                self.connect_cluster()  # in the main thread, where Ray wants its driver; nothing else runs yet
+            if self.cluster is not None:
+                status_task = asyncio.create_task(self._node_status_loop())
             scanned = scan(self.dataset)
             modules = resolve_modules(self.specs, self.options.only, self.options.skip)
             caches = self.stem_caches()
@@ -276,14 +324,44 @@ class Engine:
                 if self._stopping:
                     break
         finally:
+            if status_task is not None:
+                status_task.cancel()
             await self._close_pools()
             shutil.rmtree(self.scratch, ignore_errors=True)
+            if self.cluster is not None:
+                try:
+                    await asyncio.gather(*(self.cluster.remove_on(node, str(self.scratch))
+                                           for node in self.cluster.alive_nodes()))
+                    await self._emit_node_status()
+                except Exception as exc:  # the cluster itself is gone: the run's end must still be told
+                    self.emit(ev.Warning(message=f"cluster unreachable at the end of the run: {exc!r}"))
+                finally:
+                    self.cluster.disconnect()
+                    self.cluster = None
             self.emit(ev.RunFinished(stopped=self._stopping, wall_seconds=round(time.perf_counter() - started, 3),
                                      summary={n: s.to_dict() for n, s in self.stats.items()},
                                      left=self.left()))
             workers_log.close()
             self._workers_log = None
         return self.stats
+
+    async def _node_status_loop(self) -> None:
+        while True:
+            try:
+                await self._emit_node_status()
+            except Exception as exc:  # a status that cannot be had now is tried again later
+                self.emit(ev.Warning(message=f"node status unavailable: {exc!r}"))
+            await asyncio.sleep(NODE_STATUS_EVERY_S)
+
+    async def _emit_node_status(self) -> None:
+        from tui.cluster.ray_cluster import status_of
+
+        cluster = self.cluster
+        await asyncio.to_thread(cluster.refresh)
+        nodes = list(cluster.nodes.values())
+        facts = await asyncio.gather(*(cluster.facts(n) if n.alive else asyncio.sleep(0) for n in nodes))
+        for node, fact in zip(nodes, facts):
+            self.emit(ev.NodeStatus(**status_of(node, fact, cluster.driver_node)))
 
     def left(self) -> dict[str, list[str]]:
         """Track -> planned modules that did not run on it (neither a result nor a failure)."""
@@ -358,9 +436,8 @@ class Engine:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=False)
         # Workers of this sweep's models are no longer needed: free their memory for the next.
-        for name in modules:
-            if name in self.pools:
-                await self.pools.pop(name).close()
+        for key in [k for k, pool in self.pools.items() if pool.name in modules]:
+            await self.pools.pop(key).close()
 
     @staticmethod
     def _track_message(track_plan: TrackPlan) -> dict[str, str]:
@@ -385,15 +462,47 @@ class Engine:
         track_id = self._track_id(track_plan)
         self.emit(ev.TrackStarted(track=track_id, modules=modules))
         scratch = self.scratch / f"{index:06d}"
-        outcomes: dict[str, asyncio.Future[Outcome]] = {m: asyncio.get_running_loop().create_future() for m in modules}
-        separated: dict[str, asyncio.Task[dict[str, Any]]] = {}
-        try:
-            sources, decode_errors = await self._decode(track_id, track_plan, modules, scratch)
-            await asyncio.gather(*(self._module(track_id, track_plan, name, sources, decode_errors, outcomes,
-                                                separated, scratch)
-                                   for name in modules))
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        loop = asyncio.get_running_loop()
+        outcomes: dict[str, asyncio.Future[Outcome]] = {m: loop.create_future() for m in modules}
+        to_run = list(modules)
+        sources: dict[str, Any] = {}
+        for attempt in range(1, NODE_LOST_RETRIES + 2):
+            separated: dict[str, asyncio.Task[dict[str, Any]]] = {}
+            # On a cluster the decode and every module of the track run on one node: its audio
+            # never crosses the network. A node lost mid-track loses only what had not answered.
+            node = self.cluster.pick() if self.cluster is not None else None
+            if node is not None:
+                node.in_flight += 1
+            try:
+                sources, decode_errors = await self._decode(track_id, track_plan, to_run, scratch, node)
+                await asyncio.gather(*(self._module(track_id, track_plan, name, sources, decode_errors, outcomes,
+                                                    separated, scratch, node) for name in to_run))
+            except NodeLostDuringDecode:
+                pass
+            finally:
+                if node is None:
+                    shutil.rmtree(scratch, ignore_errors=True)
+                else:
+                    node.in_flight -= 1
+                    await self.cluster.remove_on(node, str(scratch))
+            lost = [m for m in to_run if not outcomes[m].done() or outcomes[m].result().kind == NODE_LOST]
+            if not lost:
+                if node is not None:
+                    node.done += 1
+                break
+            if attempt > NODE_LOST_RETRIES:
+                for name in lost:
+                    result = await self._record(track_id, track_plan.track.folder, name, Outcome(
+                        False, kind=CRASH, message=f"{name} on {track_id}: lost with {attempt} cluster nodes"))
+                    self._settled.add((track_id, name))
+                    outcomes[name] = loop.create_future()
+                    outcomes[name].set_result(result)
+                break
+            self.emit(ev.Warning(message=f"node {node.short if node else '?'} was lost with {track_id} in flight; "
+                                         f"running {', '.join(lost)} again on another node", track=track_id))
+            for name in lost:
+                outcomes[name] = loop.create_future()
+            to_run = lost
         ok = [m for m in modules if outcomes[m].done() and outcomes[m].result().ok]
         not_run = [m for m in modules if outcomes[m].done() and outcomes[m].result().kind == STOPPED]
         failed = [m for m in modules if m not in ok and m not in not_run]
@@ -402,9 +511,10 @@ class Engine:
                                    not_run=not_run))
 
     async def _decode(self, track_id: str, track_plan: TrackPlan, modules: list[str], scratch: Path,
-                      files: dict[str, Path] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                      node: Any = None, files: dict[str, Path] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """Decode what ``modules`` read of this track (of ``files`` when given: stems written in this
         run) once, at every rate they need."""
+        wanted: dict[str, set[int | None]]
         if files is None:
             wanted = TrackPlan(track_plan.track, modules, track_plan.info).needs(self.specs)
             files = track_plan.track.files()
@@ -424,7 +534,9 @@ class Engine:
                                    options={"decode": job, "cache_dir": str(scratch)})
         outcome = await self._call("decode", track_id, request, DECODE_TIMEOUT_S, cpu=True,
                                    on_started=lambda pid: self.emit(ev.ModuleStarted(
-                                       track=track_id, module="decode", worker_pid=pid)))
+                                       track=track_id, module="decode", worker_pid=pid)), node=node)
+        if outcome.kind == NODE_LOST:
+            raise NodeLostDuringDecode(outcome.message)
         if not outcome.ok:
             message = outcome.message or "decoding failed"
             return {}, {source: {"kind": outcome.kind or INTERNAL, "message": message} for source in job}
@@ -437,10 +549,11 @@ class Engine:
 
     async def _call(self, name: str, track_id: str, message: dict[str, Any], timeout: float, *, cpu: bool,
                     on_progress: Callable[[dict[str, Any]], None] | None = None,
-                    on_started: Callable[[int], None] | None = None) -> Outcome:
+                    on_started: Callable[[int], None] | None = None, node: Any = None) -> Outcome:
         """One request with the engine's failure policy: a crash or hang is retried once on a
-        fresh worker; an error the backend reports is final."""
-        pool = self._pool(name)
+        fresh worker; an error the backend reports is final. On a cluster, a lost node ends
+        the request with NODE_LOST: the track goes to another node."""
+        pool = self._pool(name, node)
         last = Outcome(False, kind=INTERNAL, message="not run")
         for attempt in (1, 2):
             if self._halted(attempt):
@@ -449,10 +562,12 @@ class Engine:
                 worker = await pool.acquire()
             except ModuleUnavailable as exc:
                 return Outcome(False, kind=exc.kind, message=str(exc))
+            except NodeLost as exc:
+                return Outcome(False, kind=NODE_LOST, message=str(exc))
             if self._halted(attempt):  # a stop came while this request waited for a worker
                 await pool.release(worker)
                 return Outcome(False, kind=STOPPED, message="run stopped")
-            slot = self._cpu_slots if cpu else None
+            slot = (self._cpu_slots if node is None else node.slots) if cpu else None
             if slot:
                 await slot.acquire()
             try:
@@ -465,6 +580,9 @@ class Engine:
                 reply = await worker.call(message, timeout, on_progress)
             except (WorkerDied, WorkerTimeout) as exc:
                 kind = TIMEOUT if isinstance(exc, WorkerTimeout) else CRASH
+                if isinstance(exc, NodeLost):
+                    await pool.retire(worker, "node_lost")
+                    return Outcome(False, kind=NODE_LOST, message=str(exc))
                 await pool.retire(worker, "killed" if kind == TIMEOUT else "crash")
                 if self._aborting:
                     return Outcome(False, kind=STOPPED, message="run stopped")
@@ -484,11 +602,11 @@ class Engine:
         return last
 
     async def _separated_stems(self, track_id: str, track_plan: TrackPlan, provider: str,
-                               outcome: Outcome, scratch: Path) -> dict[str, Any]:
+                               outcome: Outcome, scratch: Path, node: Any = None) -> dict[str, Any]:
         """Decode the stems ``provider`` wrote on this track for the modules that read them."""
         written = {stem: Path(path) for stem, path in outcome.files.items() if stem in self.specs[provider].provides}
         readers = [m for m in track_plan.modules if set(self.specs[m].stems_read()) & set(written)]
-        decoded, errors = await self._decode(track_id, track_plan, readers, scratch / provider, files=written)
+        decoded, errors = await self._decode(track_id, track_plan, readers, scratch / provider, node, files=written)
         for stem, err in errors.items():
             self.emit(ev.Warning(message=f"{track_id}: the {stem} stem {provider} wrote cannot be decoded: "
                                          f"{err['message']}", track=track_id))
@@ -497,7 +615,7 @@ class Engine:
     async def _stems_from_providers(self, track_id: str, track_plan: TrackPlan, spec: BackendSpec,
                                     outcomes: dict[str, asyncio.Future[Outcome]],
                                     separated: dict[str, asyncio.Task[dict[str, Any]]],
-                                    scratch: Path) -> dict[str, Any]:
+                                    scratch: Path, node: Any = None) -> dict[str, Any]:
         """The stems written in this run that ``spec`` reads, decoded (waits for their providers)."""
         waits = sorted({provider for stem, provider in track_plan.coming.items()
                         if stem in spec.stems_read() and provider in outcomes})
@@ -508,7 +626,7 @@ class Engine:
                 continue  # the reader goes on with the stems the track had; the failure is recorded
             if provider not in separated:
                 separated[provider] = asyncio.create_task(
-                    self._separated_stems(track_id, track_plan, provider, outcome, scratch))
+                    self._separated_stems(track_id, track_plan, provider, outcome, scratch, node))
             found.update(await asyncio.shield(separated[provider]))
         return found
 
@@ -522,7 +640,7 @@ class Engine:
     async def _module(self, track_id: str, track_plan: TrackPlan, name: str, sources: dict[str, Any],
                       decode_errors: dict[str, Any], outcomes: dict[str, asyncio.Future[Outcome]],
                       separated: dict[str, asyncio.Task[dict[str, Any]]] | None = None,
-                      scratch: Path | None = None) -> None:
+                      scratch: Path | None = None, node: Any = None) -> None:
         spec = self.specs[name]
         folder = track_plan.track.folder
         result = Outcome(False)
@@ -532,7 +650,7 @@ class Engine:
             for dep in spec.requires:
                 if dep in outcomes:
                     dep_outcome = await outcomes[dep]
-                    if dep_outcome.kind == STOPPED:
+                    if dep_outcome.kind in (STOPPED, NODE_LOST):
                         result = dep_outcome
                         return
                     if not dep_outcome.ok:
@@ -554,7 +672,7 @@ class Engine:
                     return
             request_sources = {s: sources[s] for s in needed if s in sources}
             if spec.stems_read() and separated is not None and scratch is not None:
-                new = await self._stems_from_providers(track_id, track_plan, spec, outcomes, separated, scratch)
+                new = await self._stems_from_providers(track_id, track_plan, spec, outcomes, separated, scratch, node)
                 request_sources.update({s: info for s, info in new.items() if s in needed})
                 if spec.needs_one_of and not any(s in request_sources for s in spec.needs_one_of):
                     # It was planned for stems that did not come: say why, rather than "done" with nothing.
@@ -584,11 +702,12 @@ class Engine:
                 on_progress=lambda m: self.emit(ev.ModuleProgress(track=track_id, module=name,
                                                                   fraction=m.get("fraction", 0.0),
                                                                   stage=m.get("stage", ""))),
-                on_started=lambda pid: self.emit(ev.ModuleStarted(track=track_id, module=name, worker_pid=pid)))
+                on_started=lambda pid: self.emit(ev.ModuleStarted(track=track_id, module=name, worker_pid=pid)),
+                node=node)
         except Exception as exc:  # a bug in the engine must not lose the rest of the run
             result = Outcome(False, kind=INTERNAL, message=f"engine error on {name}: {exc!r}")
         finally:
-            if result.kind != STOPPED:
+            if result.kind not in (STOPPED, NODE_LOST):
                 result = await self._record(track_id, folder, name, result, stem_origins, track_plan)
                 self._settled.add((track_id, name))
             outcomes[name].set_result(result)

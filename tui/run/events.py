@@ -107,6 +107,7 @@ class WorkerStarted(Event):
     device: str
     ready: bool
     startup_seconds: float
+    node: str = ""  # the cluster node it runs on (--cluster); empty on the local scheduler
 
 
 @dataclass
@@ -114,7 +115,8 @@ class WorkerExited(Event):
     module: str
     pid: int
     returncode: int | None
-    reason: str  # "shutdown", "crash", "killed", "crash_at_exit"
+    reason: str  # "shutdown", "crash", "killed", "crash_at_exit", "node_lost"
+    node: str = ""
 
 
 @dataclass
@@ -152,6 +154,29 @@ class TrackDecoded(Event):
 
 
 _NAMES[TrackDecoded] = "track_decoded"
+
+
+@dataclass
+class NodeStatus(Event):
+    """One cluster node as the driver last saw it (--cluster only; sent every few seconds and
+    when a node is lost)."""
+
+    node: str  # Ray's node id, shortened
+    address: str
+    alive: bool
+    cpus: float
+    cpu_percent: float | None = None
+    ram_used_gb: float | None = None
+    ram_total_gb: float | None = None
+    gpus: float = 0.0
+    gpu_memory_used_gb: float | None = None
+    workers: int = 0
+    tracks_in_flight: int = 0
+    tracks_done: int = 0
+    driver: bool = False  # the node the driver (this mirdeck) is attached to: losing it ends the run
+
+
+_NAMES[NodeStatus] = "node_status"
 
 
 def from_dict(data: dict[str, Any]) -> Event:

@@ -21,6 +21,11 @@ class WorkerDied(Exception):
         self.returncode = returncode
 
 
+class NodeLost(WorkerDied):
+    """The machine the worker ran on left the cluster (--cluster): not the worker's fault, so the
+    track goes to another node instead of counting as a crash."""
+
+
 class WorkerTimeout(Exception):
     pass
 
@@ -42,10 +47,15 @@ class WorkerProcess:
     _exited: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = 0.0
     requests_done: int = 0
+    node: str = ""  # a local subprocess: no cluster node
 
     @property
     def pid(self) -> int:
         return self.proc.pid if self.proc else 0
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode if self.proc else None
 
     async def start(self, timeout: float = 300.0) -> dict[str, Any]:
         """Start the process and wait for its ``hello`` (the model loads before it says hello)."""

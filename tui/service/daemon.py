@@ -110,7 +110,7 @@ def _serve(spec: dict[str, Any], ready: Any) -> int:
         return 3
     options = RunOptions(only=spec.get("only", []), skip=spec.get("skip", []), overwrite=spec.get("overwrite", []),
                          jobs=spec.get("jobs"), log_dir=Path(spec["log_dir"]) if spec.get("log_dir") else None,
-                         module_options=spec.get("module_options", {}))
+                         module_options=spec.get("module_options", {}), cluster=spec.get("cluster"))
     engine = Engine(dataset, load(spec["profile"]), options)
     engine.log_dir.mkdir(parents=True, exist_ok=True)
     log = open(engine.log_dir / "service.log", "a", encoding="utf-8", buffering=1)

@@ -174,12 +174,15 @@ class GpuPanel(Panel):
         self.show(joined(lines), len(lines))
 
 
+NODES_SHOWN = 6
+
+
 class HostPanel(Panel):
     DEFAULT_CSS = "HostPanel { height: auto; border: round $primary; padding: 0 1; }"
 
     def render_view(self, view: RunView, width: int = 30) -> None:
         host = view.host
-        if self.unchanged((id(host), width)):
+        if self.unchanged((id(host), width, view.nodes_version)):
             return
         cpu = fmt.DASH if host.cpu_percent is None else f"{host.cpu_percent:.0f}%"
         ram = fmt.DASH if host.ram_used is None else f"{fmt.gib(host.ram_used)}/{fmt.gib(host.ram_total, 0)} GiB"
@@ -189,6 +192,13 @@ class HostPanel(Panel):
         for pid, value in rss:
             module = view.worker_module.get(pid, "?")
             lines.append(Text(f"{fmt.shorten(module, 13):<13} {pid:>7} {fmt.short_size(value):>6}", style="dim"))
+        for node in list(view.nodes.values())[:NODES_SHOWN]:  # --cluster: one line per node
+            cpu_use = fmt.DASH if node.cpu_percent is None else f"{node.cpu_percent:.0f}%"
+            state = cpu_use if node.alive else "lost"
+            lines.append(Text(f"node {node.node} {state:>5} {node.workers:>2}w {node.tracks_in_flight:>2} now "
+                              f"{node.tracks_done:>5} done", style="" if node.alive else "yellow"))
+        if len(view.nodes) > NODES_SHOWN:
+            lines.append(Text(f"… {len(view.nodes) - NODES_SHOWN} more nodes", style="dim"))
         self.show(joined(lines), len(lines))
 
 

@@ -1,0 +1,159 @@
+"""The node side of a cluster worker: inside a Ray actor, start ``python -m backends.worker MODULE``
+on this node with the run's environment, and relay protocol lines between it and the driver.
+
+The subprocess is the same one the local scheduler starts, so isolation, error kinds and the
+protocol are unchanged; the actor only adds the hop over Ray. Its stderr is kept and handed back
+with each answer, for the driver's ``workers.log``.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from backends import protocol as p
+from tui.cluster.devices import GPU_VARIABLES, visible_devices_env
+
+STDERR_KEEP = 2000  # lines held between two answers; more is dropped with a note
+
+
+class Relay:
+    """Ray wraps this class (``ray.remote``) in tui.cluster.ray_cluster; it runs on one node."""
+
+    def __init__(self, module: str, entry: str, env: dict[str, str], cwd: str, device: str):
+        self.module, self.entry, self.base_env, self.cwd, self.device = module, entry, env, cwd, device
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.lines: queue.Queue[bytes | None] = queue.Queue()
+        self.stderr: list[str] = []
+        self.lock = threading.Lock()
+
+    def environment(self) -> dict[str, str]:
+        """The worker's environment: the run's, with the GPUs Ray gave this actor."""
+        import ray
+
+        env = dict(self.base_env)
+        gpu_ids = [str(i) for i in ray.get_gpu_ids()]
+        if gpu_ids:
+            for name in GPU_VARIABLES:
+                env.pop(name, None)
+            env.update(visible_devices_env(gpu_ids, self.device))
+        return env
+
+    def where(self) -> dict[str, Any]:
+        import ray
+
+        return {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "pid": os.getpid()}
+
+    def start(self, timeout: float) -> dict[str, Any]:
+        self.proc = subprocess.Popen([sys.executable, "-m", "backends.worker", self.entry],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=self.environment(), cwd=self.cwd, start_new_session=True)
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+        answer = self._answer(timeout)
+        return {**answer, **self.where(), "worker_pid": self.proc.pid}
+
+    def _read_stdout(self) -> None:
+        assert self.proc and self.proc.stdout
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _read_stderr(self) -> None:
+        assert self.proc and self.proc.stderr
+        for raw in self.proc.stderr:
+            with self.lock:
+                if len(self.stderr) < STDERR_KEEP:
+                    self.stderr.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def _drain_stderr(self) -> list[str]:
+        with self.lock:
+            lines, self.stderr = self.stderr, []
+        return lines
+
+    def _answer(self, timeout: float) -> dict[str, Any]:
+        """The next message that is not progress: {"reply"}, or {"died": returncode}, or {"timeout"}."""
+        deadline = time.monotonic() + timeout
+        progress: list[dict[str, Any]] = []
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.kill()
+                return {"timeout": True, "progress": progress, "stderr": self._drain_stderr()}
+            if line is None:
+                assert self.proc
+                returncode = self.proc.wait()
+                time.sleep(0.05)  # the stderr thread's last lines (a traceback) come with the answer
+                return {"died": returncode, "progress": progress, "stderr": self._drain_stderr()}
+            try:
+                message = p.decode(line)
+            except ValueError as exc:
+                with self.lock:
+                    self.stderr.append(f"[mirdeck] protocol garbage: {exc}")
+                continue
+            if message["type"] == "progress":
+                progress.append(message)
+                continue
+            return {"reply": message, "progress": progress, "stderr": self._drain_stderr()}
+
+    def call(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self.proc and self.proc.stdin
+        try:
+            self.proc.stdin.write(p.encode(message))
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the reader reports the death with the exit code
+        return self._answer(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the worker and everything it started (it leads its own process group)."""
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, grace: float) -> dict[str, Any]:
+        if self.proc is None:
+            return {"returncode": None, "stderr": []}
+        if self.proc.poll() is None and self.proc.stdin:
+            try:
+                self.proc.stdin.write(p.encode(p.SHUTDOWN))
+                self.proc.stdin.close()
+            except (BrokenPipeError, ConnectionResetError, ValueError):
+                pass
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                self.proc.wait()
+        return {"returncode": self.proc.returncode, "stderr": self._drain_stderr()}
+
+
+def node_facts(paths: list[str]) -> dict[str, Any]:
+    """Run on a node (a Ray task): which of ``paths`` it sees, and its load, for the driver."""
+    import psutil
+
+    memory = psutil.virtual_memory()
+    used_gb = (memory.total - memory.available) / 2 ** 30
+    return {"host": socket.gethostname(), "missing": [path for path in paths if not os.path.exists(path)],
+            "cpu_percent": psutil.cpu_percent(interval=0.2), "ram_used_gb": used_gb,
+            "ram_total_gb": memory.total / 2 ** 30}
+
+
+def remove_tree(path: str) -> None:
+    """Run on a node (a Ray task): remove a track's decoded audio there."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
