@@ -54,6 +54,20 @@ def test_realtime_factor_last_and_overall():
     assert row.rtf == 40  # 200 s of audio in 5 s, not the mean of 100 and 25
 
 
+def test_realtime_per_core_comes_from_the_workers_cpu_seconds_and_is_shown():
+    """On a busy machine wall time says 2 s where the worker used 0.5 CPU s: the table shows both."""
+    from tui.dashboard.widgets.module_table import COLUMNS, row_cells
+
+    view = started_view([T0])
+    view(ev.ModuleStarted(track="t0", module="a", worker_pid=7, time=T0))
+    view(ev.ModuleFinished(track="t0", module="a", audio_seconds=60.0, wall_seconds=2.0,
+                           realtime_factor=30.0, keys=3, cpu_seconds=0.5, time=T0 + 2))
+    row = view.modules["a"]
+    assert row.rtf == 30 and row.realtime_per_core == 120
+    cells = dict(zip([name for name, _ in COLUMNS], row_cells(row, run_over=False)))
+    assert cells["RTF all"][0] == "30.0×" and cells["RTF core"][0] == "120×"
+
+
 def test_a_crash_retried_then_failing_counts_once_and_logs_both():
     view = started_view([T0])
     view(ev.ModuleStarted(track="t", module="a", worker_pid=7, time=T0))

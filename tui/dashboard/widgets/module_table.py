@@ -11,9 +11,10 @@ from tui.dashboard.runview import ModuleRow, RunView
 from tui.dashboard.widgets import format as fmt
 from tui.dashboard.widgets.panels import Panel, joined
 
-# Widths include one space between columns; the table fits 84 columns.
+# Widths include one space between columns; the table fits 93 columns. "RTF core": audio seconds
+# per CPU second of the module's workers, what it costs however busy the machine (RTF is wall).
 COLUMNS = (("module", 14), ("state", 12), ("done", 7), ("fail", 5), ("skip", 6), ("audio", 8),
-           ("RTF last", 9), ("RTF all", 8), ("PID", 8), ("VRAM", 6))
+           ("RTF last", 9), ("RTF all", 8), ("RTF core", 9), ("PID", 8), ("VRAM", 6))
 STATE_STYLE = {"running": "green", "idle": "cyan", "waiting": "dim", "done": "bold green",
                "unavailable": "bold red", "failing": "bold red", "stopped": "yellow"}
 
@@ -26,17 +27,17 @@ def row_cells(row: ModuleRow, run_over: bool) -> list[tuple[str, str]]:
     pids = (f"{ordered[0]}+{len(ordered) - 1}" if len(ordered) > 1 else str(ordered[0])) if ordered else fmt.DASH
     if row.name == "decode":
         return [(row.name, "dim"), (state, STATE_STYLE.get(state, "")), (f"{row.done:,}", "")] + \
-            [("", "")] * 5 + [(pids, ""), ("", "")]
+            [("", "")] * 6 + [(pids, ""), ("", "")]
     return [(row.name, "bold"), (state, STATE_STYLE.get(state, "")), (f"{row.done:,}", ""),
             (f"{row.failed:,}", "bold red" if row.failed else ""), (f"{row.skipped:,}", ""),
             (fmt.hours(row.audio_seconds) if row.audio_seconds else fmt.DASH, ""),
-            (fmt.rtf(row.last_rtf), ""), (fmt.rtf(row.rtf), ""), (pids, ""),
+            (fmt.rtf(row.last_rtf), ""), (fmt.rtf(row.rtf), ""), (fmt.rtf(row.realtime_per_core), ""), (pids, ""),
             (fmt.short_size(row.peak_vram), "")]
 
 
 # Left out one by one, in this order, until the table fits. The counts (done, fail, skip) always
 # stay: without "skip" a module whose tracks were all done before reads "done 0".
-NARROW_DROP = ("audio", "RTF last", "PID", "VRAM", "RTF all")
+NARROW_DROP = ("RTF last", "audio", "PID", "VRAM", "RTF all", "RTF core")
 
 
 def visible_columns(width: int) -> list[int]:
