@@ -4,6 +4,7 @@ import subprocess
 
 import pytest
 
+from tests.support.export_fixtures import analysed, dataset  # noqa: F401  (export and report tests)
 from tui.paths import ROOT
 
 # Test-only backends (noop, crash, hang, ...) live in tests/support/fake_backends; a test that

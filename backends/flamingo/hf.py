@@ -253,16 +253,18 @@ class TrackSession:
         ids = self.loaded.processor.tokenizer(suffix_text, add_special_tokens=False)["input_ids"]
         return torch.tensor([ids], dtype=torch.long, device=self.loaded.device)
 
-    def ask(self, question: str, sampling: Sampling) -> Answer:
+    def _in_memory_guard(self, work):
+        """``work()`` under inference mode; any out-of-memory (CUDA's, HIP's said only in the message,
+        the host's) frees the session and becomes OutOfMemoryInModel."""
         import torch
 
         try:
             with torch.inference_mode():
-                return self._ask(question, sampling)
+                return work()
         except torch.OutOfMemoryError as exc:
             self.free()
             raise OutOfMemoryInModel(str(exc).splitlines()[0]) from None
-        except RuntimeError as exc:  # HIP and some CPU allocators say so only in the message
+        except RuntimeError as exc:
             if "out of memory" not in str(exc).lower():
                 raise
             self.free()
@@ -270,6 +272,9 @@ class TrackSession:
         except MemoryError:
             self.free()
             raise OutOfMemoryInModel("host memory exhausted") from None
+
+    def ask(self, question: str, sampling: Sampling) -> Answer:
+        return self._in_memory_guard(lambda: self._ask(question, sampling))
 
     def _ask(self, question: str, sampling: Sampling) -> Answer:
         import torch
@@ -306,22 +311,7 @@ class TrackSession:
 
     def ask_batch(self, questions: list[tuple[str, Sampling]]) -> list[Answer]:
         """All questions decoded together, one batch over the shared prefix (see ``_ask_batch``)."""
-        import torch
-
-        try:
-            with torch.inference_mode():
-                return self._ask_batch(questions)
-        except torch.OutOfMemoryError as exc:
-            self.free()
-            raise OutOfMemoryInModel(str(exc).splitlines()[0]) from None
-        except RuntimeError as exc:
-            if "out of memory" not in str(exc).lower():
-                raise
-            self.free()
-            raise OutOfMemoryInModel(str(exc).splitlines()[0]) from None
-        except MemoryError:
-            self.free()
-            raise OutOfMemoryInModel("host memory exhausted") from None
+        return self._in_memory_guard(lambda: self._ask_batch(questions))
 
     def _ask_batch(self, questions: list[tuple[str, Sampling]]) -> list[Answer]:
         """The prefix's key/value cache (computed once) is repeated once per question; the questions,

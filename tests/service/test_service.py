@@ -19,7 +19,6 @@ from tests.support.dashboard import alive, tiny_dataset, wait_for
 from tests.support.service import (
     kill_if_alive,
     mirdeck,
-    service_env,
     service_pid,
     session_of,
     slow_run_args,
@@ -38,15 +37,6 @@ from tui.service.sockets import addressable
 SIZE = (120, 40)
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    environment = service_env(tmp_path / "cache")
-    for key in ("MIRDECK_CACHE_DIR", "MIRDECK_EXTRA_BACKENDS", "PYTHONPATH"):
-        monkeypatch.setenv(key, environment[key])
-    yield environment
-    for record in registry.runs_in_progress():  # never leave a service behind
-        kill_if_alive(record.pid)
 
 
 def tracks(root: Path, count: int) -> Path:

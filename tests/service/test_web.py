@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.dashboard import alive, tiny_dataset
-from tests.support.service import kill_if_alive, mirdeck, service_env, start_detached, wait_until
+from tests.support.service import mirdeck, start_detached, wait_until
 from tui.service import registry
 from tui.service.client import control, status
 
@@ -38,15 +38,6 @@ HOOK = """
 })();
 """
 
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    environment = service_env(tmp_path / "cache")
-    for key in ("MIRDECK_CACHE_DIR", "MIRDECK_EXTRA_BACKENDS", "PYTHONPATH"):
-        monkeypatch.setenv(key, environment[key])
-    yield environment
-    for record in registry.runs_in_progress():
-        kill_if_alive(record.pid)
 
 
 def free_port() -> int:

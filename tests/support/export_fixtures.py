@@ -1,3 +1,4 @@
+"""The analysed dataset the export and report tests share (registered in tests/conftest.py)."""
 import shutil
 
 import pytest
