@@ -141,10 +141,11 @@ class Rhythm(Extractor):
             audio = self._mono(track, stem, ONSET_RATE)
             times, weights = detect_onsets(audio)
             density = rm.windowed_onset_density(times, len(audio) / ONSET_RATE)
+            on_grid = within(times, spans)
             features.update({
                 f"onset_density_average_{stem}": float(np.mean(density)),
                 f"onset_density_variance_{stem}": float(np.var(density)),
-                f"syncopation_{stem}": rm.syncopation(times[within(times, spans)], weights[within(times, spans)], grid),
+                f"syncopation_{stem}": rm.syncopation(times[on_grid], weights[on_grid], grid),
                 f"rhythmic_complexity_{stem}": rm.rhythmic_complexity(times),
                 f"rhythmic_evenness_{stem}": rm.rhythmic_evenness(times),
             })
