@@ -10,6 +10,10 @@ parent -> worker
                  longest planned mix of this module's tracks in this sweep (from the files'
                  headers, before any is decoded), sent only to modules whose spec sets
                  ``sized_by_longest_track``; absent when it could not be probed.
+    ``batch``    {id, requests: [request, ...]}            several tracks for this module in one call,
+                 sent only to modules whose spec sets ``tracks_per_call`` above 1 (the engine sizes the
+                 call from the module's option ``tracks_per_call`` and the VRAM budget). Each inner
+                 request is a full ``request`` with its own id; every track is answered on its own.
     ``shutdown`` {}                                        finish and exit (closing stdin means the same)
 
 worker -> parent
@@ -17,6 +21,11 @@ worker -> parent
     ``progress`` {id, fraction, stage}                              optional, any number
     ``result``   {id, features, files, audio_seconds, wall_seconds, provenance}
     ``error``    {id, kind, message}                                the request failed; the worker lives on
+    ``results``  {id, replies: [result | error, ...]}               the answer to a ``batch``: one reply per
+                 inner request, in its order, each with the inner request's id. ``progress`` during a
+                 batch carries the inner request's id. A track that fails has its ``error`` and the
+                 others keep their ``result``; a result's ``wall_seconds``/``cpu_seconds`` are its share
+                 of the call (split by audio duration) and its provenance says ``tracks_per_call``.
 """
 from __future__ import annotations
 
@@ -128,6 +137,14 @@ def request(request_id: str, *, track: dict[str, Any], sources: dict[str, Any],
     if run:
         message["run"] = run
     return message
+
+
+def batch(batch_id: str, requests: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "batch", "id": batch_id, "requests": list(requests)}
+
+
+def results(batch_id: str, replies: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "results", "id": batch_id, "replies": list(replies)}
 
 
 SHUTDOWN = {"type": "shutdown"}

@@ -77,6 +77,14 @@ class BackendSpec:
     """The worker sizes something once for the run's longest track (llama-server's context): the
     engine probes the planned mixes' durations before the sweep and sends the longest with every
     request (``Track.run["longest_mix_seconds"]``), so nothing is resized when a longer track comes."""
+    tracks_per_call: int = 1
+    """The most tracks one call to a worker carries by default on a GPU (1: one track per request,
+    every module but those that batch tracks inside their model). Above 1 the worker gets ``batch``
+    messages and the extractor's ``process_batch``; the option ``tracks_per_call`` overrides it, the
+    VRAM budget caps it (``vram_per_extra_track_gb``), and on a CPU-only profile it is 1 unless the
+    option asks for more (see ``tracks_per_call_for``)."""
+    vram_per_extra_track_gb: float = 0.0
+    """GPU memory each track beyond the first in one call adds (its key/value caches, activations)."""
     entry: str = ""
     """Import path of the module with ``create``; filled in by the registry."""
 
@@ -89,6 +97,40 @@ class BackendSpec:
 
     def produces(self, key: str) -> bool:
         return key in self.keys or any(fnmatch.fnmatchcase(key, p) for p in self.optional_keys)
+
+
+TRACKS_PER_CALL_OPTION = "tracks_per_call"
+
+
+def tracks_per_call_for(spec: BackendSpec, options: dict[str, Any], *, on_gpu: bool,
+                        vram_budget_gb: float) -> tuple[int, str]:
+    """How many tracks one call to ``spec``'s worker carries, and a warning ("" when none).
+
+    Modules with ``tracks_per_call`` 1 always get 1. Otherwise: the option ``tracks_per_call`` when
+    given, else the spec's default on a GPU and 1 on a CPU-only profile (decoding on a CPU is
+    compute-bound: several tracks at once gain little there, see docs/performance.md); then capped
+    so the module's model plus its extra tracks fit the VRAM budget (when a budget is set).
+    """
+    if spec.tracks_per_call <= 1:
+        return 1, ""
+    given = options.get(TRACKS_PER_CALL_OPTION)
+    warning = ""
+    if given is None:
+        wanted = spec.tracks_per_call if on_gpu else 1
+    elif isinstance(given, bool) or not isinstance(given, int) or given < 1:
+        return 1, (f"{spec.name}: option {TRACKS_PER_CALL_OPTION} must be a whole number of at least 1, "
+                   f"not {given!r}; one track per call")
+    else:
+        wanted = given
+    if on_gpu and vram_budget_gb > 0 and spec.vram_per_extra_track_gb > 0 and wanted > 1:
+        fit = 1 + int(max(0.0, vram_budget_gb - spec.vram_gb) // spec.vram_per_extra_track_gb)
+        if fit < wanted:
+            if given is not None:
+                warning = (f"{spec.name}: {wanted} tracks per call do not fit the VRAM budget of "
+                           f"{vram_budget_gb:g} GB ({spec.vram_gb:g} GB for the model, "
+                           f"{spec.vram_per_extra_track_gb:g} GB per extra track); {fit} per call")
+            wanted = fit
+    return wanted, warning
 
 
 def output_options(spec: BackendSpec, given: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +171,19 @@ class Extractor:
 
     def process(self, track: Track) -> Result:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def process_batch(self, tracks: list[Track]) -> list[Result | BaseException]:
+        """Several tracks of one call (a spec with ``tracks_per_call`` above 1): one ``Result`` or
+        the exception it failed with per track, in order. This default runs ``process`` on each;
+        an extractor that batches inside its model overrides it. If it raises instead, the worker
+        runs ``process`` on each track alone, so one bad track never fails the others."""
+        out: list[Result | BaseException] = []
+        for track in tracks:
+            try:
+                out.append(self.process(track))
+            except Exception as exc:  # each track's own error, reported by the worker
+                out.append(exc)
+        return out
 
     def close(self) -> None:
         """Free models; called once before the worker exits."""

@@ -98,6 +98,83 @@ def main(argv: list[str] | None = None) -> int:
     from backends.spec import Result
     from backends.track import Track
 
+    def failure(rid, message, exc: BaseException) -> dict:
+        """The ``error`` reply for one request that raised ``exc``."""
+        folder = message["track"].get("folder")
+        if isinstance(exc, p.BackendError):
+            return p.error(rid, exc.kind, exc.message)
+        if isinstance(exc, MemoryError):
+            return p.error(rid, "out_of_memory", f"{name}: out of memory on {folder}")
+        traceback.print_exception(exc)
+        return p.error(rid, "internal", f"{name} failed on {folder}: {exc!r}")
+
+    def track_of(message) -> Track:
+        rid = message["id"]
+        return Track.from_request(
+            message, send_progress=lambda fraction, stage, rid=rid: send(p.progress(rid, fraction, stage)))
+
+    def success(track: Track, result, wall: float, cpu: float, batching: dict | None = None) -> dict:
+        if not isinstance(result, Result):
+            raise TypeError(f"{name}.process returned {type(result).__name__}, not backends.spec.Result")
+        provenance = {"version": version, "device": extractor.device, "profile": profile,
+                      **extractor.model_provenance, **result.provenance, **(batching or {})}
+        if track.notes:
+            provenance["notes"] = dict(track.notes)
+        audio_seconds = track.mix.duration if track.has("mix") else 0.0
+        return p.result(track.request_id, features=result.features, files=result.files,
+                        audio_seconds=audio_seconds, wall_seconds=wall, cpu_seconds=cpu, provenance=provenance)
+
+    def answer(message) -> dict:
+        rid = message["id"]
+        started, cpu_started = time.perf_counter(), tree_cpu_seconds()
+        try:
+            track = track_of(message)
+            result = extractor.process(track)
+            # A module that can batch tracks says so also when a track came alone.
+            alone = {"tracks_per_call": 1} if spec is not None and spec.tracks_per_call > 1 else None
+            return success(track, result, time.perf_counter() - started, tree_cpu_seconds() - cpu_started, alone)
+        except Exception as exc:
+            return failure(rid, message, exc)
+
+    def answer_batch(messages: list) -> list[dict]:
+        """Every track of one call answered on its own. The call's wall and CPU time are shared out
+        by audio duration, so per-track rates and the ETA stay per track; provenance keeps the call's."""
+        started, cpu_started = time.perf_counter(), tree_cpu_seconds()
+        replies: list = [None] * len(messages)
+        tracks, where = [], []
+        for i, message in enumerate(messages):
+            try:
+                tracks.append(track_of(message))
+                where.append(i)
+            except Exception as exc:
+                replies[i] = failure(message["id"], message, exc)
+        outcomes: list = []
+        if tracks:
+            try:
+                outcomes = list(extractor.process_batch(tracks))
+                if len(outcomes) != len(tracks):
+                    raise TypeError(f"{name}.process_batch answered {len(outcomes)} of {len(tracks)} tracks")
+            except Exception as exc:
+                # The batch as a whole failed (out of memory, a bug): each track alone, so a bad one fails alone.
+                print(f"mirdeck worker {name}: the batch of {len(tracks)} tracks failed ({exc!r}); "
+                      "running them one at a time", file=sys.stderr)
+                for i, track in zip(where, tracks):
+                    replies[i] = answer(messages[i])
+                return replies
+        wall, cpu = time.perf_counter() - started, tree_cpu_seconds() - cpu_started
+        durations = [t.mix.duration if t.has("mix") else 0.0 for t in tracks]
+        total = sum(durations)
+        batching = {"tracks_per_call": len(messages), "call_wall_s": round(wall, 4)}
+        for i, track, outcome, seconds in zip(where, tracks, outcomes, durations):
+            share = seconds / total if total > 0 else 1 / len(tracks)
+            try:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                replies[i] = success(track, outcome, wall * share, cpu * share, batching)
+            except Exception as exc:
+                replies[i] = failure(messages[i]["id"], messages[i], exc)
+        return replies
+
     stdin = sys.stdin.buffer
     while True:
         line = stdin.readline()
@@ -112,35 +189,20 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if message["type"] == "shutdown":
             break
+        if message["type"] == "batch":
+            inner = message.get("requests", [])
+            if extractor is None:
+                send(p.results(message["id"], [p.error(m["id"], "internal", f"{name} is not ready") for m in inner]))
+            else:
+                send(p.results(message["id"], answer_batch(inner)))
+            continue
         if message["type"] != "request":
             continue
         rid = message["id"]
         if extractor is None:
             send(p.error(rid, "internal", f"{name} is not ready"))
             continue
-        started, cpu_started = time.perf_counter(), tree_cpu_seconds()
-        try:
-            track = Track.from_request(
-                message, send_progress=lambda fraction, stage, rid=rid: send(p.progress(rid, fraction, stage)))
-            result = extractor.process(track)
-            if not isinstance(result, Result):
-                raise TypeError(f"{name}.process returned {type(result).__name__}, not backends.spec.Result")
-            wall = time.perf_counter() - started
-            cpu = tree_cpu_seconds() - cpu_started
-            provenance = {"version": version, "device": extractor.device, "profile": profile,
-                          **extractor.model_provenance, **result.provenance}
-            if track.notes:
-                provenance["notes"] = dict(track.notes)
-            audio_seconds = track.mix.duration if track.has("mix") else 0.0
-            send(p.result(rid, features=result.features, files=result.files, audio_seconds=audio_seconds,
-                          wall_seconds=wall, cpu_seconds=cpu, provenance=provenance))
-        except p.BackendError as exc:
-            send(p.error(rid, exc.kind, exc.message))
-        except MemoryError:
-            send(p.error(rid, "out_of_memory", f"{name}: out of memory on {message['track'].get('folder')}"))
-        except Exception as exc:
-            traceback.print_exc()
-            send(p.error(rid, "internal", f"{name} failed on {message['track'].get('folder')}: {exc!r}"))
+        send(answer(message))
     if extractor is not None:
         extractor.close()
     return 0

@@ -15,11 +15,12 @@ from typing import Any, Callable, TextIO
 from backends import protocol
 from backends.protocol import ErrorKind
 from backends.registry import all_specs
-from backends.spec import BackendSpec, options_hash, output_options
+from backends.spec import BackendSpec, options_hash, output_options, tracks_per_call_for
 from tui import paths
 from tui.run import events as ev
 from tui.run import scratch as scratch_dirs
 from tui.run import stems, store
+from tui.run.batching import PendingTrack, TrackBatcher
 from tui.run.dataset import scan
 from tui.run.plan import Plan, TrackPlan, make_plan, resolve_modules
 from tui.run.pool import ModulePool, ModuleUnavailable, workers_that_fit
@@ -130,6 +131,9 @@ class Engine:
         self._settled: set[tuple[str, str]] = set()  # (track, module) that ran: ok or failed
         self.longest_mix: dict[str, float | None] = {}  # module -> longest planned mix (s), when sized by it
         self.cluster: Any = None  # tui.cluster.ray_cluster.Cluster, with --cluster only
+        self._tracks_per_call: dict[str, int] = {}  # module -> tracks one call carries (sized once per run)
+        self.batchers: dict[str, TrackBatcher] = {}  # pool key -> its batcher (modules that batch tracks)
+        self._yet_to_submit: dict[str, int] = {}  # batching module -> its requests still to come this sweep
 
     def connect_cluster(self) -> None:
         """With --cluster: connect to Ray and check that every node sees the dataset and this
@@ -414,7 +418,10 @@ class Engine:
 
     async def _sweep(self, plan: Plan, modules: list[str]) -> None:
         await self._probe_longest(plan, modules)
-        in_flight = asyncio.Semaphore(max(2, self.jobs * 2))
+        batching = [m for m in modules if self.tracks_per_call(m) > 1]
+        self._yet_to_submit = {m: sum(1 for tp in plan.tracks if m in tp.modules) for m in batching}
+        # Enough tracks decoded ahead that the next call's tracks are ready when a worker frees up.
+        in_flight = asyncio.Semaphore(max(2, self.jobs * 2, *(2 * self.tracks_per_call(m) for m in batching)))
         tasks: set[asyncio.Task[None]] = set()
         for index, track_plan in enumerate(plan.tracks):
             chosen = [m for m in track_plan.modules if m in modules]
@@ -435,6 +442,7 @@ class Engine:
             task.add_done_callback(finished)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=False)
+        self._yet_to_submit = {}
         # Workers of this sweep's models are no longer needed: free their memory for the next.
         for key in [k for k, pool in self.pools.items() if pool.name in modules]:
             await self.pools.pop(key).close()
@@ -549,13 +557,15 @@ class Engine:
 
     async def _call(self, name: str, track_id: str, message: dict[str, Any], timeout: float, *, cpu: bool,
                     on_progress: Callable[[dict[str, Any]], None] | None = None,
-                    on_started: Callable[[int], None] | None = None, node: Any = None) -> Outcome:
+                    on_started: Callable[[int], None] | None = None, node: Any = None,
+                    first_attempt: int = 1) -> Outcome:
         """One request with the engine's failure policy: a crash or hang is retried once on a
         fresh worker; an error the backend reports is final. On a cluster, a lost node ends
-        the request with NODE_LOST: the track goes to another node."""
+        the request with NODE_LOST: the track goes to another node. ``first_attempt`` 2: this is
+        already the retry (of a call of several tracks that crashed)."""
         pool = self._pool(name, node)
         last = Outcome(False, kind=INTERNAL, message="not run")
-        for attempt in (1, 2):
+        for attempt in (1, 2)[first_attempt - 1:]:
             if self._halted(attempt):
                 return Outcome(False, kind=STOPPED, message="run stopped")
             try:
@@ -645,6 +655,7 @@ class Engine:
         folder = track_plan.track.folder
         result = Outcome(False)
         stem_origins: dict[str, str] = {}
+        submitted = False
         try:
             inputs: dict[str, Any] = {}
             for dep in spec.requires:
@@ -692,11 +703,15 @@ class Engine:
             if self._halted():
                 result = Outcome(False, kind=STOPPED, message="run stopped")
                 return
+            batched = self.tracks_per_call(name) > 1
+            run: dict[str, Any] = {"longest_mix_seconds": self.longest_mix[name]} if self.longest_mix.get(name) else {}
+            if batched:
+                run["tracks_per_call"] = self.tracks_per_call(name)
             message = protocol.request(
                 f"{track_id}#{name}", track=self._track_message(track_plan), sources=request_sources,
-                inputs=inputs, options=options,
-                run={"longest_mix_seconds": self.longest_mix[name]} if self.longest_mix.get(name) else None)
-            result = await self._call(
+                inputs=inputs, options=options, run=run or None)
+            submitted = batched
+            result = await (self._batched if batched else self._call)(
                 name, track_id, message, self.profile.timeout_for(name, spec.timeout_s),
                 cpu=self._uses_cpu_slot(spec),
                 on_progress=lambda m: self.emit(ev.ModuleProgress(track=track_id, module=name,
@@ -707,6 +722,8 @@ class Engine:
         except Exception as exc:  # a bug in the engine must not lose the rest of the run
             result = Outcome(False, kind=INTERNAL, message=f"engine error on {name}: {exc!r}")
         finally:
+            if not submitted:
+                self._one_less_to_come(name)
             if result.kind not in (STOPPED, NODE_LOST):
                 result = await self._record(track_id, folder, name, result, stem_origins, track_plan)
                 self._settled.add((track_id, name))
@@ -715,6 +732,144 @@ class Engine:
     def options_for(self, name: str) -> dict[str, Any]:
         """A module's per-run options: the profile's, then ``--set``."""
         return {**self.profile.options_for(name), **self.options.module_options.get(name, {})}
+
+    def tracks_per_call(self, name: str) -> int:
+        """How many tracks one call to ``name``'s worker carries (1 for every module that does not
+        batch tracks): sized once per run from its option and the VRAM budget (``tracks_per_call_for``)."""
+        if name not in self._tracks_per_call:
+            spec = self.specs[name]
+            size, warning = tracks_per_call_for(spec, self.options_for(name),
+                                                on_gpu=spec.device == "gpu" and self.profile.device != "cpu",
+                                                vram_budget_gb=self.profile.vram_budget_gb)
+            if warning:
+                self.emit(ev.Warning(message=warning, module=name))
+            self._tracks_per_call[name] = size
+        return self._tracks_per_call[name]
+
+    def _batcher(self, name: str, node: Any = None) -> TrackBatcher:
+        key = name if node is None else f"{name}@{node.id}"
+        if key not in self.batchers:
+            async def send(batch: list[PendingTrack], sent: asyncio.Event) -> None:
+                await self._call_batch(name, batch, sent, cpu=self._uses_cpu_slot(self.specs[name]), node=node)
+
+            self.batchers[key] = TrackBatcher(self.tracks_per_call(name), send,
+                                              expected=lambda: self._yet_to_submit.get(name, 0),
+                                              stopping=lambda: self._stopping)
+        return self.batchers[key]
+
+    def _one_less_to_come(self, name: str) -> None:
+        """A batching module's request of one track was submitted or will never be."""
+        if name in self._yet_to_submit:
+            self._yet_to_submit[name] = max(0, self._yet_to_submit[name] - 1)
+            for key, batcher in self.batchers.items():
+                if key == name or key.startswith(f"{name}@"):
+                    batcher.poke()
+
+    async def _batched(self, name: str, track_id: str, message: dict[str, Any], timeout: float, *, cpu: bool,
+                       on_progress: Callable[[dict[str, Any]], None] | None = None,
+                       on_started: Callable[[int], None] | None = None, node: Any = None) -> Outcome:
+        """``_call`` for a module that batches tracks: the request waits in the module's batcher."""
+        del cpu  # the batch's call takes the CPU slot, once
+        pending = PendingTrack(track_id, message, timeout, on_progress, on_started)
+        batcher = self._batcher(name, node)
+        self._one_less_to_come(name)
+        outcome: Outcome = await batcher.submit(pending)
+        return outcome
+
+    async def _call_batch(self, name: str, batch: list[PendingTrack], sent: asyncio.Event, *, cpu: bool,
+                          node: Any = None) -> None:
+        """One call carrying ``batch``'s tracks; every track's future gets its own outcome."""
+        try:
+            outcomes = await self._batch_outcomes(name, batch, sent, cpu=cpu, node=node)
+        except Exception as exc:  # an engine bug must not leave tracks waiting forever
+            outcomes = [Outcome(False, kind=INTERNAL, message=f"engine error on {name}: {exc!r}")] * len(batch)
+        finally:
+            sent.set()
+        for pending, outcome in zip(batch, outcomes):
+            if not pending.future.done():
+                pending.future.set_result(outcome)
+
+    async def _batch_outcomes(self, name: str, batch: list[PendingTrack], sent: asyncio.Event, *, cpu: bool,
+                              node: Any = None) -> list[Outcome]:
+        """``_call``'s failure policy for a call of several tracks: a crash or hang retries each of
+        its tracks alone on a fresh worker (so a track that kills the worker fails alone); an error
+        the backend reports for one track is that track's only."""
+        pool = self._pool(name, node)
+        count = len(batch)
+
+        def every(outcome: Outcome) -> list[Outcome]:
+            return [outcome] * count
+
+        stopped = Outcome(False, kind=STOPPED, message="run stopped")
+        if self._halted():
+            return every(stopped)
+        try:
+            worker = await pool.acquire()
+        except ModuleUnavailable as exc:
+            return every(Outcome(False, kind=exc.kind, message=str(exc)))
+        except NodeLost as exc:
+            return every(Outcome(False, kind=NODE_LOST, message=str(exc)))
+        if self._halted():
+            await pool.release(worker)
+            return every(stopped)
+        slot = (self._cpu_slots if node is None else node.slots) if cpu else None
+        if slot:
+            await slot.acquire()
+        failure: WorkerDied | WorkerTimeout | None = None
+        try:
+            await self._unpaused.wait()  # pause holds work that has not been sent yet
+            if self._halted():
+                await pool.release(worker)
+                return every(stopped)
+            sent.set()
+            for pending in batch:
+                if pending.on_started:
+                    pending.on_started(worker.pid)
+            by_id = {pending.message["id"]: pending for pending in batch}
+
+            def progress(message: dict[str, Any]) -> None:
+                target = by_id.get(message.get("id", ""))
+                if target is not None and target.on_progress is not None:
+                    target.on_progress(message)
+
+            call = protocol.batch(f"{name}#call{pool.served}", [pending.message for pending in batch])
+            reply = await worker.call(call, sum(pending.timeout for pending in batch), progress)
+        except (WorkerDied, WorkerTimeout) as exc:
+            failure = exc
+        finally:
+            if slot:
+                slot.release()
+        if failure is not None:
+            kind = TIMEOUT if isinstance(failure, WorkerTimeout) else CRASH
+            if isinstance(failure, NodeLost):
+                await pool.retire(worker, "node_lost")
+                return every(Outcome(False, kind=NODE_LOST, message=str(failure)))
+            await pool.retire(worker, "killed" if kind == TIMEOUT else "crash")
+            if self._aborting:
+                return every(stopped)
+            for pending in batch:
+                self.emit(ev.ModuleFailed(track=pending.track_id, module=name, kind=kind,
+                                          message=f"{name} on {pending.track_id}: {failure} (one call of {count} "
+                                                  "tracks); retrying each track alone on a fresh worker", attempt=1))
+            retried = await asyncio.gather(*(
+                self._call(name, p.track_id, p.message, p.timeout, cpu=cpu, on_progress=p.on_progress,
+                           on_started=p.on_started, node=node, first_attempt=2) for p in batch))
+            return list(retried)
+        await pool.release(worker)
+        if reply["type"] == "error":  # the worker refused the call as a whole
+            return every(Outcome(False, kind=reply.get("kind", INTERNAL), message=reply.get("message", "")))
+        answers = {r.get("id"): r for r in reply.get("replies", [])} if reply["type"] == "results" else {}
+        outcomes = []
+        for pending in batch:
+            answer = answers.get(pending.message["id"])
+            if answer is None:
+                outcomes.append(Outcome(False, kind=INTERNAL, message=f"{name} on {pending.track_id}: the "
+                                        "worker's answer to the call had no reply for this track"))
+            elif answer.get("type") == "result":
+                outcomes.append(_result_outcome(answer))
+            else:
+                outcomes.append(Outcome(False, kind=answer.get("kind", INTERNAL), message=answer.get("message", "")))
+        return outcomes
 
     def _stems_provenance(self, track_plan: TrackPlan, name: str, result: Outcome) -> dict[str, Any]:
         """A provider's record of every stem of the track: the files it wrote (with their size, so a
