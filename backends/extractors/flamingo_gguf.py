@@ -18,7 +18,10 @@ any [sampling] key of the prompts file (``temperature``, ``top_k``, ``top_p``, `
 ``repeat_penalty``, ``repeat_last_n``, ``seed``), ``gpu_layers``, ``threads``, ``ctx_size`` (tokens per
 slot, at least), ``parallel`` (served mode: llama-server slots, 1 to 5; default 5: the five questions
 decoded at once, each slot holding its own copy of the audio prefix; 1: one after another),
-``flash_attn`` (auto, on, off; default off with parallel slots, see ``PARALLEL_FLASH_ATTN``).
+``flash_attn`` (auto, on, off; default off with parallel slots, see ``PARALLEL_FLASH_ATTN``),
+``tracks_per_call`` (served mode: tracks in flight on the server at once, each in its own group of
+``parallel`` slots with its audio encoded once; default 4 on a GPU, capped by the profile's VRAM
+budget, and 1 on a CPU-only profile; the same text as one track at a time).
 """
 from __future__ import annotations
 
@@ -36,8 +39,14 @@ SPEC = BackendSpec(
     device="gpu",
     vram_gb=10.0,
     option_defaults={"quant": "Q8_0", "mode": "served"},
-    # parallel and flash_attn: the same text in one slot or five (flash attention off, PARALLEL_FLASH_ATTN).
-    runtime_options=("gpu_layers", "threads", "ctx_size", "parallel", "flash_attn"),
+    # parallel, tracks_per_call and flash_attn: the same text in one slot or many (flash attention
+    # off, PARALLEL_FLASH_ATTN).
+    runtime_options=("gpu_layers", "threads", "ctx_size", "parallel", "flash_attn", "tracks_per_call"),
+    # Several tracks in flight on one server, each in its own five slots (GPU default; capped by the
+    # VRAM budget). A further track holds five copies of its audio prefix's KV cache: Qwen2.5-7B's
+    # 57 KB per token (f16) x (15 windows x 750 + 500) tokens x 5 slots ~ 3.4 GB for 7.5 minutes.
+    tracks_per_call=4,
+    vram_per_extra_track_gb=3.5,
     timeout_s=3600,
     # llama-server's context is sized once for the run's longest track (a restart reloads the model).
     sized_by_longest_track=True,
@@ -119,27 +128,80 @@ class FlamingoGGUF(Extractor):
                 "parallel": _parallel(options.get("parallel", env_int("MIRDECK_LLAMA_PARALLEL", len(prompts.prompts))),
                                       len(prompts.prompts))}
 
-    # -- one track -----------------------------------------------------------------------------
+    # -- tracks ---------------------------------------------------------------------------------
     def process(self, track: Track) -> Result:
+        outcome = self.process_batch([track])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def process_batch(self, tracks: list[Track]) -> list[Result | BaseException]:
+        """One track, or several (``tracks_per_call``) in flight on one llama-server at once, each in
+        its own group of slots; per_prompt mode runs them one after another."""
         import os
         import tempfile
 
         from backends.flamingo.llama_cli import build_stamp, tool_path
+
+        s = self._settings(tracks[0].options)
+        if s["mode"] != "served" or any(t.options != tracks[0].options for t in tracks[1:]):
+            return [self._one_per_prompt(t) if s["mode"] != "served" else _outcome(self.process, t) for t in tracks]
+        tool = tool_path("llama-server")
+        build = build_stamp(tool)
+        self.device = ran_on(build.get("llama_variant"), s["gpu_layers"])
+        self.model_provenance = self._shared_provenance(s, build)
+        out: list[Result | BaseException | None] = [None] * len(tracks)
+        with tempfile.TemporaryDirectory(prefix="mirdeck-flamingo-") as tmp:
+            clips = []  # (index, track, wav path, duration)
+            for i, track in enumerate(tracks):
+                try:
+                    data, _ = track.audio("mix", SAMPLE_RATE)
+                    # A fixed safe name: the track's own name (commas, quotes) never reaches llama.cpp.
+                    wav = os.path.join(tmp, f"audio-{i}.wav")
+                    _write_mono_wav(wav, data)
+                    clips.append((i, track, wav, data.shape[0] / SAMPLE_RATE))
+                except Exception as exc:  # this track's own failure (unreadable audio); the others go on
+                    out[i] = exc
+            if clips:
+                served = self._served(clips, tool, s)
+                for (i, track, _, duration), (answers, stats) in zip(clips, served):
+                    out[i] = answers if isinstance(answers, BaseException) else \
+                        self._result(s, answers, {"audio_seconds_heard": round(duration, 3), **stats})
+        return [o if o is not None else RuntimeError("no answer") for o in out]
+
+    def _one_per_prompt(self, track: Track) -> Result | BaseException:
+        import os
+        import tempfile
+
+        from backends.flamingo.llama_cli import build_stamp, tool_path
+
+        try:
+            s = self._settings(track.options)
+            tool = tool_path("llama-mtmd-cli")
+            data, _ = track.audio("mix", SAMPLE_RATE)
+            duration = data.shape[0] / SAMPLE_RATE
+            with tempfile.TemporaryDirectory(prefix="mirdeck-flamingo-") as tmp:
+                wav = os.path.join(tmp, "audio.wav")
+                _write_mono_wav(wav, data)
+                answers, stats = self._per_prompt(track, tool, s, wav, duration)
+            build = build_stamp(tool)
+            self.device = ran_on(build.get("llama_variant"), s["gpu_layers"])
+            self.model_provenance = self._shared_provenance(s, build)
+            return self._result(s, answers, {"audio_seconds_heard": round(duration, 3), **stats})
+        except Exception as exc:
+            return exc
+
+    def _shared_provenance(self, s: dict, build: dict) -> dict:
+        """What every track of the run shares: weights, mode, prompts, the llama.cpp build."""
+        return {"model": s["label"], "model_file": str(s["model"]), "mmproj_file": str(s["mmproj"]),
+                "mode": s["mode"], "gpu_layers": s["gpu_layers"], **s["prompts"].provenance(), **build}
+
+    @staticmethod
+    def _result(s: dict, answers: dict, stats: dict) -> Result:
+        """One track's keys and its own provenance (llama.cpp hears the whole track: no maximum audio
+        length, unlike transformers' processor)."""
         from backends.flamingo.prompts import KEY_PREFIX, normalise_text
 
-        s = self._settings(track.options)
-        tool = tool_path("llama-server" if s["mode"] == "served" else "llama-mtmd-cli")
-        data, _ = track.audio("mix", SAMPLE_RATE)
-        duration = data.shape[0] / SAMPLE_RATE
-        with tempfile.TemporaryDirectory(prefix="mirdeck-flamingo-") as tmp:
-            # A fixed safe name: the track's own name (commas, quotes) never reaches llama.cpp.
-            wav = os.path.join(tmp, "audio.wav")
-            _write_mono_wav(wav, data)
-            if s["mode"] == "served":
-                longest = track.run.get("longest_mix_seconds") or 0.0
-                answers, stats = self._served(track, tool, s, wav, duration, max(duration, float(longest)))
-            else:
-                answers, stats = self._per_prompt(track, tool, s, wav, duration)
         features, empty = {}, []
         for name, raw in answers.items():
             text = normalise_text(raw)
@@ -147,17 +209,9 @@ class FlamingoGGUF(Extractor):
             if not text:
                 empty.append(name)
         features[MODEL_KEY] = s["label"]
-        build = build_stamp(tool)
-        self.device = ran_on(build.get("llama_variant"), s["gpu_layers"])
-        self.model_provenance = {
-            "model": s["label"], "model_file": str(s["model"]), "mmproj_file": str(s["mmproj"]),
-            "mode": s["mode"], "gpu_layers": s["gpu_layers"], **s["prompts"].provenance(), **build,
-            # llama.cpp hears the whole track (no maximum audio length, unlike transformers' processor).
-            "audio_seconds_heard": round(duration, 3), **stats,
-            **({"empty_answers": empty, "empty_reason": "the model stopped before writing any text"}
-               if empty else {}),
-        }
-        return Result(features)
+        return Result(features, provenance={
+            **stats, **({"empty_answers": empty, "empty_reason": "the model stopped before writing any text"}
+                        if empty else {})})
 
     def _per_prompt(self, track, tool, s, wav, duration):
         from backends.flamingo.llama_cli import context_size, mtmd_cli_command, run_mtmd_cli
@@ -179,66 +233,100 @@ class FlamingoGGUF(Extractor):
                          "prompt_tokens_evaluated": totals["prompt_tokens"],
                          "generated_tokens": totals["generated_tokens"], "questions": per_question}
 
-    def _served(self, track, tool, s, wav, duration, size_for):
-        """``size_for``: seconds the server's context is sized for, the run's longest track when the
-        engine could tell (``Track.run``), so a longer track later in the run needs no restart."""
-        from backends.flamingo.llama_cli import TOKENS_PER_WINDOW, audio_windows, context_size
+    def _server_for(self, tracks: list, tool, s: dict, need: int, size_for: float, longest: int):
+        """The running server when it fits these tracks, else a new one. Its slots: one group per
+        track of the run's calls (``Track.run["tracks_per_call"]``), each of ``parallel`` slots."""
+        from backends.flamingo.llama_cli import context_size
         from backends.flamingo.llama_server import LlamaServer
+
+        groups = max(len(tracks), int(tracks[0].run.get("tracks_per_call") or 1))
+        slots = s["parallel"] * groups
+        flash = s["flash_attn"] or (PARALLEL_FLASH_ATTN if slots > 1 else None)
+        key = (str(s["model"]), str(s["mmproj"]), s["gpu_layers"], s["threads"], s["parallel"], flash)
+        srv = self.server
+        if srv is not None and (not srv.alive() or srv.ctx_size < need or srv.key != key
+                                or srv.parallel < s["parallel"] * len(tracks)):
+            srv.close()  # a track longer than the probe said, other weights or a dead server: start again
+            srv = self.server = None
+        if srv is not None:
+            return srv, False
+        tracks[0].progress(0.0, "loading model")
+        srv = LlamaServer(tool, model=s["model"], mmproj=s["mmproj"],
+                          ctx_size=max(need, context_size(size_for, longest)),
+                          gpu_layers=s["gpu_layers"], threads=s["threads"], parallel=slots, flash_attn=flash)
+        srv.key = key
+        self.server = srv
+        self.server_starts += 1
+        return srv, True
+
+    def _served(self, clips, tool, s):
+        """Every clip's (answers, stats), or (the exception it failed with, None).
+
+        The server's context is sized for the run's longest track when the engine could tell
+        (``Track.run["longest_mix_seconds"]``), so a longer track later in the run needs no restart."""
+        from backends.flamingo.llama_cli import TOKENS_PER_WINDOW, audio_windows, context_size
 
         prompts = s["prompts"]
         longest = max(p.max_tokens for p in prompts.prompts)
-        need = max(s["ctx_min"], context_size(duration, longest))
-        flash = s["flash_attn"] or (PARALLEL_FLASH_ATTN if s["parallel"] > 1 else None)
-        key = (str(s["model"]), str(s["mmproj"]), s["gpu_layers"], s["threads"], s["parallel"], flash)
-        srv = self.server
-        if srv is not None and (not srv.alive() or srv.ctx_size < need or srv.key != key):
-            srv.close()  # a track longer than the probe said, other weights or a dead server: start again
-            srv = self.server = None
-        if srv is None:
-            track.progress(0.0, "loading model")
-            srv = LlamaServer(tool, model=s["model"], mmproj=s["mmproj"],
-                              ctx_size=max(need, context_size(size_for, longest)),
-                              gpu_layers=s["gpu_layers"], threads=s["threads"], parallel=s["parallel"],
-                              flash_attn=flash)
-            srv.key = key
-            self.server = srv
-            self.server_starts += 1
-            loaded_now = True
-        else:
-            loaded_now = False
-        with open(wav, "rb") as fh:
-            audio = fh.read()
-        audio_tokens = audio_windows(duration) * TOKENS_PER_WINDOW
-        answers, per_question = {}, {}
-        track.progress(0.05, "questions in parallel slots" if s["parallel"] > 1 else "questions")
-        replies, batching = srv.ask_all([(p.text, prompts.sampling(p)) for p in prompts.prompts], audio_wav=audio,
-                                        system=prompts.system, audio_label=track.mix.path)
-        for prompt, reply in zip(prompts.prompts, replies):
-            answers[prompt.name] = reply.text
-            per_question[prompt.name] = {
-                "prompt_tokens": reply.prompt_tokens, "cached_tokens": reply.cached_tokens,
-                "generated_tokens": reply.generated_tokens, "prompt_eval_ms": round(reply.prompt_ms, 2),
-                "eval_ms": round(reply.generate_ms, 2), "finish_reason": reply.finish_reason,
-                # The server's own count: fewer cached prompt tokens than the audio holds means
-                # the audio was (re-)encoded for this question.
-                "audio_encoded": reply.cached_tokens < audio_tokens}
-        totals = _sum(per_question, ("prompt_tokens", "generated_tokens", "cached_tokens"))
-        parallel = srv.parallel > 1
-        return answers, {"model_loads": 1 if loaded_now else 0, "server_starts": self.server_starts,
-                         "server_load_s": round(srv.load_seconds, 3), "server_ctx": srv.ctx_size,
-                         "server_ctx_sized_for_s": round(size_for, 3),
-                         "question_batching": {
-                             "mode": "parallel llama-server slots, prefix copied" if parallel else "sequential",
-                             "batch_size": srv.parallel if parallel else 1, **batching,
-                             "flash_attn": srv.flash_attn or "auto"},
-                         # The warm-up included: the one request that encodes the audio for every slot.
-                         "audio_encodes": int(parallel and batching["warmup"]["cached_tokens"] < audio_tokens)
-                         + sum(1 for q in per_question.values() if q["audio_encoded"]),
-                         # The warm-up's prompt (the audio, once) is counted with the questions' own tokens.
-                         "prompt_tokens_evaluated": totals["prompt_tokens"]
-                         + (batching["warmup"]["prompt_tokens"] if parallel else 0),
-                         "prompt_tokens_cached": totals["cached_tokens"],
-                         "generated_tokens": totals["generated_tokens"], "questions": per_question}
+        tracks = [track for _, track, _, _ in clips]
+        need = max(s["ctx_min"], *(context_size(d, longest) for _, _, _, d in clips))
+        size_for = max(max(d for _, _, _, d in clips), *(float(t.run.get("longest_mix_seconds") or 0.0)
+                                                          for t in tracks))
+        srv, loaded_now = self._server_for(tracks, tool, s, need, size_for, longest)
+        per_track = s["parallel"] > 1
+        for track in tracks:
+            track.progress(0.05, "questions in parallel slots" if per_track else "questions")
+        questions = [(p.text, prompts.sampling(p)) for p in prompts.prompts]
+        audio = []
+        for _, _, wav, _ in clips:
+            with open(wav, "rb") as fh:
+                audio.append(fh.read())
+        replies_of = srv.ask_tracks([(questions, data, track.mix.path) for data, track in zip(audio, tracks)],
+                                    slots_per_track=s["parallel"], system=prompts.system)
+        out = []
+        for g, ((_, track, _, duration), replied) in enumerate(zip(clips, replies_of)):
+            if isinstance(replied, BaseException):
+                out.append((replied, None))
+                continue
+            replies, batching = replied
+            audio_tokens = audio_windows(duration) * TOKENS_PER_WINDOW
+            answers, per_question = {}, {}
+            for prompt, reply in zip(prompts.prompts, replies):
+                answers[prompt.name] = reply.text
+                per_question[prompt.name] = {
+                    "prompt_tokens": reply.prompt_tokens, "cached_tokens": reply.cached_tokens,
+                    "generated_tokens": reply.generated_tokens, "prompt_eval_ms": round(reply.prompt_ms, 2),
+                    "eval_ms": round(reply.generate_ms, 2), "finish_reason": reply.finish_reason,
+                    # The server's own count: fewer cached prompt tokens than the audio holds means
+                    # the audio was (re-)encoded for this question.
+                    "audio_encoded": reply.cached_tokens < audio_tokens}
+            totals = _sum(per_question, ("prompt_tokens", "generated_tokens", "cached_tokens"))
+            parallel = bool(batching)
+            out.append((answers, {
+                "model_loads": 1 if loaded_now and g == 0 else 0,
+                "server_starts": self.server_starts, "server_load_s": round(srv.load_seconds, 3),
+                "server_ctx": srv.ctx_size, "server_ctx_sized_for_s": round(size_for, 3),
+                "server_slots": srv.parallel, "tracks_in_flight": len(clips),
+                "question_batching": {
+                    "mode": "parallel llama-server slots, prefix copied" if parallel else "sequential",
+                    "batch_size": s["parallel"] if parallel else 1, **batching,
+                    "flash_attn": srv.flash_attn or "auto"},
+                # The warm-up included: the one request that encodes the audio for every slot.
+                "audio_encodes": int(parallel and batching["warmup"]["cached_tokens"] < audio_tokens)
+                + sum(1 for q in per_question.values() if q["audio_encoded"]),
+                # The warm-up's prompt (the audio, once) is counted with the questions' own tokens.
+                "prompt_tokens_evaluated": totals["prompt_tokens"]
+                + (batching["warmup"]["prompt_tokens"] if parallel else 0),
+                "prompt_tokens_cached": totals["cached_tokens"],
+                "generated_tokens": totals["generated_tokens"], "questions": per_question}))
+        return out
+
+
+def _outcome(process, track):
+    try:
+        return process(track)
+    except Exception as exc:
+        return exc
 
 
 def _parallel(value, questions: int) -> int:

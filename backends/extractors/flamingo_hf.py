@@ -15,7 +15,9 @@ folder; default ``<models>/music-flamingo-hf``), ``dtype`` (float32, bfloat16, f
 ``attn_implementation`` (sdpa, eager, flash_attention_2), ``device`` (cpu, cuda; default: cuda when
 torch sees one), ``prefix_cache`` (true/false), ``batch_questions`` (true, default: the five questions
 are decoded as one batch over the shared prefix; false: one after another), ``prompts_file``,
-``temperature``, ``top_p``, ``seed``,
+``temperature``, ``top_p``, ``seed``, ``tracks_per_call`` (tracks whose questions are decoded as
+rows of one batch, their prefixes padded to the longest; default 4 on a GPU, capped by the profile's
+VRAM budget, 1 on a CPU-only profile; the same text as one track at a time),
 and every other [sampling] key of the prompts file (``top_k``, ``min_p``, ``repeat_penalty``,
 ``repeat_last_n``): the same file and values the GGUF back end passes to llama.cpp.
 The model loads on the first track and is kept while ``model_dir``, ``dtype``, ``attn_implementation``
@@ -38,8 +40,14 @@ SPEC = BackendSpec(
     device="gpu",
     vram_gb=15.0,
     option_defaults={"dtype": "float32", "attn_implementation": "sdpa"},
-    # The same text with the audio prefix computed once or per question, the questions batched or not.
-    runtime_options=("prefix_cache", "batch_questions"),
+    # The same text with the audio prefix computed once or per question, the questions (and tracks)
+    # batched or not.
+    runtime_options=("prefix_cache", "batch_questions", "tracks_per_call"),
+    # Several tracks' questions as rows of one batch (GPU default; capped by the VRAM budget). A
+    # further track holds five copies of its prefix's KV cache: Qwen2.5-7B's 57 KB per token (bf16)
+    # x up to 15,000 prefix tokens (the processor's 10-minute limit) x 5 rows ~ 4.3 GB.
+    tracks_per_call=4,
+    vram_per_extra_track_gb=5.0,
     timeout_s=3600,
     alternative_to="flamingo_gguf",
 )
@@ -84,8 +92,7 @@ class FlamingoHF(Extractor):
 
     def process(self, track: Track) -> Result:
         from backends.flamingo.hf import OutOfMemoryInModel, TrackSession
-        from backends.flamingo.prompts import KEY_PREFIX, SAMPLING_KEYS, load_prompts, normalise_text, prompts_path
-        from backends.process_memory import peak_rss_bytes
+        from backends.flamingo.prompts import SAMPLING_KEYS, load_prompts, prompts_path
         from backends.protocol import OutOfMemory
 
         options = track.options
@@ -133,6 +140,80 @@ class FlamingoHF(Extractor):
                 questions[prompt.name] = {"max_tokens": prompt.max_tokens, **answer.provenance()}
         finally:
             session.free()
+        counts = {k: loaded.stats[k] - before[k] for k in loaded.stats}
+        features, self.model_provenance = self._answered(loaded, prompts, reuse, batched, session, answers,
+                                                         questions, counts)
+        return Result(features)
+
+    def process_batch(self, tracks: list[Track]) -> list[Result | BaseException]:
+        """Several tracks (``tracks_per_call``): each featurised and encoded once, then all their
+        questions decoded as one batch (``backends.flamingo.hf.ask_tracks``). A track whose audio
+        cannot be encoded fails alone; out of memory in the joint batch raises, and the worker then
+        runs the tracks one at a time."""
+        from backends.flamingo.hf import OutOfMemoryInModel, TrackSession, ask_tracks
+        from backends.flamingo.prompts import SAMPLING_KEYS, load_prompts, prompts_path
+        from backends.protocol import OutOfMemory
+
+        options = tracks[0].options
+        reuse = _flag(options.get("prefix_cache", True), "prefix_cache")
+        batched = reuse and _flag(options.get("batch_questions", True), "batch_questions")
+        if len(tracks) == 1 or not batched or any(t.options != options for t in tracks[1:]):
+            return super().process_batch(tracks)
+        prompts = load_prompts(prompts_path(options), overrides={k: options.get(k) for k in SAMPLING_KEYS})
+        loaded = self._model(options, tracks[0])
+        _reset_peak(loaded.device)
+        self.model_provenance = {}  # each track's provenance travels with its own result
+        out: list[Result | BaseException | None] = [None] * len(tracks)
+        sessions, counts = [], []
+        try:
+            for i, track in enumerate(tracks):
+                before = dict(loaded.stats)
+                try:
+                    data, _ = track.audio("mix", 16000)
+                    mono = data.mean(axis=1) if data.ndim == 2 else data
+                    track.progress(0.05, "encoding audio")
+                    session = TrackSession(loaded, mono, system=prompts.system, label=track.mix.path)
+                except OutOfMemoryInModel as exc:
+                    out[i] = OutOfMemory(f"flamingo_hf: out of memory encoding the audio of {track.mix.path} "
+                                         f"({exc}); nothing was written for this track")
+                    continue
+                except Exception as exc:  # this track's own failure (bad audio); the others go on
+                    out[i] = exc
+                    continue
+                sessions.append((i, track, session))
+                counts.append({k: loaded.stats[k] - before[k] for k in loaded.stats})
+            if sessions:
+                for _, track, _ in sessions:
+                    track.progress(0.1, f"five questions of {len(sessions)} tracks, one batch")
+                prefix_before = loaded.stats["prefix_evaluations"]
+                try:
+                    replies = ask_tracks([session for _, _, session in sessions],
+                                         [(p.text, prompts.sampling(p)) for p in prompts.prompts])
+                except OutOfMemoryInModel as exc:
+                    raise OutOfMemory(f"flamingo_hf: out of memory decoding {len(sessions)} tracks as one batch "
+                                      f"({exc}); each is tried alone (option tracks_per_call lower avoids this)"
+                                      ) from None
+                per_track = (loaded.stats["prefix_evaluations"] - prefix_before) / len(sessions)
+                for (i, track, session), count, answers_of in zip(sessions, counts, replies):
+                    answers, questions = {}, {}
+                    for prompt, answer in zip(prompts.prompts, answers_of):
+                        answers[prompt.name] = answer.text
+                        questions[prompt.name] = {"max_tokens": prompt.max_tokens, **answer.provenance()}
+                    count["prefix_evaluations"] = int(per_track) if per_track == int(per_track) else per_track
+                    features, provenance = self._answered(loaded, prompts, reuse, batched, session, answers,
+                                                          questions, count, tracks_in_batch=len(sessions))
+                    out[i] = Result(features, provenance=provenance)
+        finally:
+            for _, _, session in sessions:
+                session.free()
+        return [o if o is not None else RuntimeError("no answer") for o in out]
+
+    def _answered(self, loaded, prompts, reuse: bool, batched: bool, session, answers: dict, questions: dict,
+                  counts: dict, tracks_in_batch: int = 1) -> tuple[dict, dict]:
+        """One track's keys and provenance."""
+        from backends.flamingo.prompts import KEY_PREFIX, normalise_text
+        from backends.process_memory import peak_rss_bytes
+
         self.tracks_done += 1
         features, empty = {}, []
         for name, raw in answers.items():
@@ -141,14 +222,17 @@ class FlamingoHF(Extractor):
             if not text:
                 empty.append(name)
         features[MODEL_KEY] = loaded.label
-        counts = {k: loaded.stats[k] - before[k] for k in loaded.stats}
-        self.model_provenance = {
+        batching = ({"mode": "one batch over the shared prefix", "batch_size": len(prompts.prompts)}
+                    if batched else {"mode": "sequential", "batch_size": 1})
+        if tracks_in_batch > 1:
+            batching = {"mode": "one batch over the tracks' shared prefixes", "batch_size": len(prompts.prompts),
+                        "tracks_in_batch": tracks_in_batch, "rows": len(prompts.prompts) * tracks_in_batch}
+        return features, {
             "model": loaded.label, "model_dir": str(loaded.folder), "architecture": loaded.architecture,
             "dtype": loaded.dtype, "attn_implementation": loaded.attn_implementation,
             "torch_device": loaded.device, **prompts.provenance(),
             "prefix_cache": "reused" if reuse else "off",
-            "question_batching": ({"mode": "one batch over the shared prefix", "batch_size": len(prompts.prompts)}
-                                  if batched else {"mode": "sequential", "batch_size": 1}),
+            "question_batching": batching,
             "model_loads": self.model_loads, "model_load_s": round(loaded.load_seconds, 3),
             "tracks_this_worker": self.tracks_done, **counts,
             "audio_windows": session.windows, "audio_tokens": session.audio_tokens,
@@ -157,13 +241,13 @@ class FlamingoHF(Extractor):
             "prompt_tokens_evaluated": sum(q["prompt_tokens_evaluated"] for q in questions.values()),
             "prompt_tokens_cached": sum(q["prompt_tokens_cached"] for q in questions.values()),
             "generated_tokens": sum(q["generated_tokens"] for q in questions.values()),
+            # With several tracks in one batch: the batch's peak, shared by its tracks.
             "peak_gpu_bytes": _peak(loaded.device),
             "peak_rss_bytes": peak_rss_bytes(),
             "questions": questions,
             **({"empty_answers": empty, "empty_reason": "the model stopped before writing any text"}
                if empty else {}),
         }
-        return Result(features)
 
 
 def models_missing(folder):

@@ -310,92 +310,8 @@ class TrackSession:
                       finish_reason=finish)
 
     def ask_batch(self, questions: list[tuple[str, Sampling]]) -> list[Answer]:
-        """All questions decoded together, one batch over the shared prefix (see ``_ask_batch``)."""
-        return self._in_memory_guard(lambda: self._ask_batch(questions))
-
-    def _ask_batch(self, questions: list[tuple[str, Sampling]]) -> list[Answer]:
-        """The prefix's key/value cache (computed once) is repeated once per question; the questions,
-        of different lengths, are padded on their left, i.e. between the prefix and the question, so
-        every row's last input is a real token and every row's answer starts in the same column.
-
-        Padding is masked out of attention and skipped by the positions (each row's question starts
-        at position ``prefix_tokens``), so each row sees exactly what the sequential path shows it.
-        A row leaves the batch at its own end token or token limit; the cache keeps only the rows
-        still writing. Sampling: one generator per row, seeded with the question's seed, as the
-        sequential path seeds one per question, so the same seed gives the same draws.
-        """
-        import torch
-
-        if not questions:
-            return []
-        lm, head = self._language_model()
-        device = self.loaded.device
-        suffixes = [self.question_ids(text)[0] for text, _ in questions]
-        lengths = [int(s.shape[0]) for s in suffixes]
-        width, rows, prefix = max(lengths), len(questions), self.prefix_tokens
-        pad = self.loaded.processor.tokenizer.pad_token_id or 0
-        began = time.perf_counter()
-        cache = self._prefix_cache()
-        self.prefix_cache = None  # the batch takes this cache over; the track is done after it
-        if rows > 1:
-            cache.batch_repeat_interleave(rows)
-        ids = torch.full((rows, width), pad, dtype=torch.long, device=device)
-        mask = torch.ones((rows, prefix + width), dtype=torch.long, device=device)
-        positions = torch.full((rows, width), prefix, dtype=torch.long, device=device)
-        for row, (suffix, length) in enumerate(zip(suffixes, lengths)):
-            ids[row, width - length:] = suffix
-            mask[row, prefix:prefix + width - length] = 0
-            positions[row, width - length:] = torch.arange(prefix, prefix + length, device=device)
-        hidden = lm(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
-                    use_cache=True).last_hidden_state[:, -1:]
-        picks = [_sampler(sampling, device) for _, sampling in questions]
-        prompt_text = self.text_ids()
-        histories = [prompt_text + suffix.tolist() for suffix in suffixes]
-        tokens: list[list[int]] = [[] for _ in questions]
-        finish: list[str] = ["length"] * rows
-        first_s: list[float] = [0.0] * rows
-        seconds: list[float] = [0.0] * rows
-        active = list(range(rows))  # question index of each row still in the batch
-        step = 0
-        while active:
-            logits = head(hidden)[:, -1, :].float()
-            keep, nxt = [], []
-            for slot, q in enumerate(active):
-                token = picks[q](logits[slot:slot + 1], histories[q] + tokens[q])
-                if step == 0:
-                    first_s[q] = _synced_elapsed(device, began)
-                limit = questions[q][1].max_tokens
-                if token in self.loaded.eos_ids:
-                    finish[q] = "stop"
-                else:
-                    tokens[q].append(token)
-                if finish[q] == "stop" or len(tokens[q]) >= limit:
-                    seconds[q] = _synced_elapsed(device, began)
-                    continue
-                keep.append(slot)
-                nxt.append(token)
-            step += 1
-            if not keep:
-                break
-            if len(keep) < len(active):
-                index = torch.tensor(keep, dtype=torch.long, device=device)
-                cache.batch_select_indices(index)
-                mask = mask[index]
-                active = [active[k] for k in keep]
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-            step_positions = torch.tensor([[prefix + lengths[q] + len(tokens[q]) - 1] for q in active],
-                                          dtype=torch.long, device=device)
-            hidden = lm(input_ids=torch.tensor([[t] for t in nxt], dtype=torch.long, device=device),
-                        attention_mask=mask, position_ids=step_positions, cache=cache,
-                        use_cache=True).last_hidden_state
-        del cache
-        tokenizer = self.loaded.processor.tokenizer
-        return [Answer(text=tokenizer.decode(tokens[q], skip_special_tokens=True),
-                       generated_tokens=len(tokens[q]) + (finish[q] == "stop"),
-                       prompt_tokens=prefix + lengths[q], prompt_tokens_evaluated=lengths[q],
-                       prompt_tokens_cached=prefix, seconds=seconds[q], first_token_seconds=first_s[q],
-                       finish_reason=finish[q])
-                for q in range(rows)]
+        """All questions decoded together, one batch over the shared prefix (see ``ask_tracks``)."""
+        return self._in_memory_guard(lambda: _ask_tracks([self], questions)[0])
 
     def text_ids(self) -> list[int]:
         """The prefix's text token ids, audio positions left out (llama.cpp has no token there either)."""
@@ -431,6 +347,141 @@ class TrackSession:
         self.prefix_cache = None
         self.prefix_embeds = None
         release_memory()
+
+
+def ask_tracks(sessions: list[TrackSession], questions: list[tuple[str, Sampling]]) -> list[list[Answer]]:
+    """The same questions about several tracks, all decoded as one batch: each track's answers, in
+    order. Under the out-of-memory guard: any out-of-memory frees every session and raises
+    OutOfMemoryInModel."""
+    import torch
+
+    try:
+        with torch.inference_mode():
+            return _ask_tracks(sessions, questions)
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not isinstance(exc, torch.OutOfMemoryError) \
+                and "out of memory" not in str(exc).lower():
+            raise
+        for session in sessions:
+            session.free()
+        raise OutOfMemoryInModel(str(exc).splitlines()[0] if str(exc) else "host memory exhausted") from None
+
+
+def _joined_cache(sessions: list[TrackSession], rows: int, width: int):
+    """One key/value cache of ``rows`` rows per track over the tracks' prefixes, each left-padded to
+    the longest (the padding is masked out of attention). One track: its own cache, repeated."""
+    import torch
+
+    caches = [s._prefix_cache() for s in sessions]
+    for s in sessions:
+        s.prefix_cache = None  # the batch takes the caches over; the tracks are done after it
+    if len(sessions) == 1:
+        if rows > 1:
+            caches[0].batch_repeat_interleave(rows)
+        return caches[0]
+    joined = sessions[0]._new_cache()
+    for index, layer in enumerate(joined.layers):
+        keys, values = [], []
+        for cache, session in zip(caches, sessions):
+            short = width - session.prefix_tokens
+            for stack, tensor in ((keys, cache.layers[index].keys), (values, cache.layers[index].values)):
+                padded = torch.nn.functional.pad(tensor, (0, 0, short, 0)) if short else tensor
+                stack.append(padded.expand(rows, -1, -1, -1))
+        layer.update(torch.cat(keys, dim=0).contiguous(), torch.cat(values, dim=0).contiguous())
+        for cache in caches:  # free each track's own copy as soon as it is joined
+            cache.layers[index].keys = cache.layers[index].values = None
+    return joined
+
+
+def _ask_tracks(sessions: list[TrackSession], questions: list[tuple[str, Sampling]]) -> list[list[Answer]]:
+    """One row per (track, question): every track's prefix key/value cache (computed once per
+    track) is repeated once per question. Prefixes of different lengths are padded on their left
+    and the questions, of different lengths too, between the prefix and the question, so every
+    row's last input is a real token and every row's answer starts in the same column.
+
+    Padding is masked out of attention and skipped by the positions (each row's question starts at
+    its own track's ``prefix_tokens``), so each row sees exactly what the sequential path shows it.
+    A row leaves the batch at its own end token or token limit; the cache keeps only the rows
+    still writing. Sampling: one generator per row, seeded with the question's seed, as the
+    sequential path seeds one per question, so the same seed gives the same draws.
+    """
+    import torch
+
+    if not questions or not sessions:
+        return [[] for _ in sessions]
+    loaded = sessions[0].loaded
+    lm, head = sessions[0]._language_model()
+    device = loaded.device
+    per_track = len(questions)
+    # Row r: track r // per_track, question r % per_track.
+    suffixes = [s.question_ids(text)[0] for s in sessions for text, _ in questions]
+    samplings = [sampling for _ in sessions for _, sampling in questions]
+    prefixes = [s.prefix_tokens for s in sessions for _ in questions]
+    lengths = [int(x.shape[0]) for x in suffixes]
+    rows, width, prefix_width = len(suffixes), max(lengths), max(prefixes)
+    pad = loaded.processor.tokenizer.pad_token_id or 0
+    began = time.perf_counter()
+    cache = _joined_cache(sessions, per_track, prefix_width)
+    ids = torch.full((rows, width), pad, dtype=torch.long, device=device)
+    mask = torch.ones((rows, prefix_width + width), dtype=torch.long, device=device)
+    positions = torch.zeros((rows, width), dtype=torch.long, device=device)
+    for row, (suffix, length, prefix) in enumerate(zip(suffixes, lengths, prefixes)):
+        ids[row, width - length:] = suffix
+        mask[row, :prefix_width - prefix] = 0
+        mask[row, prefix_width:prefix_width + width - length] = 0
+        positions[row, :] = prefix
+        positions[row, width - length:] = torch.arange(prefix, prefix + length, device=device)
+    hidden = lm(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+                use_cache=True).last_hidden_state[:, -1:]
+    picks = [_sampler(sampling, device) for sampling in samplings]
+    texts = [s.text_ids() for s in sessions]
+    histories = [texts[row // per_track] + suffix.tolist() for row, suffix in enumerate(suffixes)]
+    tokens: list[list[int]] = [[] for _ in range(rows)]
+    finish: list[str] = ["length"] * rows
+    first_s: list[float] = [0.0] * rows
+    seconds: list[float] = [0.0] * rows
+    active = list(range(rows))  # row index of each row still in the batch
+    step = 0
+    while active:
+        logits = head(hidden)[:, -1, :].float()
+        keep, nxt = [], []
+        for slot, q in enumerate(active):
+            token = picks[q](logits[slot:slot + 1], histories[q] + tokens[q])
+            if step == 0:
+                first_s[q] = _synced_elapsed(device, began)
+            limit = samplings[q].max_tokens
+            if token in loaded.eos_ids:
+                finish[q] = "stop"
+            else:
+                tokens[q].append(token)
+            if finish[q] == "stop" or len(tokens[q]) >= limit:
+                seconds[q] = _synced_elapsed(device, began)
+                continue
+            keep.append(slot)
+            nxt.append(token)
+        step += 1
+        if not keep:
+            break
+        if len(keep) < len(active):
+            index = torch.tensor(keep, dtype=torch.long, device=device)
+            cache.batch_select_indices(index)
+            mask = mask[index]
+            active = [active[k] for k in keep]
+        mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+        step_positions = torch.tensor([[prefixes[q] + lengths[q] + len(tokens[q]) - 1] for q in active],
+                                      dtype=torch.long, device=device)
+        hidden = lm(input_ids=torch.tensor([[t] for t in nxt], dtype=torch.long, device=device),
+                    attention_mask=mask, position_ids=step_positions, cache=cache,
+                    use_cache=True).last_hidden_state
+    del cache
+    tokenizer = loaded.processor.tokenizer
+    answers = [Answer(text=tokenizer.decode(tokens[q], skip_special_tokens=True),
+                      generated_tokens=len(tokens[q]) + (finish[q] == "stop"),
+                      prompt_tokens=prefixes[q] + lengths[q], prompt_tokens_evaluated=lengths[q],
+                      prompt_tokens_cached=prefixes[q], seconds=seconds[q], first_token_seconds=first_s[q],
+                      finish_reason=finish[q])
+               for q in range(rows)]
+    return [answers[t * per_track:(t + 1) * per_track] for t in range(len(sessions))]
 
 
 def release_memory() -> None:

@@ -13,6 +13,10 @@ the question, with the same system text. They share the prefix (template start +
   (``/slots/0?action=save``, the audio chunk included) and restored into the other slots, and then
   all questions are sent at once, each to its own slot, where only its own tokens are evaluated;
   the server decodes them as one batch. Each slot holds a copy of the prefix: N times the KV memory.
+- Several tracks at once (``ask_tracks``, ``tracks_per_call``): each track gets its own group of
+  slots (five, or one when its questions go in series) and is asked as above in its own thread, so
+  every track's audio is encoded once, in its group's first slot, and the server decodes the
+  questions of all the tracks in flight as one batch.
 """
 from __future__ import annotations
 
@@ -203,38 +207,78 @@ class LlamaServer:
 
     def ask_all(self, questions: list[tuple[str, Sampling]], *, audio_wav: bytes, system: str = "",
                 audio_label: str, timeout_s: float | None = None,
-                ignore_eos: bool = False) -> tuple[list[ServedAnswer], dict]:
+                ignore_eos: bool = False, first_slot: int = 0, slots: int | None = None,
+                count_log: bool = True) -> tuple[list[ServedAnswer], dict]:
         """Every question about one clip: in series on one slot, or at once on parallel slots.
 
+        ``first_slot``, ``slots``: the group of slots this clip may use (default: all of them);
+        ``count_log``: read the server log for this clip's errors (not while other clips are asked).
         Returns the answers in the order asked and what the batching cost (parallel slots only):
         ``warmup`` (the request that encoded the audio for the slots: its prompt and cached tokens),
-        ``slot_copy_ms`` (saving slot 0 and restoring it into the others), ``slot_file_bytes``.
+        ``slot_copy_ms`` (saving the group's first slot and restoring it into the others), ``slot_file_bytes``.
         """
-        if self.parallel == 1 or len(questions) == 1:
+        slots = self.parallel - first_slot if slots is None else slots
+        if slots == 1 or len(questions) == 1:
+            # Pinned to the group's slot when the server has others: its prompt cache holds the audio.
+            pin = first_slot if self.parallel > 1 else None
             return [self.ask(audio_wav=audio_wav, prompt=q, sampling=s, system=system, audio_label=audio_label,
-                             timeout_s=timeout_s, ignore_eos=ignore_eos) for q, s in questions], {}
+                             timeout_s=timeout_s, ignore_eos=ignore_eos, slot=pin, count_log=count_log)
+                    for q, s in questions], {}
         from concurrent.futures import ThreadPoolExecutor
 
-        if len(questions) > self.parallel:
-            raise BackendError(f"{len(questions)} questions for {self.parallel} llama-server slots")
+        if len(questions) > slots or first_slot + len(questions) > self.parallel:
+            raise BackendError(f"{len(questions)} questions for {slots} llama-server slots")
         first, first_sampling = questions[0]
-        # One token of the first question in slot 0: its prompt is the prefix every slot needs.
+        # One token of the first question in the group's first slot: its prompt is the prefix every slot needs.
         warm = self.ask(audio_wav=audio_wav, prompt=first, sampling=_one_token(first_sampling), system=system,
-                        audio_label=audio_label, timeout_s=timeout_s, slot=0, count_log=False)
+                        audio_label=audio_label, timeout_s=timeout_s, slot=first_slot, count_log=False)
         began = time.perf_counter()
-        saved = self.post("/slots/0?action=save", {"filename": "prefix.bin"}, timeout_s=timeout_s)
-        for slot in range(1, len(questions)):
-            self.post(f"/slots/{slot}?action=restore", {"filename": "prefix.bin"}, timeout_s=timeout_s)
+        prefix_file = f"prefix-{first_slot}.bin"
+        saved = self.post(f"/slots/{first_slot}?action=save", {"filename": prefix_file}, timeout_s=timeout_s)
+        for slot in range(first_slot + 1, first_slot + len(questions)):
+            self.post(f"/slots/{slot}?action=restore", {"filename": prefix_file}, timeout_s=timeout_s)
         copy_ms = (time.perf_counter() - began) * 1000
         with ThreadPoolExecutor(max_workers=len(questions)) as pool:
             futures = [pool.submit(self.ask, audio_wav=audio_wav, prompt=q, sampling=s, system=system,
-                                   audio_label=audio_label, timeout_s=timeout_s, slot=i, count_log=False,
-                                   ignore_eos=ignore_eos)
+                                   audio_label=audio_label, timeout_s=timeout_s, slot=first_slot + i,
+                                   count_log=False, ignore_eos=ignore_eos)
                        for i, (q, s) in enumerate(questions)]
             answers = [f.result() for f in futures]
         return answers, {"slot_copy_ms": round(copy_ms, 2), "slot_file_bytes": int(saved.get("n_written", 0) or 0),
                          "warmup": {"prompt_tokens": warm.prompt_tokens, "cached_tokens": warm.cached_tokens,
                                     "prompt_eval_ms": round(warm.prompt_ms, 2)}}
+
+    def ask_tracks(self, clips: list[tuple[list[tuple[str, Sampling]], bytes, str]], *, slots_per_track: int,
+                   system: str = "", timeout_s: float | None = None,
+                   ignore_eos: bool = False) -> list[tuple[list[ServedAnswer], dict] | BaseException]:
+        """Several clips at once, each ``(questions, audio WAV, label)`` asked as ``ask_all`` does
+        in its own group of ``slots_per_track`` slots; the server batches them all. One answer per
+        clip, in order: its ``ask_all`` result, or the exception that clip failed with (the others
+        go on)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if len(clips) * slots_per_track > self.parallel:
+            raise BackendError(f"{len(clips)} tracks of {slots_per_track} slots for {self.parallel} "
+                               "llama-server slots")
+        if len(clips) == 1:
+            questions, wav, label = clips[0]
+            try:
+                return [self.ask_all(questions, audio_wav=wav, system=system, audio_label=label,
+                                     timeout_s=timeout_s, ignore_eos=ignore_eos, slots=slots_per_track)]
+            except Exception as exc:
+                return [exc]
+
+        def one(group: int) -> tuple[list[ServedAnswer], dict] | BaseException:
+            questions, wav, label = clips[group]
+            try:
+                return self.ask_all(questions, audio_wav=wav, system=system, audio_label=label,
+                                    timeout_s=timeout_s, ignore_eos=ignore_eos, first_slot=group * slots_per_track,
+                                    slots=slots_per_track, count_log=False)
+            except Exception as exc:  # this clip's own failure; the other clips go on
+                return exc
+
+        with ThreadPoolExecutor(max_workers=len(clips)) as pool:
+            return list(pool.map(one, range(len(clips))))
 
     def ask(self, *, audio_wav: bytes, prompt: str, sampling: Sampling, system: str = "",
             audio_label: str, timeout_s: float | None = None, slot: int | None = None,

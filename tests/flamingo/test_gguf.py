@@ -109,6 +109,44 @@ def test_per_prompt_and_served_give_identical_text_and_served_encodes_audio_once
         assert p["prompt_tokens_evaluated"] < pp["prompt_tokens_evaluated"] / 3
 
 
+@pytest.mark.parametrize("parallel", [5, 1])
+def test_tracks_in_flight_together_give_the_same_text_and_each_audio_is_encoded_once(tmp_path, standins,
+                                                                                     small_prompts, parallel):
+    """tracks_per_call = 2: two tracks at once on one llama-server, each in its own group of slots
+    (5 x 2 slots, or 1 x 2 with the questions in series): the same texts as one track at a time, each
+    track's audio encoded once. A track that fails to decode beside them leaves no call waiting."""
+    data = dataset_of(tmp_path, count=3)
+    for i, seconds in ((1, 7.0), (2, 33.0)):  # lengths of their own: one and two audio windows
+        write_track(data, f"Track {i}", sine(220.0 * (i + 1), seconds))
+    broken = data / "Broken"
+    broken.mkdir()
+    (broken / "full_mix.flac").write_bytes(b"fLaC" + b"\x00" * 100)
+    tracks = sorted(p for p in data.iterdir() if p.is_dir() and p != broken)
+    opts = options(standins["random"], small_prompts, temperature=0, parallel=parallel)
+    run_engine(data, only=[MODULE], module_options=opts)
+    alone = {t.name: features(t) for t in tracks}
+    assert {prov(t)["tracks_per_call"] for t in tracks} == {1}
+
+    events, _ = run_engine(data, only=[MODULE], overwrite=[MODULE],
+                           module_options={MODULE: {**opts[MODULE], "tracks_per_call": 2}})
+    failed = {e.track: e.kind for e in events_named(events, "module_failed")}
+    assert failed == {"Broken": "bad_input"}
+    assert {t.name: features(t) for t in tracks} == alone
+    provs = [prov(t) for t in tracks]
+    assert sorted(p["tracks_per_call"] for p in provs) == [1, 2, 2]
+    assert {p["server_slots"] for p in provs} == {2 * parallel} and {p["server_starts"] for p in provs} == {1}
+    assert sorted(p["model_loads"] for p in provs) == [0, 0, 1]
+    for p in provs:
+        assert p["audio_encodes"] == 1 and p["question_batching"]["batch_size"] == parallel
+        windows = 1 + (p["audio_seconds_heard"] > 30)
+        questions = [p["questions"][k] for k in KEYS]
+        encoded = [q["audio_encoded"] for q in questions]
+        assert encoded == ([False] * 5 if parallel > 1 else [True] + [False] * 4)
+        assert all(q["cached_tokens"] >= 750 * windows for q in questions[1:])
+        if parallel > 1:
+            assert p["question_batching"]["warmup"]["prompt_tokens"] >= 750 * windows
+
+
 def test_the_server_is_sized_once_for_the_longest_track_of_the_plan(tmp_path, standins, small_prompts):
     """Tracks in the plan's order grow longer (1, 2, then 3 audio windows): the context is sized for
     the longest from the start, so llama-server (the whole model) is loaded once, not once per new

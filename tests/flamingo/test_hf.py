@@ -71,6 +71,31 @@ def test_run_writes_gguf_keys_with_one_load_one_encode_and_shared_limits(two_tra
     assert loads == [1, 1]  # the second track found the model loaded in the same worker
 
 
+@pytest.mark.slow
+def test_tracks_per_call_writes_the_same_texts_with_one_encode_per_track(two_tracks, tmp_path):
+    """Through the engine: the two tracks' questions as rows of one batch (tracks_per_call = 2)
+    write what one track at a time writes, each track featurised, encoded and prefilled once."""
+    prompts_file = small_prompts(tmp_path / "prompts.toml")
+    opts = {"model_dir": str(standin("audioflamingo3")), "prompts_file": str(prompts_file), "temperature": 0}
+    folders = sorted(two_tracks.iterdir())
+    texts = {}
+    for per_call in (1, 2):
+        events, stats = run_engine(two_tracks, only=["flamingo_hf"], overwrite=["flamingo_hf"], jobs=1,
+                                   module_options={"flamingo_hf": {**opts, "tracks_per_call": per_call}})
+        assert stats["flamingo_hf"].done == 2, [e for e in events if e.name == "module_failed"]
+        texts[per_call] = [{k: v for k, v in info_of(f).items() if k.startswith("music_flamingo_")} for f in folders]
+        for folder in folders:
+            prov = info_of(folder)[PROVENANCE_KEY]["flamingo_hf"]
+            assert prov["tracks_per_call"] == per_call
+            assert (prov["audio_featurisations"], prov["audio_encodes"], prov["prefix_evaluations"]) == (1, 1, 1)
+            assert prov["prompt_tokens_cached"] == 5 * prov["prefix_tokens"]
+            if per_call == 2:
+                assert prov["question_batching"]["tracks_in_batch"] == 2
+                assert prov["question_batching"]["rows"] == 10
+    assert texts[1] == texts[2]
+    assert texts[1][0] != texts[1][1]
+
+
 def _tokens_for(seconds: float) -> int:
     """Audio tokens for this much audio: 100 mel frames/s, conv stride 2, then pooling by 2 (750 per 30 s)."""
     frames = int(seconds * 100)
@@ -176,6 +201,31 @@ def test_five_questions_in_one_batch_give_the_sequential_and_generate_texts(af3)
     assert [a.text for a in batched] == [_generate(af3, pcm, q, n) for q, n in zip(questions, limits)]
     assert {a.prompt_tokens_cached for a in batched} == {session.prefix_tokens}
     assert [a.prompt_tokens for a in batched] == [a.prompt_tokens for a in sequential]
+
+
+def test_several_tracks_in_one_batch_give_each_track_its_own_texts(af3):
+    """Greedy: three tracks of different lengths (prefixes of one and two audio windows, padded to
+    the longest) with their five questions as 15 rows of one batch write, track by track, the texts
+    of each track's own batch and of the sequential path."""
+    from backends.flamingo.hf import Sampling, TrackSession, ask_tracks
+
+    pcms = [_tone(12.0, 440.0), _tone(35.0, 220.0), _tone(4.0, 660.0)]
+    questions = ["Describe the rhythm.", "Key?", "Which instruments play, and how do they interact in the mix?",
+                 "Genre and mood, in one sentence.", "Structure?"]
+    greedy = [Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=n) for n in (9, 4, 7, 2, 6)]
+    asked = list(zip(questions, greedy))
+    sessions = [TrackSession(af3, pcm) for pcm in pcms]
+    assert len({s.prefix_tokens for s in sessions}) == 3  # real prefix padding: three lengths
+    together = ask_tracks(sessions, asked)
+    for pcm, answers in zip(pcms, together):
+        alone = TrackSession(af3, pcm).ask_batch(asked)
+        session = TrackSession(af3, pcm)
+        sequential = [session.ask(q, s) for q, s in asked]
+        assert [a.text for a in answers] == [a.text for a in alone] == [a.text for a in sequential]
+        assert [a.generated_tokens for a in answers] == [a.generated_tokens for a in sequential]
+        assert {a.prompt_tokens_cached for a in answers} == {session.prefix_tokens}
+    # The tracks heard differently answer differently (no row read another track's prefix).
+    assert len({tuple(a.text for a in answers) for answers in together}) == 3
 
 
 def test_a_batch_row_stops_at_its_own_end_token_and_sampling_follows_the_seed(tmp_path):
