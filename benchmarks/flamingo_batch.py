@@ -2,6 +2,7 @@
 big enough that the language model's compute dominates (not the tiny test model).
 
     python -m benchmarks.flamingo_batch [--tokens 32] [--seconds 30] [--threads 2] [--only hf|gguf]
+    python -m benchmarks.flamingo_batch --tracks 2 [...]   # N tracks in one call vs one after another
 
 The stand-in: the real architecture (AudioFlamingo3: Whisper-style encoder, projector, Qwen2 decoder)
 with the real Qwen2 vocabulary, random weights, a decoder of 6 layers x 1024 wide (16 heads, 2
@@ -17,6 +18,12 @@ of a track includes featurising and encoding the audio and the prefix; the model
 untimed warm-up track per back end are excluded.
 The table prints five-batched / one (the issue's target: <= 1.5) and whether the batched texts
 equal the sequential ones.
+
+``--tracks N`` (N > 1) measures batching across tracks instead: N tracks (different clips of the
+same length) with their five questions each, one track after another (each track's five questions
+as one batch, as ``tracks_per_call = 1``) vs all N in one call (``tracks_per_call = N``:
+transformers, 5 x N rows of one batch; llama.cpp, 5 x N slots with every track in flight). The
+wall time covers featurising/encoding every track's audio and all the decoding.
 """
 from __future__ import annotations
 
@@ -165,6 +172,77 @@ def bench_gguf(model: Path, mmproj: Path, pcm, tokens: int, threads: int) -> dic
     return out
 
 
+def clips(pcm, count: int) -> list:
+    """``count`` different clips of the same length: the music shifted by a few samples and scaled."""
+    import numpy as np
+
+    return [(np.roll(pcm, 97 * i) * (1.0 - 0.1 * i)).astype(np.float32) for i in range(count)]
+
+
+def bench_hf_tracks(folder: Path, pcms: list, tokens: int, threads: int) -> dict:
+    import torch
+
+    from backends.flamingo.hf import Sampling, TrackSession, ask_tracks, load
+
+    torch.set_num_threads(threads)
+    loaded = load(folder)
+    loaded.eos_ids = ()
+    greedy = Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=tokens)
+    questions = [(q, greedy) for q in QUESTIONS]
+    short = [(q, Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=2)) for q in QUESTIONS]
+    ask_tracks([TrackSession(loaded, p[: 16000 * 5]) for p in pcms], short)  # untimed warm-up
+    out = {}
+    began = time.perf_counter()
+    texts = [[a.text for a in TrackSession(loaded, p).ask_batch(questions)] for p in pcms]
+    out["one after another"] = {"seconds": time.perf_counter() - began, "texts": texts}
+    began = time.perf_counter()
+    together = ask_tracks([TrackSession(loaded, p) for p in pcms], questions)
+    out["in one call"] = {"seconds": time.perf_counter() - began, "texts": [[a.text for a in t] for t in together]}
+    return out
+
+
+def bench_gguf_tracks(model: Path, mmproj: Path, pcms: list, tokens: int, threads: int) -> dict:
+    import soundfile
+
+    from backends.flamingo.llama_cli import Sampling, context_size, tool_path
+    from backends.flamingo.llama_server import LlamaServer
+
+    def wav(pcm, tag: int) -> bytes:
+        buf = io.BytesIO()
+        soundfile.write(buf, pcm, 16000, format="WAV", subtype="FLOAT")
+        data = bytearray(buf.getvalue())
+        data[-4:] = bytes([tag, 0, 0, 0])  # a clip of its own per way: nothing of it in the cache yet
+        return bytes(data)
+
+    n = len(pcms)
+    greedy = Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=tokens)
+    short = [(q, Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=2)) for q in QUESTIONS]
+    ctx = context_size(len(pcms[0]) / 16000, tokens)
+    out = {}
+    for way, slots in (("one after another", 5), ("in one call", 5 * n)):
+        srv = LlamaServer(tool_path("llama-server"), model=model, mmproj=mmproj, ctx_size=ctx, gpu_layers=0,
+                          threads=threads, parallel=slots, flash_attn="off")
+        try:
+            groups = slots // 5
+            srv.ask_tracks([(short, wav(p, 200 + i), "warm-up") for i, p in enumerate(pcms[:groups])],
+                           slots_per_track=5)  # untimed: first-call allocations and page-ins
+            clips = [([(q, greedy) for q in QUESTIONS], wav(p, 1 + i + 10 * len(out)), f"track {i}")
+                     for i, p in enumerate(pcms)]
+            began = time.perf_counter()
+            if groups == 1:
+                answers = [srv.ask_all(q, audio_wav=w, audio_label=label, ignore_eos=True)[0] for q, w, label in clips]
+            else:
+                replies = srv.ask_tracks(clips, slots_per_track=5, ignore_eos=True)
+                for r in replies:
+                    if isinstance(r, BaseException):
+                        raise r
+                answers = [r[0] for r in replies]  # type: ignore[index]
+            out[way] = {"seconds": time.perf_counter() - began, "texts": [[a.text for a in t] for t in answers]}
+        finally:
+            srv.close()
+    return out
+
+
 def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -172,6 +250,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="audio per track")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", choices=("hf", "gguf"))
+    ap.add_argument("--tracks", type=int, default=1,
+                    help="N > 1: N tracks in one call vs one after another (instead of five vs one)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tui import paths
@@ -180,6 +260,8 @@ def main(argv=None) -> int:
     folder = build_standin(paths.cache_dir() / "standins" / "bench-batch-v1")
     params = json.loads((folder / "bench-standin.json").read_text())["parameters"]
     pcm = music(args.seconds)
+    if args.tracks > 1:
+        return tracks_table(args, folder, params, pcm)
     results = {}
     if args.only != "gguf":
         results["transformers (fp32)"] = bench_hf(folder, pcm, args.tokens, args.threads)
@@ -196,6 +278,28 @@ def main(argv=None) -> int:
         same = r["five batched"]["texts"] == r["five sequential"]["texts"]
         print(f"{name:<20} {one:>7.2f} {series:>16.2f} {batched:>14.2f} {series / one:>10.2f} "
               f"{batched / one:>11.2f} {str(same):>21}")
+    return 0
+
+
+
+def tracks_table(args, folder: Path, params: int, pcm) -> int:
+    pcms = clips(pcm, args.tracks)
+    results = {}
+    if args.only != "gguf":
+        results["transformers (fp32)"] = bench_hf_tracks(folder, pcms, args.tokens, args.threads)
+    if args.only != "hf":
+        model, mmproj = gguf_of(folder)
+        results["llama.cpp (Q8_0)"] = bench_gguf_tracks(model, mmproj, pcms, args.tokens, args.threads)
+    print(f"\n{args.tracks} tracks in one call vs one after another: stand-in of {params / 1e9:.2f} B parameters "
+          f"(decoder 6 x 1024, 151,672 words), {args.seconds:g} s of audio per track, five questions of "
+          f"{args.tokens} tokens each, temperature 0, {args.threads} CPU threads")
+    print(f"{'back end':<20} {'one after another s':>19} {'in one call s':>13} {'call/series':>11} "
+          f"{'s per track (call)':>18} {'same text':>9}")
+    for name, r in results.items():
+        series, call = r["one after another"]["seconds"], r["in one call"]["seconds"]
+        same = r["one after another"]["texts"] == r["in one call"]["texts"]
+        print(f"{name:<20} {series:>19.2f} {call:>13.2f} {call / series:>11.2f} {call / args.tracks:>18.2f} "
+              f"{str(same):>9}")
     return 0
 
 
