@@ -179,7 +179,7 @@ def clips(pcm, count: int) -> list:
     return [(np.roll(pcm, 97 * i) * (1.0 - 0.1 * i)).astype(np.float32) for i in range(count)]
 
 
-def bench_hf_tracks(folder: Path, pcms: list, tokens: int, threads: int) -> dict:
+def bench_hf_tracks(folder: Path, pcms: list, tokens: int, threads: int, repeat: int) -> dict:
     import torch
 
     from backends.flamingo.hf import Sampling, TrackSession, ask_tracks, load
@@ -191,56 +191,82 @@ def bench_hf_tracks(folder: Path, pcms: list, tokens: int, threads: int) -> dict
     questions = [(q, greedy) for q in QUESTIONS]
     short = [(q, Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=2)) for q in QUESTIONS]
     ask_tracks([TrackSession(loaded, p[: 16000 * 5]) for p in pcms], short)  # untimed warm-up
-    out = {}
-    began = time.perf_counter()
-    texts = [[a.text for a in TrackSession(loaded, p).ask_batch(questions)] for p in pcms]
-    out["one after another"] = {"seconds": time.perf_counter() - began, "texts": texts}
-    began = time.perf_counter()
-    together = ask_tracks([TrackSession(loaded, p) for p in pcms], questions)
-    out["in one call"] = {"seconds": time.perf_counter() - began, "texts": [[a.text for a in t] for t in together]}
+
+    def series():
+        return [[a.text for a in TrackSession(loaded, p).ask_batch(questions)] for p in pcms]
+
+    def together():
+        return [[a.text for a in t] for t in ask_tracks([TrackSession(loaded, p) for p in pcms], questions)]
+
+    return _alternate({"one after another": series, "in one call": together}, repeat)
+
+
+def _alternate(ways: dict, repeat: int) -> dict:
+    """Each way ``repeat`` times, taking turns, so a burst of load on the shared machine hits both
+    alike; every wall time is kept and the fastest is the figure. CPU seconds (this process and its
+    children, llama-server included) too: on a machine shared with other work they swing far less
+    than wall time."""
+    from backends.process_cpu import tree_cpu_seconds
+
+    out: dict = {way: {"runs": [], "cpu": [], "texts": None} for way in ways}
+    for _ in range(repeat):
+        for way, work in ways.items():
+            began, cpu = time.perf_counter(), tree_cpu_seconds()
+            texts = work()
+            out[way]["runs"].append(time.perf_counter() - began)
+            out[way]["cpu"].append(tree_cpu_seconds() - cpu)
+            out[way]["texts"] = texts
+    for record in out.values():
+        record["seconds"] = min(record["runs"])
+        record["cpu_seconds"] = min(record["cpu"])
     return out
 
 
-def bench_gguf_tracks(model: Path, mmproj: Path, pcms: list, tokens: int, threads: int) -> dict:
+def bench_gguf_tracks(model: Path, mmproj: Path, pcms: list, tokens: int, threads: int, repeat: int) -> dict:
     import soundfile
 
     from backends.flamingo.llama_cli import Sampling, context_size, tool_path
     from backends.flamingo.llama_server import LlamaServer
 
-    def wav(pcm, tag: int) -> bytes:
+    tags = iter(range(1, 250))
+
+    def wav(pcm) -> bytes:
         buf = io.BytesIO()
         soundfile.write(buf, pcm, 16000, format="WAV", subtype="FLOAT")
         data = bytearray(buf.getvalue())
-        data[-4:] = bytes([tag, 0, 0, 0])  # a clip of its own per way: nothing of it in the cache yet
+        data[-4:] = bytes([next(tags), 0, 0, 0])  # a clip of its own every time: nothing of it in the cache
         return bytes(data)
 
     n = len(pcms)
     greedy = Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=tokens)
     short = [(q, Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=2)) for q in QUESTIONS]
     ctx = context_size(len(pcms[0]) / 16000, tokens)
-    out = {}
-    for way, slots in (("one after another", 5), ("in one call", 5 * n)):
-        srv = LlamaServer(tool_path("llama-server"), model=model, mmproj=mmproj, ctx_size=ctx, gpu_layers=0,
-                          threads=threads, parallel=slots, flash_attn="off")
-        try:
-            groups = slots // 5
-            srv.ask_tracks([(short, wav(p, 200 + i), "warm-up") for i, p in enumerate(pcms[:groups])],
-                           slots_per_track=5)  # untimed: first-call allocations and page-ins
-            clips = [([(q, greedy) for q in QUESTIONS], wav(p, 1 + i + 10 * len(out)), f"track {i}")
-                     for i, p in enumerate(pcms)]
-            began = time.perf_counter()
-            if groups == 1:
-                answers = [srv.ask_all(q, audio_wav=w, audio_label=label, ignore_eos=True)[0] for q, w, label in clips]
-            else:
-                replies = srv.ask_tracks(clips, slots_per_track=5, ignore_eos=True)
-                for r in replies:
-                    if isinstance(r, BaseException):
-                        raise r
-                answers = [r[0] for r in replies]  # type: ignore[index]
-            out[way] = {"seconds": time.perf_counter() - began, "texts": [[a.text for a in t] for t in answers]}
-        finally:
+    servers = {slots: LlamaServer(tool_path("llama-server"), model=model, mmproj=mmproj, ctx_size=ctx, gpu_layers=0,
+                                  threads=threads, parallel=slots, flash_attn="off") for slots in (5, 5 * n)}
+    try:
+        for slots, srv in servers.items():  # untimed: first-call allocations and page-ins
+            srv.ask_tracks([(short, wav(p), "warm-up") for p in pcms[:slots // 5]], slots_per_track=5)
+
+        def clips():
+            return [([(q, greedy) for q in QUESTIONS], wav(p), f"track {i}") for i, p in enumerate(pcms)]
+
+        def series():
+            return [[a.text for a in servers[5].ask_all(q, audio_wav=w, audio_label=label, ignore_eos=True)[0]]
+                    for q, w, label in clips()]
+
+        def together():
+            replies = servers[5 * n].ask_tracks(clips(), slots_per_track=5, ignore_eos=True)
+            texts = []
+            for r in replies:
+                if isinstance(r, BaseException):
+                    raise r
+                texts.append([a.text for a in r[0]])
+            return texts
+
+        return _alternate({"one after another": series, "in one call": together}, repeat)
+    finally:
+        for srv in servers.values():
             srv.close()
-    return out
 
 
 def main(argv=None) -> int:
@@ -252,6 +278,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", choices=("hf", "gguf"))
     ap.add_argument("--tracks", type=int, default=1,
                     help="N > 1: N tracks in one call vs one after another (instead of five vs one)")
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="with --tracks: each way this many times, taking turns; the fastest counts")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tui import paths
@@ -286,20 +314,26 @@ def tracks_table(args, folder: Path, params: int, pcm) -> int:
     pcms = clips(pcm, args.tracks)
     results = {}
     if args.only != "gguf":
-        results["transformers (fp32)"] = bench_hf_tracks(folder, pcms, args.tokens, args.threads)
+        results["transformers (fp32)"] = bench_hf_tracks(folder, pcms, args.tokens, args.threads, args.repeat)
     if args.only != "hf":
         model, mmproj = gguf_of(folder)
-        results["llama.cpp (Q8_0)"] = bench_gguf_tracks(model, mmproj, pcms, args.tokens, args.threads)
+        results["llama.cpp (Q8_0)"] = bench_gguf_tracks(model, mmproj, pcms, args.tokens, args.threads, args.repeat)
     print(f"\n{args.tracks} tracks in one call vs one after another: stand-in of {params / 1e9:.2f} B parameters "
           f"(decoder 6 x 1024, 151,672 words), {args.seconds:g} s of audio per track, five questions of "
-          f"{args.tokens} tokens each, temperature 0, {args.threads} CPU threads")
-    print(f"{'back end':<20} {'one after another s':>19} {'in one call s':>13} {'call/series':>11} "
-          f"{'s per track (call)':>18} {'same text':>9}")
+          f"{args.tokens} tokens each, temperature 0, {args.threads} CPU threads; fastest of {args.repeat} "
+          "runs taking turns (all runs in brackets)")
+    print(f"{'back end':<20} {'one after another s':>28} {'in one call s':>28} {'call/series':>11} "
+          f"{'CPU s series':>12} {'CPU s call':>10} {'CPU call/series':>15} {'same text':>9}")
     for name, r in results.items():
         series, call = r["one after another"]["seconds"], r["in one call"]["seconds"]
         same = r["one after another"]["texts"] == r["in one call"]["texts"]
-        print(f"{name:<20} {series:>19.2f} {call:>13.2f} {call / series:>11.2f} {call / args.tracks:>18.2f} "
-              f"{str(same):>9}")
+        runs = [f"{r[way]['seconds']:.2f} (" + " ".join(f"{x:.1f}" for x in r[way]["runs"]) + ")"
+                for way in ("one after another", "in one call")]
+        cpu_runs = {way: [round(x, 1) for x in r[way]["cpu"]] for way in ("one after another", "in one call")}
+        cpu_series, cpu_call = r["one after another"]["cpu_seconds"], r["in one call"]["cpu_seconds"]
+        print(f"{name:<20} {runs[0]:>28} {runs[1]:>28} {call / series:>11.2f} "
+              f"{cpu_series:>12.1f} {cpu_call:>10.1f} {cpu_call / cpu_series:>15.2f} {str(same):>9}")
+        print(f"{'':<20} CPU seconds of every run: {cpu_runs}")
     return 0
 
 
