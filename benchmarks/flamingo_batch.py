@@ -23,7 +23,9 @@ equal the sequential ones.
 same length) with their five questions each, one track after another (each track's five questions
 as one batch, as ``tracks_per_call = 1``) vs all N in one call (``tracks_per_call = N``:
 transformers, 5 x N rows of one batch; llama.cpp, 5 x N slots with every track in flight). The
-wall time covers featurising/encoding every track's audio and all the decoding.
+wall time covers featurising/encoding every track's audio and all the decoding. ``--repeat R``:
+each way R times, taking turns; the fastest wall time counts, and CPU seconds (with llama-server's)
+are printed beside it, since wall time on a shared machine swings far more than CPU time.
 """
 from __future__ import annotations
 

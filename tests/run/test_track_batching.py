@@ -74,6 +74,27 @@ def test_a_bad_track_and_a_crashing_track_fail_alone(tmp_path):
     assert prov(root / "e")["tracks_per_call"] == 1
 
 
+def test_a_graceful_stop_finishes_the_call_in_flight_and_sends_no_other(tmp_path):
+    names = [f"s{i}" for i in range(6)]
+    root = dataset(tmp_path, names)
+    stopped = []
+
+    def stop_at_first_start(engine, event):
+        if event.name == "module_started" and event.module == MODULE and not stopped:
+            stopped.append(event.track)
+            engine.stop()
+
+    events, stats = run_engine(root, only=[MODULE], on_event=stop_at_first_start,
+                               module_options={MODULE: {"tracks_per_call": 2, "sleep": 1.0}})
+    finished = sorted(e.track for e in events_named(events, "module_finished"))
+    assert finished == ["s0", "s1"]  # the call being computed when the stop came
+    assert stats[MODULE].done == 2 and stats[MODULE].failed == 0
+    left = events_named(events, "run_finished")[0].left
+    assert sorted(left) == ["s2", "s3", "s4", "s5"]
+    for name in left:  # never recorded as failed: the next run does them
+        assert MODULE not in info_of(root / name).get("_mirdeck", {})
+
+
 def test_one_track_per_call_unless_asked_on_a_cpu_profile(tmp_path):
     root = dataset(tmp_path, ["x", "y", "z"])
     events, stats = run_engine(root, only=[MODULE])

@@ -1,7 +1,8 @@
 """Batches tracks (``tracks_per_call``): answers each track with its own frame count, says which
-tracks shared its call; '*bad*' tracks are bad input, '*crash*' tracks kill the worker."""
+tracks shared its call (after option ``sleep`` seconds per call); '*bad*' tracks are bad input, '*crash*' tracks kill the worker."""
 import os
 import signal
+import time
 
 from backends.protocol import BadInput
 from backends.spec import AudioNeed, BackendSpec, Extractor, Result
@@ -20,6 +21,7 @@ class Batchy(Extractor):
     def process_batch(self, tracks: list[Track]) -> list:
         if any("crash" in t.name for t in tracks):
             os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(float(tracks[0].options.get("sleep", 0.0)))
         names = sorted(t.name for t in tracks)
         out = []
         for track in tracks:
