@@ -1,5 +1,6 @@
 """Batches tracks (``tracks_per_call``): answers each track with its own frame count, says which
-tracks shared its call (after option ``sleep`` seconds per call); '*bad*' tracks are bad input, '*crash*' tracks kill the worker."""
+tracks shared its call (after option ``sleep`` seconds per call); '*bad*' tracks are bad input,
+'*crash*' tracks kill the worker."""
 import os
 import signal
 import time
