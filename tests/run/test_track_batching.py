@@ -119,3 +119,18 @@ def test_tracks_per_call_is_sized_from_the_option_and_the_vram_budget():
     assert tracks_per_call_for(batching, {}, on_gpu=True, vram_budget_gb=12) == (1, "")
     size, warning = tracks_per_call_for(batching, {"tracks_per_call": "two"}, on_gpu=True, vram_budget_gb=0)
     assert size == 1 and "whole number" in warning
+
+
+def test_the_engine_sizes_flamingo_calls_from_the_vram_left_beside_its_sweep(tmp_path):
+    """The cuda profile's 22 GB: flamingo_gguf's 10 GB model and 3.5 GB per further track hold its
+    default of 4 tracks alone in a sweep; beside audiobox's 3.5 GB, 1 + (22 - 3.5 - 10) // 3.5 = 3. A
+    CPU-only profile sends one track per call."""
+    from tui.run.engine import Engine, RunOptions
+    from tui.run.profiles import load
+
+    def sized(profile, sweep):
+        return Engine(tmp_path, load(profile), RunOptions()).tracks_per_call("flamingo_gguf", sweep=sweep)
+
+    assert sized("cuda", ["flamingo_gguf"]) == 4
+    assert sized("cuda", ["audio_info", "audiobox", "flamingo_gguf"]) == 3
+    assert sized("cpu", ["flamingo_gguf"]) == 1

@@ -418,7 +418,7 @@ class Engine:
 
     async def _sweep(self, plan: Plan, modules: list[str]) -> None:
         await self._probe_longest(plan, modules)
-        batching = [m for m in modules if self.tracks_per_call(m) > 1]
+        batching = [m for m in modules if self.tracks_per_call(m, sweep=modules) > 1]
         self._yet_to_submit = {m: sum(1 for tp in plan.tracks if m in tp.modules) for m in batching}
         # Enough tracks decoded ahead that the next call's tracks are ready when a worker frees up.
         in_flight = asyncio.Semaphore(max(2, self.jobs * 2, *(2 * self.tracks_per_call(m) for m in batching)))
@@ -733,14 +733,19 @@ class Engine:
         """A module's per-run options: the profile's, then ``--set``."""
         return {**self.profile.options_for(name), **self.options.module_options.get(name, {})}
 
-    def tracks_per_call(self, name: str) -> int:
+    def tracks_per_call(self, name: str, sweep: list[str] | None = None) -> int:
         """How many tracks one call to ``name``'s worker carries (1 for every module that does not
-        batch tracks): sized once per run from its option and the VRAM budget (``tracks_per_call_for``)."""
+        batch tracks): sized once per run from its option and the VRAM budget (``tracks_per_call_for``),
+        less what the other GPU models of its sweep (``passes``) hold beside it."""
         if name not in self._tracks_per_call:
             spec = self.specs[name]
-            size, warning = tracks_per_call_for(spec, self.options_for(name),
-                                                on_gpu=spec.device == "gpu" and self.profile.device != "cpu",
-                                                vram_budget_gb=self.profile.vram_budget_gb)
+            on_gpu = spec.device == "gpu" and self.profile.device != "cpu"
+            budget = self.profile.vram_budget_gb
+            if budget > 0 and on_gpu:
+                others = sum(self.specs[m].vram_gb for m in (sweep or [])
+                             if m != name and self.specs[m].device == "gpu")
+                budget = max(spec.vram_gb, budget - others)
+            size, warning = tracks_per_call_for(spec, self.options_for(name), on_gpu=on_gpu, vram_budget_gb=budget)
             if warning:
                 self.emit(ev.Warning(message=warning, module=name))
             self._tracks_per_call[name] = size
