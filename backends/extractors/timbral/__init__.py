@@ -48,8 +48,19 @@ class Timbral(Extractor):
 
         timbral_kernels.warm()
         self._speedups = timbral_speedups
+        from backends import heap_reuse
+
+        heap_reuse.keep_freed_memory()
 
     def process(self, track: Track) -> Result:
+        from backends import heap_reuse
+
+        try:
+            return self._features(track)
+        finally:
+            heap_reuse.give_back()
+
+    def _features(self, track: Track) -> Result:
         import numpy as np
 
         from backends.protocol import BadInput

@@ -89,6 +89,103 @@ def median_rows(x, out, half):
 
 
 @numba.njit(cache=True, nogil=True)
+def soft_split(spectrum, magnitude, harm, perc, tiny, harmonic, percussive):
+    """hpss's tail for librosa's defaults (power 2, margin 1, split_zeros), element by element:
+    magphase's phase from the magnitude, the two soft masks over their shared scale
+    max(harm, perc), and the masked magnitudes times the phase. The same operations in the same
+    order as the NumPy expressions of ``speedups._fast_hpss``; the magnitude (a real number) times
+    the complex phase is written as NumPy's complex product with a zero imaginary part."""
+    rows, cols = spectrum.shape
+    for i in range(rows):
+        for j in range(cols):
+            s = spectrum[i, j]
+            m = magnitude[i, j]
+            zero_to_one = 1.0 if m == 0 else 0.0
+            m_nonzero = m + zero_to_one
+            phase_re = s.real / m_nonzero + zero_to_one
+            phase_im = s.imag / m_nonzero
+            h = harm[i, j]
+            p = perc[i, j]
+            z = h if h >= p else p
+            if z < tiny:
+                mask_h = 0.5
+                mask_p = 0.5
+            else:
+                qh = h / z
+                qp = p / z
+                a = qh * qh  # NumPy's x ** 2.0 is its square, x * x
+                b = qp * qp
+                total = a + b
+                mask_h = a / total
+                mask_p = b / total
+            r = m * mask_h
+            harmonic[i, j] = complex(r * phase_re - 0.0 * phase_im, r * phase_im + 0.0 * phase_re)
+            r = m * mask_p
+            percussive[i, j] = complex(r * phase_re - 0.0 * phase_im, r * phase_im + 0.0 * phase_re)
+
+
+@numba.njit(cache=True, nogil=True)
+def lfilter_rows(b, a, x, y):
+    """scipy.signal.lfilter(b, a, row) of each row of ``x`` into ``y``, from a zero state: scipy's
+    direct form II transposed loop for float64, coefficients divided by a[0] first as it does."""
+    taps = b.shape[0]
+    a0 = a[0]
+    bn = b / a0
+    an = a / a0
+    state = np.zeros(taps)
+    for r in range(x.shape[0]):
+        state[:] = 0.0
+        for k in range(x.shape[1]):
+            xn = x[r, k]
+            yn = state[0] + bn[0] * xn
+            for n in range(taps - 2):
+                state[n] = state[n + 1] + xn * bn[n + 1] - yn * an[n + 1]
+            state[taps - 2] = xn * bn[taps - 1] - yn * an[taps - 1]
+            y[r, k] = yn
+
+
+@numba.njit(cache=True, nogil=True)
+def biquad(b, a, x, y):
+    """lfilter_rows for one row of a second-order section, its state in registers (whole tracks)."""
+    a0 = a[0]
+    b0, b1, b2 = b[0] / a0, b[1] / a0, b[2] / a0
+    a1, a2 = a[1] / a0, a[2] / a0
+    z0 = 0.0
+    z1 = 0.0
+    for k in range(x.shape[0]):
+        xn = x[k]
+        yn = z0 + b0 * xn
+        z0 = z1 + xn * b1 - yn * a1
+        z1 = xn * b2 - yn * a2
+        y[k] = yn
+
+
+@numba.njit(cache=True, nogil=True)
+def rolloff_and_rollon_start(rows, rolloff_thresh, lowered, rolloff, has_rolloff, start, at_start):
+    """Per frame (row) of the bandwidth spectrogram: the last bin at or above ``rolloff_thresh``
+    (``has_rolloff`` False and the last bin where none is, as ``argmax`` of an all-False row
+    gives), and where the running sum first reaches ``lowered``: ``start`` = 1 + the number of
+    cumulative sums below it, ``at_start`` the cumulative sum there (NaN where it never does).
+    The running sum is NumPy's ``cumsum``: one addition after another, from the first bin."""
+    frames, bins = rows.shape
+    for r in range(frames):
+        k = bins - 1
+        while k >= 0 and not rows[r, k] >= rolloff_thresh:
+            k -= 1
+        has_rolloff[r] = k >= 0
+        rolloff[r] = k if k >= 0 else bins - 1
+        total = rows[r, 0]
+        i = 0
+        while not total >= lowered[r]:  # the row is non-negative: the sums never decrease
+            i += 1
+            if i == bins:
+                break
+            total = total + rows[r, i]
+        start[r] = 1 + i
+        at_start[r] = total if i < bins else np.nan
+
+
+@numba.njit(cache=True, nogil=True)
 def _slice_min(a, first, last):
     # Python's min over a slice: the first smallest; an empty slice is the package's ValueError.
     best = a[first]
@@ -162,6 +259,16 @@ def warm() -> None:
     median_rows(np.ascontiguousarray(x.reshape(4, 16)), np.empty((4, 16)), 2)
     block = x.reshape(4, 16)
     median_rows(block.T, np.empty((16, 4)).T, 2)  # the transposed views of the column filter
+    spectrum = (x + 1j * x[::-1]).reshape(4, 16)
+    soft_split(spectrum, np.abs(spectrum), block, block, 1e-300, np.empty_like(spectrum),
+               np.empty_like(spectrum))
+    frames = np.ascontiguousarray(block)
+    n = len(frames)
+    rolloff_and_rollon_start(frames, 0.5, np.full(n, 0.5), np.empty(n, np.int64),
+                             np.empty(n, np.bool_), np.empty(n, np.int64), np.empty(n))
+    ones = np.ones(3)
+    lfilter_rows(ones, ones, block, np.empty_like(block))
+    biquad(ones, ones, x, np.empty_like(x))
     arr = np.concatenate(([-2.0], x, [-2.0]))
     mx = np.flatnonzero((arr[1:-1] >= 0.01) & (np.diff(arr)[:-1] > 0) & (np.diff(arr)[1:] <= 0)) + 1
     peak_candidates(arr, mx.astype(np.int64), 0.01, np.empty(len(mx), dtype=np.int64))

@@ -22,11 +22,12 @@ package on the file path):
   the eight functions uses).
 * ``filter_third_octaves_downsample`` designs the same Chebyshev anti-aliasing filter at each of
   its eight decimation steps for every window: ``timbral_util`` sees a ``scipy.signal`` whose
-  ``cheby1`` remembers its designs.
+  ``cheby1`` remembers its designs, and whose ``lfilter``, like the module's own, is the
+  compiled copy of scipy's loop (backends/extractors/timbral/iir_filter.py).
 * ``file_read``: seven functions mono-sum and loudness-normalise the same array; done once per
   track, each function gets its own copy.
 * ``librosa.decompose.hpss`` (hardness): its two 31-point median filters as sliding medians
-  (backends/extractors/timbral/sliding_median.py), masks and products in blocks of frames; and
+  (backends/extractors/timbral/sliding_median.py), masks and products in one compiled pass; and
   ``get_percussive_audio``, which separates and inverts the whole track's STFT, one segment at a
   time (backends/extractors/timbral/hpss_segments.py; the ratio agrees to 1e-12 relative).
 * ``librosa.onset.onset_strength``/``onset_detect`` (hardness, depth, warmth): the mel
@@ -235,9 +236,6 @@ def _shared_file_read(original):
     return file_read
 
 
-HPSS_BLOCK_FRAMES = 2048  # 1025 bins: 34 MB per complex block
-
-
 def _fast_hpss():
     """librosa's ``decompose.hpss`` for the arguments the package uses (all defaults), with its
     two median filters run as sliding medians (backends/extractors/timbral/sliding_median.py).
@@ -266,32 +264,22 @@ def _fast_hpss():
         if harm is None or perc is None:
             return librosa.decompose.hpss(S, kernel_size=kernel_size, power=power, mask=mask,
                                           margin=margin)
-        tiny = np.finfo(magnitude.dtype).tiny
-        # Masks, phase and products are element by element: made a block of frames at a time
-        # into the two results instead of as whole-track temporaries (2 GB on 7.5 minutes).
-        harmonic, percussive = np.empty_like(S), np.empty_like(S)
-        for first in range(0, S.shape[-1], HPSS_BLOCK_FRAMES):
-            cols = slice(first, first + HPSS_BLOCK_FRAMES)
-            block, mag, h, p = S[:, cols], magnitude[:, cols], harm[:, cols], perc[:, cols]
-            # magphase's phase, from the magnitude already made (its np.abs of the same block).
-            zeros_to_ones = mag == 0
-            mag_nonzero = mag + zeros_to_ones
-            phase = np.empty_like(block, dtype=librosa.util.dtype_r2c(block.dtype))
-            phase.real = block.real / mag_nonzero + zeros_to_ones
-            phase.imag = block.imag / mag_nonzero
-            # softmask(h, p) and softmask(p, h) with split_zeros share their scale max(h, p)
-            # and both ratios; a + b is b + a exactly, so each mask is librosa's.
-            z = np.maximum(h, p)
-            bad = z < tiny
-            z[bad] = 1
-            a, b = (h / z) ** power, (p / z) ** power
-            with np.errstate(invalid="ignore", divide="ignore"):
-                total = a + b
-                mask_harm = np.where(bad, 0.5, a / total)
-                mask_perc = np.where(bad, 0.5, b / total)
-            del a, b, total, z
-            harmonic[:, cols] = (mag * mask_harm) * phase
-            percussive[:, cols] = (mag * mask_perc) * phase
+        if S.dtype != np.complex128:
+            return librosa.decompose.hpss(S, kernel_size=kernel_size, power=power, mask=mask,
+                                          margin=margin)
+        from backends.extractors.timbral.kernels import soft_split
+
+        # Masks, phase and products are element by element: one compiled pass into the two
+        # results instead of NumPy's whole-size temporaries (2 GB on 7.5 minutes, and a tenth of
+        # the module's CPU time in their allocation and passes).
+        inputs = [S, magnitude, harm, perc]
+        if all(x.flags.f_contiguous for x in inputs):  # librosa's STFT is Fortran-ordered
+            harmonic, percussive = np.empty_like(S, order="F"), np.empty_like(S, order="F")
+            views = [x.T for x in inputs + [harmonic, percussive]]  # C-ordered: rows in memory order
+        else:
+            harmonic, percussive = np.empty_like(S, order="C"), np.empty_like(S, order="C")
+            views = [np.ascontiguousarray(x) for x in inputs] + [harmonic, percussive]
+        soft_split(*views[:4], np.finfo(magnitude.dtype).tiny, *views[4:])
         return harmonic, percussive
 
     return hpss
@@ -365,6 +353,11 @@ class _CachedDesigns:
             return self._signal.cheby1(*args, **kwargs)
         return b.copy(), a.copy()
 
+    def lfilter(self, b, a, x, axis=-1, zi=None):
+        from backends.extractors.timbral.iir_filter import lfilter
+
+        return lfilter(b, a, x, axis, zi, _scipy=self._signal.lfilter)
+
     def __getattr__(self, name):
         return getattr(self._signal, name)
 
@@ -430,20 +423,8 @@ def _blockwise_bandwidth_array(original):
             rows = np.ascontiguousarray(spec.T)  # one frame per row, as the package's seg
             del spec
             tpower = np.sum(rows, axis=1)
-            above = rows >= rolloff_thresh
-            has_rolloff = above.any(axis=1)
-            rolloff = rows.shape[1] - 1 - np.argmax(above[:, ::-1], axis=1)
-            del above
-            rollon_thresh = tpower * rollon_thresh_percent
-            cumulative = np.cumsum(rows, axis=1)
-            start = 1 + np.sum(cumulative < (rollon_thresh * (1 - _ROLLON_MARGIN))[:, None], axis=1)
-            del cumulative
-            rollon = np.zeros(len(rows), dtype=np.intp)
-            for i in np.flatnonzero(tpower > 0):
-                seg, thresh, counter = rows[i], rollon_thresh[i], int(start[i])
-                while np.sum(seg[:counter]) < thresh:  # the package's loop, from near its end
-                    counter += 1
-                rollon[i] = counter
+            rolloff, has_rolloff, rollon = rolloff_and_rollon(rows, tpower, rolloff_thresh,
+                                                              tpower * rollon_thresh_percent)
             low = f[np.maximum(rollon - 1, 0)]
             high = f[rolloff]
             with np.errstate(divide='ignore', invalid='ignore'):
@@ -462,6 +443,35 @@ def _blockwise_bandwidth_array(original):
         return out, t, f
 
     return get_bandwidth_array
+
+
+def rolloff_and_rollon(rows, tpower, rolloff_thresh, rollon_thresh):
+    """Per frame (a row of magnitudes, ``tpower`` its ``np.sum``): the rolloff bin (the last at or
+    above ``rolloff_thresh``), whether there is one, and the package's rollon counter: the first
+    k with ``np.sum(row[:k]) >= rollon_thresh`` (0 for a silent frame).
+
+    A compiled scan finds both the rolloff and where the running sum first gets within
+    ``_ROLLON_MARGIN`` of the rollon threshold. Where the running sum there is over the threshold
+    by more than the margin, the package's pairwise sum is too (the two differ by ~1e-13
+    relative), so its loop stops at once; elsewhere, the rare near tie, the package's loop runs
+    on from there."""
+    import numpy as np
+
+    from backends.extractors.timbral.kernels import rolloff_and_rollon_start
+
+    n = len(rows)
+    rolloff, has_rolloff = np.empty(n, np.int64), np.empty(n, np.bool_)
+    start, at_start = np.empty(n, np.int64), np.empty(n)
+    rolloff_and_rollon_start(rows, float(rolloff_thresh), rollon_thresh * (1 - _ROLLON_MARGIN),
+                             rolloff, has_rolloff, start, at_start)
+    clear = at_start >= rollon_thresh * (1 + _ROLLON_MARGIN)
+    rollon = np.where(clear & (tpower > 0), start, 0)
+    for i in np.flatnonzero((tpower > 0) & ~clear):
+        seg, thresh, counter = rows[i], rollon_thresh[i], int(start[i])
+        while np.sum(seg[:counter]) < thresh:  # the package's loop, from near its end
+            counter += 1
+        rollon[i] = counter
+    return rolloff, has_rolloff, rollon
 
 
 def boxcar_magnitudes(fs, nperseg: int, noverlap: int):
@@ -552,6 +562,9 @@ def install(package) -> None:
     # The module reaches scipy.signal through its name ``scipy``; only that module sees the cache.
     util.scipy = types.SimpleNamespace(signal=_CachedDesigns(util.scipy.signal),
                                        stats=util.scipy.stats)
+    from backends.extractors.timbral.iir_filter import lfilter
+
+    util.lfilter = lfilter  # filter_audio_highpass / lowpass: whole-track Butterworth sections
     util.specific_loudness = _cached_specific_loudness(util.specific_loudness, util)
     util.filter_third_octaves_downsample = _precomputed_third_octaves(
         util.filter_third_octaves_downsample)
