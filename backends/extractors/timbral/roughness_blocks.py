@@ -95,7 +95,7 @@ def peaks(util, array, unprocessed, freq, cthr):
             and len(unprocessed) == len(array) and np.ndim(freq) == 1 and len(freq) == len(array)
             and np.isfinite(array).all() and np.isfinite(unprocessed).all()):
         return _package_peaks(util, array, unprocessed, freq, cthr)
-    appended = np.insert(array, [0, len(array)], -2.0)
+    appended = _framed(array, -2.0)  # the package's np.insert(array, [0, len], -2.0)
     diff = np.diff(appended)
     mx = np.flatnonzero((array >= cthr) & (diff[0:-1] > 0) & (diff[1:] <= 0)) + 1
     if not mx.size:
@@ -106,8 +106,8 @@ def peaks(util, array, unprocessed, freq, cthr):
         return _package_peaks(util, array, unprocessed, freq, cthr)
     finalmx = kept[:count]
     finalmx = finalmx[np.argsort(appended[finalmx])[::-1]]  # the package's descending sort
-    un = np.insert(unprocessed, [0, len(unprocessed)], -2.0)
-    f = np.insert(freq, [0, len(freq)], -1.0)
+    un = _framed(unprocessed, -2.0)
+    f = _framed(freq, -1.0)
     inner = (1 < finalmx) & (finalmx < len(un) - 2)
     c = np.where(inner, finalmx, 2)  # any valid index where the package takes no neighbours
     y0, ym, yp = un[c], un[c - 1], un[c + 1]
@@ -121,6 +121,15 @@ def peaks(util, array, unprocessed, freq, cthr):
     value = np.where(inner, value, un[finalmx])
     position = np.where(inner, position, f[finalmx])
     return value, position
+
+
+def _framed(x, edge):
+    """``x`` with ``edge`` before and after: np.insert's result, without its per-call overhead
+    (three calls per frame were a sixth of peak picking)."""
+    out = np.empty(len(x) + 2, dtype=np.result_type(x, edge))
+    out[0] = out[-1] = edge
+    out[1:-1] = x
+    return out
 
 
 def _package_peaks(util, array, unprocessed, freq, cthr):
