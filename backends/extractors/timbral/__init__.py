@@ -47,6 +47,7 @@ class Timbral(Extractor):
         from backends.extractors.timbral import kernels as timbral_kernels
 
         timbral_kernels.warm()
+        _warm_librosa_jit()
         self._speedups = timbral_speedups
         from backends import heap_reuse
 
@@ -111,6 +112,17 @@ class Timbral(Extractor):
             return function(audio, fs=rate, **kwargs)
         except ValueError as exc:  # the package's way of refusing input (silence, empty)
             raise BadInput(f"{path}: {function.__name__} cannot analyse it ({exc})") from exc
+
+
+def _warm_librosa_jit() -> None:
+    """librosa's own numba functions (onset peak picking) load from their cache on first use:
+    half a CPU second in a worker's first track otherwise, here before the worker's hello."""
+    import librosa
+    import numpy as np
+
+    pulses = np.zeros(22050)
+    pulses[::2205] = 1.0
+    librosa.onset.onset_detect(y=pulses, sr=22050)
 
 
 def create() -> Timbral:
