@@ -186,6 +186,17 @@ def rolloff_and_rollon_start(rows, rolloff_thresh, lowered, rolloff, has_rolloff
 
 
 @numba.njit(cache=True, nogil=True)
+def add_columns(total, block, first):
+    """``for column in block.T[first:]: total += column``: each element of ``total`` gets the
+    columns added one after another, in column order (walked row by row, in memory order)."""
+    for i in range(block.shape[0]):
+        acc = total[i]
+        for j in range(first, block.shape[1]):
+            acc += block[i, j]
+        total[i] = acc
+
+
+@numba.njit(cache=True, nogil=True)
 def _slice_min(a, first, last):
     # Python's min over a slice: the first smallest; an empty slice is the package's ValueError.
     best = a[first]
@@ -266,6 +277,9 @@ def warm() -> None:
     n = len(frames)
     rolloff_and_rollon_start(frames, 0.5, np.full(n, 0.5), np.empty(n, np.int64),
                              np.empty(n, np.bool_), np.empty(n, np.int64), np.empty(n))
+    add_columns(np.zeros(len(frames)), frames, 1)
+    spectrum_view = (frames + 0j).real  # scipy's spectrogram blocks: a strided view of a complex array
+    add_columns(np.zeros(len(frames)), spectrum_view, 1)
     ones = np.ones(3)
     lfilter_rows(ones, ones, block, np.empty_like(block))
     biquad(ones, ones, x, np.empty_like(x))

@@ -599,6 +599,9 @@ def install(package) -> None:
         sys.modules[f"{package.__name__}.{name}"].spectrogram = spectrogram_columns.spectrogram
 
     util.get_percussive_audio = percussive_ratio(util)
+    from backends.extractors.timbral.rms_envelope import rms_envelope
+
+    util.calculate_rms_enveope = rms_envelope(util)
     hardness = sys.modules[f"{package.__name__}.Timbral_Hardness"]
     hardness.librosa = types.SimpleNamespace(**{**vars(hardness.librosa), "onset": onsets})
     util.get_bandwidth_array = _blockwise_bandwidth_array(util.get_bandwidth_array)

@@ -343,3 +343,16 @@ def test_rolloff_and_rollon_are_the_packages_loops_at_near_ties():
         else:
             counter = 0
         assert rollon[i] == counter, i
+
+
+@pytest.mark.parametrize("name", sorted(MATERIAL))
+def test_rms_envelope_is_the_packages(package, name):
+    from backends.extractors.timbral import rms_envelope
+
+    original = _unwrapped(package.timbral_util.calculate_rms_enveope)
+    fast = rms_envelope.rms_envelope(package.timbral_util)
+    x = MATERIAL[name]
+    for step, overlap, normalise in ((1024, 512, False), (256, 256, True), (1000, 333, True)):
+        for signal_ in (x, x[:step], x[:step + 1], x[:7]):  # a window exactly, one over, shorter
+            assert np.array_equal(fast(signal_.copy(), step, overlap, normalise),
+                                  original(signal_.copy(), step, overlap, normalise)), (step, overlap)
