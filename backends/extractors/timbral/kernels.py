@@ -263,6 +263,55 @@ def peak_candidates(arr, mx, cthr, out):
     return count
 
 
+@numba.njit(cache=True, nogil=True)
+def frame_peak_candidates(array, unprocessed, cthr, appended, kept):
+    """``roughness_blocks.peaks``' first half for one frame: ``array`` framed by -2 into
+    ``appended``, the local maxima at or above ``cthr`` (NumPy's ``diff`` tests), then the notch
+    walk (:func:`peak_candidates`) into ``kept``. Returns how many were kept; -2 where a value is
+    not finite and -3 where there is no local maximum (the caller's other branches); 0 or -1 where
+    the package's own code must run."""
+    n = array.shape[0]
+    for i in range(n):
+        if not (np.isfinite(array[i]) and np.isfinite(unprocessed[i])):
+            return -2
+    appended[0] = -2.0
+    appended[n + 1] = -2.0
+    appended[1:n + 1] = array
+    mx = np.empty(n, dtype=np.int64)
+    found = 0
+    for i in range(n):
+        if array[i] >= cthr and appended[i + 1] - appended[i] > 0 and appended[i + 2] - appended[i + 1] <= 0:
+            mx[found] = i + 1
+            found += 1
+    if found == 0:
+        return -3
+    return peak_candidates(appended, mx[:found], cthr, kept)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def interpolate_peaks(unprocessed, freq, peaks, value, position):
+    """``roughness_blocks.peaks``' parabolic interpolation of each kept peak (an index into the
+    framed arrays) on the unprocessed spectrum, NumPy's expressions element by element; False
+    where an interpolation is not finite (the package then skips a position: its own path)."""
+    n = unprocessed.shape[0]
+    for k in range(peaks.shape[0]):
+        m = peaks[k]
+        if 1 < m < n:  # the framed arrays' 1 < m < len - 2: both neighbours are real bins
+            y0, ym, yp = unprocessed[m - 1], unprocessed[m - 2], unprocessed[m]
+            p = (yp - ym) / (2 * (2 * y0 - yp - ym))
+            if not np.isfinite(p):
+                return False
+            value[k] = y0 - (0.25 * (ym - yp) * p)
+            if p >= 0:
+                position[k] = ((1 - p) * freq[m - 1]) + (p * freq[m])
+            else:
+                position[k] = ((1 + p) * freq[m - 1]) - (p * freq[m - 2])
+        else:  # a peak on the framing itself (m = 0 or n + 1) or on the first or last bin
+            value[k] = -2.0 if m == 0 or m == n + 1 else unprocessed[m - 1]
+            position[k] = -1.0 if m == 0 or m == n + 1 else freq[m - 1]
+    return True
+
+
 def warm() -> None:
     """Compile (or load from the cache) every signature the speed-ups call."""
     x = np.abs(np.sin(np.arange(64, dtype=np.float64)))
@@ -286,3 +335,6 @@ def warm() -> None:
     arr = np.concatenate(([-2.0], x, [-2.0]))
     mx = np.flatnonzero((arr[1:-1] >= 0.01) & (np.diff(arr)[:-1] > 0) & (np.diff(arr)[1:] <= 0)) + 1
     peak_candidates(arr, mx.astype(np.int64), 0.01, np.empty(len(mx), dtype=np.int64))
+    kept = np.empty(len(x), dtype=np.int64)
+    frame_peak_candidates(x, x, 0.01, np.empty(len(x) + 2), kept)
+    interpolate_peaks(x, x, kept[:2] % len(x), np.empty(2), np.empty(2))
