@@ -121,9 +121,11 @@ def _package_peaks(util, array, unprocessed, freq, cthr):
 def _vassilakis(module, frame_freq, frame_level):
     """One frame's roughness, the package's expression for it."""
     if len(frame_freq) > 1:
-        f2 = np.kron(np.ones([len(frame_freq), 1]), frame_freq)
+        # np.kron(np.ones([n, 1]), v) is v in every row (1.0 * x is x): the same C-ordered
+        # array from np.tile, without kron's own reshaping and concatenation per frame.
+        f2 = np.tile(np.asarray(frame_freq, dtype=np.float64), (len(frame_freq), 1))
         f1 = f2.T
-        v2 = np.kron(np.ones([len(frame_level), 1]), frame_level)
+        v2 = np.tile(np.asarray(frame_level, dtype=np.float64), (len(frame_level), 1))
         v1 = v2.T
         x = v1 * v2
         y = (2 * v2) / (v1 + v2)
