@@ -86,6 +86,7 @@ class Timbral(Extractor):
                 # The same array each time: the shared read hands each function its own copy of
                 # the normalised samples (timbral_speedups).
                 features[name] = float(self._call(function, audio, rate, path))
+                self._speedups.function_done()
             del audio
         # Reverb reads each channel as it is (no mono sum, no normalisation): float64 like the
         # package's own soundfile.read, 1-D for mono as always_2d=False gives; made only now,

@@ -356,3 +356,32 @@ def test_rms_envelope_is_the_packages(package, name):
         for signal_ in (x, x[:step], x[:step + 1], x[:7]):  # a window exactly, one over, shorter
             assert np.array_equal(fast(signal_.copy(), step, overlap, normalise),
                                   original(signal_.copy(), step, overlap, normalise)), (step, overlap)
+
+
+def test_window_digests_are_made_once_per_window_and_forgotten_between_functions(package, monkeypatch):
+    """Three callers look up the same windows' loudness: each window is hashed once while its
+    array lives, the windows cannot be written (the digests stay theirs), and the loudness is
+    the package's."""
+    from backends.extractors.timbral import speedups
+
+    speedups.install(package)
+    util = package.timbral_util
+    original = _unwrapped(util.specific_loudness)
+    hashed = []
+    real = speedups._digest
+    monkeypatch.setattr(speedups, "_digest", lambda x: hashed.append(1) or real(x))
+    x = MATERIAL["bursts"]
+    with speedups.track_cache():
+        windows = util.window_audio(x)
+        assert not windows.flags.writeable
+        got = [util.specific_loudness(row, Pref=100.0, fs=RATE, Mod=0) for row in windows]
+        again = [util.specific_loudness(row, Pref=100.0, fs=RATE, Mod=0) for row in windows]
+        assert len(hashed) == len(windows)  # the batch's digests, reused by both passes
+        speedups.function_done()
+        assert not speedups._window_digests
+        util.specific_loudness(windows[0], Pref=100.0, fs=RATE, Mod=0)
+        assert len(hashed) == len(windows) + 1  # a forgotten array's rows are hashed again
+    for row, (entire, single), (entire2, single2) in zip(windows, got, again):
+        e_entire, e_single = original(row.copy(), 100.0, RATE, 0)
+        assert entire == entire2 == e_entire and np.array_equal(single, e_single)
+        assert np.array_equal(single2, e_single)
