@@ -160,6 +160,7 @@ class FlamingoGGUF(Extractor):
         return Result(features)
 
     def _per_prompt(self, track, tool, s, wav, duration):
+        from backends.flamingo.decode_rate import decode_record, llama_spans
         from backends.flamingo.llama_cli import context_size, mtmd_cli_command, run_mtmd_cli
 
         prompts = s["prompts"]
@@ -177,11 +178,14 @@ class FlamingoGGUF(Extractor):
         totals = _sum(per_question, ("audio_slices", "prompt_tokens", "generated_tokens"))
         return answers, {"model_loads": len(prompts.prompts), "audio_encodes": len(prompts.prompts),
                          "prompt_tokens_evaluated": totals["prompt_tokens"],
-                         "generated_tokens": totals["generated_tokens"], "questions": per_question}
+                         "generated_tokens": totals["generated_tokens"],
+                         "decode": decode_record(llama_spans(per_question.values()), together=False, batch_size=1),
+                         "questions": per_question}
 
     def _served(self, track, tool, s, wav, duration, size_for):
         """``size_for``: seconds the server's context is sized for, the run's longest track when the
         engine could tell (``Track.run``), so a longer track later in the run needs no restart."""
+        from backends.flamingo.decode_rate import decode_record, llama_spans
         from backends.flamingo.llama_cli import TOKENS_PER_WINDOW, audio_windows, context_size
         from backends.flamingo.llama_server import LlamaServer
 
@@ -238,7 +242,10 @@ class FlamingoGGUF(Extractor):
                          "prompt_tokens_evaluated": totals["prompt_tokens"]
                          + (batching["warmup"]["prompt_tokens"] if parallel else 0),
                          "prompt_tokens_cached": totals["cached_tokens"],
-                         "generated_tokens": totals["generated_tokens"], "questions": per_question}
+                         "generated_tokens": totals["generated_tokens"],
+                         "decode": decode_record(llama_spans(per_question.values()), together=parallel,
+                                                 batch_size=srv.parallel if parallel else 1),
+                         "questions": per_question}
 
 
 def _parallel(value, questions: int) -> int:
