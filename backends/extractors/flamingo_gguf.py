@@ -18,7 +18,7 @@ any [sampling] key of the prompts file (``temperature``, ``top_k``, ``top_p``, `
 ``repeat_penalty``, ``repeat_last_n``, ``seed``), ``gpu_layers``, ``threads``, ``ctx_size`` (tokens per
 slot, at least), ``parallel`` (served mode: llama-server slots, 1 to 5; default 5: the five questions
 decoded at once, each slot holding its own copy of the audio prefix; 1: one after another),
-``flash_attn`` (auto, on, off; default off with parallel slots, see ``PARALLEL_FLASH_ATTN``).
+``flash_attn`` (auto, on, off; default off in every mode, see ``PARALLEL_FLASH_ATTN``).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ SPEC = BackendSpec(
     device="gpu",
     vram_gb=10.0,
     option_defaults={"quant": "Q8_0", "mode": "served"},
-    # parallel and flash_attn: the same text in one slot or five (flash attention off, PARALLEL_FLASH_ATTN).
+    # parallel: the same text in one slot or five (flash attention off in both, PARALLEL_FLASH_ATTN).
     runtime_options=("gpu_layers", "threads", "ctx_size", "parallel", "flash_attn"),
     timeout_s=3600,
     # llama-server's context is sized once for the run's longest track (a restart reloads the model).
@@ -53,11 +53,18 @@ QUANTS = {
 MMPROJ = ("music_flamingo_mmproj", "music-flamingo-hf.mmproj-f16.gguf")
 MODES = ("served", "per_prompt")
 FLASH_ATTN = ("auto", "on", "off")
-# Parallel slots decode the questions in one batch. With llama.cpp's flash attention the batch's
-# logits differ from one question's alone by ~1e-3 (measured on the CPU build; without it they are
-# the same), enough to flip a greedy near-tie; so parallel slots default to flash attention off,
-# which keeps every answer identical to the one-slot path. ``flash_attn = "auto"`` trades that for speed.
+# The same attention kernels in every mode, so parallel slots, one slot and llama-mtmd-cli write the
+# same text. With flash attention off, five slots decoded as one batch give one slot's log-probabilities
+# (within 1e-6, CPU build); with it on they differ by up to 3e-2 and flip greedy choices. Flash attention
+# on against off also differs (~1e-3, enough to flip a near-tie), so the one-slot and per-question paths
+# run with it off too: before, they ran llama.cpp's default (auto: on) and matched the parallel slots
+# only where no near-tie fell within 1e-3 (docs/performance.md). ``flash_attn = "auto"`` trades that for speed.
 PARALLEL_FLASH_ATTN = "off"
+
+
+def flash_attn_of(settings: dict) -> str:
+    """The flash attention setting llama.cpp runs with: the option's, else the same for every mode."""
+    return settings["flash_attn"] or PARALLEL_FLASH_ATTN
 
 
 def ran_on(variant: str | None, gpu_layers: int) -> str:
@@ -160,6 +167,7 @@ class FlamingoGGUF(Extractor):
         return Result(features)
 
     def _per_prompt(self, track, tool, s, wav, duration):
+        from backends.flamingo.decode_rate import decode_record, llama_spans
         from backends.flamingo.llama_cli import context_size, mtmd_cli_command, run_mtmd_cli
 
         prompts = s["prompts"]
@@ -170,25 +178,30 @@ class FlamingoGGUF(Extractor):
             ctx = max(s["ctx_min"], context_size(duration, prompt.max_tokens))
             cmd = mtmd_cli_command(tool, model=s["model"], mmproj=s["mmproj"], audio=wav, prompt=prompt.text,
                                    sampling=sampling, ctx_size=ctx, gpu_layers=s["gpu_layers"],
-                                   threads=s["threads"], system=prompts.system)
+                                   threads=s["threads"], system=prompts.system,
+                                   flash_attn=flash_attn_of(s))
             text, log, _ = run_mtmd_cli(cmd, audio_label=track.mix.path)
             answers[prompt.name] = text
             per_question[prompt.name] = log.provenance()
         totals = _sum(per_question, ("audio_slices", "prompt_tokens", "generated_tokens"))
         return answers, {"model_loads": len(prompts.prompts), "audio_encodes": len(prompts.prompts),
+                         "flash_attn": flash_attn_of(s),
                          "prompt_tokens_evaluated": totals["prompt_tokens"],
-                         "generated_tokens": totals["generated_tokens"], "questions": per_question}
+                         "generated_tokens": totals["generated_tokens"],
+                         "decode": decode_record(llama_spans(per_question.values()), together=False, batch_size=1),
+                         "questions": per_question}
 
     def _served(self, track, tool, s, wav, duration, size_for):
         """``size_for``: seconds the server's context is sized for, the run's longest track when the
         engine could tell (``Track.run``), so a longer track later in the run needs no restart."""
+        from backends.flamingo.decode_rate import decode_record, llama_spans
         from backends.flamingo.llama_cli import TOKENS_PER_WINDOW, audio_windows, context_size
         from backends.flamingo.llama_server import LlamaServer
 
         prompts = s["prompts"]
         longest = max(p.max_tokens for p in prompts.prompts)
         need = max(s["ctx_min"], context_size(duration, longest))
-        flash = s["flash_attn"] or (PARALLEL_FLASH_ATTN if s["parallel"] > 1 else None)
+        flash = flash_attn_of(s)
         key = (str(s["model"]), str(s["mmproj"]), s["gpu_layers"], s["threads"], s["parallel"], flash)
         srv = self.server
         if srv is not None and (not srv.alive() or srv.ctx_size < need or srv.key != key):
@@ -238,7 +251,10 @@ class FlamingoGGUF(Extractor):
                          "prompt_tokens_evaluated": totals["prompt_tokens"]
                          + (batching["warmup"]["prompt_tokens"] if parallel else 0),
                          "prompt_tokens_cached": totals["cached_tokens"],
-                         "generated_tokens": totals["generated_tokens"], "questions": per_question}
+                         "generated_tokens": totals["generated_tokens"],
+                         "decode": decode_record(llama_spans(per_question.values()), together=parallel,
+                                                 batch_size=srv.parallel if parallel else 1),
+                         "questions": per_question}
 
 
 def _parallel(value, questions: int) -> int:

@@ -83,6 +83,7 @@ class FlamingoHF(Extractor):
         return self.loaded
 
     def process(self, track: Track) -> Result:
+        from backends.flamingo.decode_rate import decode_record, transformers_spans
         from backends.flamingo.hf import OutOfMemoryInModel, TrackSession
         from backends.flamingo.prompts import KEY_PREFIX, SAMPLING_KEYS, load_prompts, normalise_text, prompts_path
         from backends.process_memory import peak_rss_bytes
@@ -157,6 +158,8 @@ class FlamingoHF(Extractor):
             "prompt_tokens_evaluated": sum(q["prompt_tokens_evaluated"] for q in questions.values()),
             "prompt_tokens_cached": sum(q["prompt_tokens_cached"] for q in questions.values()),
             "generated_tokens": sum(q["generated_tokens"] for q in questions.values()),
+            "decode": decode_record(transformers_spans(questions.values()), together=batched,
+                                    batch_size=len(prompts.prompts) if batched else 1),
             "peak_gpu_bytes": _peak(loaded.device),
             "peak_rss_bytes": peak_rss_bytes(),
             "questions": questions,
