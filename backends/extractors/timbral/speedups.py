@@ -409,7 +409,7 @@ class _CachedDesigns:
         return getattr(self._signal, name)
 
 
-BANDWIDTH_BLOCK_FRAMES = 4096  # hardness: 2049 bins x 4096 frames x 8 bytes = 67 MB per block
+BANDWIDTH_BLOCK_FRAMES = 1024  # hardness: 2049 bins x 1024 frames x 8 bytes = 17 MB per block
 # Relative margin below the rollon threshold where the exact per-frame search starts: far larger
 # than the rounding of a sum of <= 2049 non-negative float64 terms (about 2049 * 1.1e-16).
 _ROLLON_MARGIN = 1e-9
