@@ -59,7 +59,8 @@ class Timbral(Extractor):
         try:
             return self._features(track)
         finally:
-            heap_reuse.give_back()
+            # What the track freed stays for the next one, up to the memory planned per worker.
+            heap_reuse.give_back(above_bytes=int(SPEC.worker_memory_gb * 2**30))
 
     def _features(self, track: Track) -> Result:
         import numpy as np
