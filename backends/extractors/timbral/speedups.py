@@ -50,6 +50,14 @@ package on the file path):
   hardness): inside the package's modules those names resolve to versions that use NumPy's
   reduction for 1-D numeric arrays, with the builtin as fallback (and for NaN, where the two differ).
 
+* ``calculate_rms_enveope``: blocks of windows as rows (backends/extractors/timbral/rms_envelope.py).
+* hardness's bandwidth frames: the rolloff and the rollon start in one compiled scan
+  (:func:`rolloff_and_rollon`), the package's pairwise-sum loop only at near ties.
+
+Beside these the worker keeps freed memory in its heap (backends/heap_reuse.py): the package's
+whole-track temporaries otherwise cost a page fault per page, every time.
+docs/performance.md ("Real music") has what each change saved.
+
 :func:`install` applies them; call it after ``timbral_compat.load()``.
 """
 from __future__ import annotations
