@@ -17,7 +17,11 @@ question writes exactly ``--tokens`` tokens (the end token is ignored), temperat
 of a track includes featurising and encoding the audio and the prefix; the model load and one
 untimed warm-up track per back end are excluded.
 The table prints five-batched / one (the issue's target: <= 1.5) and whether the batched texts
-equal the sequential ones.
+equal the sequential ones. llama.cpp runs with the module's flash attention setting (off, in every
+mode: the same text in one slot or five); one question at llama.cpp's default (auto) is timed too,
+what "one" cost before the module made the setting the same everywhere. Then, per llama-server
+request, its own ``timings`` (prompt tokens evaluated and cached, prompt and generation ms) beside
+the client's wall clock per phase (warm-up, slot copy, the questions), and the load average.
 
 ``--tracks N`` (N > 1) measures batching across tracks instead: N tracks (different clips of the
 same length) with their five questions each, one track after another (each track's five questions
@@ -150,24 +154,37 @@ def bench_gguf(model: Path, mmproj: Path, pcm, tokens: int, threads: int) -> dic
     greedy = Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=tokens)
     ctx = context_size(len(pcm) / 16000, tokens)
     out = {}
-    servers = {1: LlamaServer(tool_path("llama-server"), model=model, mmproj=mmproj, ctx_size=ctx, gpu_layers=0,
-                              threads=threads, parallel=1),
-               5: LlamaServer(tool_path("llama-server"), model=model, mmproj=mmproj, ctx_size=ctx, gpu_layers=0,
-                              threads=threads, parallel=5, flash_attn="off")}
+    from backends.extractors.flamingo_gguf import PARALLEL_FLASH_ATTN
+
+    def server(parallel: int, flash: str | None) -> LlamaServer:
+        return LlamaServer(tool_path("llama-server"), model=model, mmproj=mmproj, ctx_size=ctx, gpu_layers=0,
+                           threads=threads, parallel=parallel, flash_attn=flash)
+
+    # The module's flash attention choice for one slot and for five (the same: the same text), and
+    # one slot at llama.cpp's own default (auto: on here), what one question cost before that choice.
+    servers = {1: server(1, PARALLEL_FLASH_ATTN), 5: server(5, PARALLEL_FLASH_ATTN), "auto": server(1, None)}
+    for srv in servers.values():
+        srv.ask = timed(srv.ask, srv)
     try:
         for srv in servers.values():  # untimed: first-call allocations and page-ins of each server
             srv.ask_all([(q, Sampling(temperature=0.0, top_p=1.0, seed=0, max_tokens=2)) for q in QUESTIONS],
                         audio_wav=wav, audio_label="warm-up")
         for way, srv, questions in (("one", servers[1], QUESTIONS[:1]), ("five sequential", servers[1], QUESTIONS),
-                                    ("five batched", servers[5], QUESTIONS)):
+                                    ("five batched", servers[5], QUESTIONS),
+                                    ("one, FA auto", servers["auto"], QUESTIONS[:1])):
             # A fresh clip per way (one sample changed): nothing of it is in the server's cache yet.
             clip = bytearray(wav)
             clip[-4:] = bytes([len(out) + 1, 0, 0, 0])  # (the warm-up used the unchanged clip)
+            srv.walls = []
             began = time.perf_counter()
-            answers, _ = srv.ask_all([(q, greedy) for q in questions], audio_wav=bytes(clip), audio_label="bench",
-                                     ignore_eos=True)
+            answers, batching = srv.ask_all([(q, greedy) for q in questions], audio_wav=bytes(clip),
+                                            audio_label="bench", ignore_eos=True)
             out[way] = {"seconds": time.perf_counter() - began, "texts": [a.text for a in answers],
-                        "tokens": sum(a.generated_tokens for a in answers)}
+                        "tokens": sum(a.generated_tokens for a in answers),
+                        "timings": [{"prompt_n": a.prompt_tokens, "cache_n": a.cached_tokens,
+                                     "prompt_ms": a.prompt_ms, "predicted_n": a.generated_tokens,
+                                     "predicted_ms": a.generate_ms} for a in answers],
+                        "batching": batching, "walls": srv.walls}
     finally:
         for srv in servers.values():
             srv.close()
@@ -269,6 +286,16 @@ def bench_gguf_tracks(model: Path, mmproj: Path, pcms: list, tokens: int, thread
     finally:
         for srv in servers.values():
             srv.close()
+def timed(ask, srv):
+    """``srv.ask`` that also notes each request's (start, end) on the client's clock in ``srv.walls``."""
+    def ask_timed(**kwargs):
+        began = time.perf_counter()
+        try:
+            return ask(**kwargs)
+        finally:
+            srv.walls.append((kwargs.get("sampling").max_tokens, began, time.perf_counter()))
+    srv.walls = []
+    return ask_timed
 
 
 def main(argv=None) -> int:
@@ -308,8 +335,15 @@ def main(argv=None) -> int:
         same = r["five batched"]["texts"] == r["five sequential"]["texts"]
         print(f"{name:<20} {one:>7.2f} {series:>16.2f} {batched:>14.2f} {series / one:>10.2f} "
               f"{batched / one:>11.2f} {str(same):>21}")
+    if "llama.cpp (Q8_0)" in results:
+        r = results["llama.cpp (Q8_0)"]
+        auto = r["one, FA auto"]["seconds"]
+        print(f"llama.cpp one question at llama.cpp's default flash attention (auto): {auto:.2f} s; five batched / "
+              f"that: {r['five batched']['seconds'] / auto:.2f}; its text = the module's one-question text: "
+              f"{r['one, FA auto']['texts'] == r['one']['texts']}")
+        print_llama_breakdown(r)
+    print(f"load average (1, 5, 15 min) at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
-
 
 
 def tracks_table(args, folder: Path, params: int, pcm) -> int:
@@ -337,6 +371,34 @@ def tracks_table(args, folder: Path, params: int, pcm) -> int:
               f"{cpu_series:>12.1f} {cpu_call:>10.1f} {cpu_call / cpu_series:>15.2f} {str(same):>9}")
         print(f"{'':<20} CPU seconds of every run: {cpu_runs}")
     return 0
+def print_llama_breakdown(r: dict) -> None:
+    """Where llama.cpp's time goes, from llama-server's own ``timings`` per request (prompt_n: prompt
+    tokens evaluated, cache_n: taken from the slot's cache, prompt_ms: their evaluation with the
+    audio encode, predicted_ms: the generated tokens) and the client's wall clock per phase."""
+    print("\nllama.cpp per request (server timings; ms):")
+    print(f"{'way':<16} {'request':<9} {'prompt_n':>8} {'cache_n':>7} {'prompt_ms':>9} {'predicted_n':>11} "
+          f"{'predicted_ms':>12} {'tok/s':>6}")
+    for way in ("one", "five sequential", "five batched", "one, FA auto"):
+        entry = r[way]
+        batching = entry.get("batching") or {}
+        walls = entry["walls"]
+        if batching:
+            warm = batching["warmup"]
+            _, w0, w1 = walls[0]  # the warm-up is the first request, alone
+            print(f"{way[:16]:<16} {'warm-up':<9} {warm['prompt_tokens']:>8} {warm['cached_tokens']:>7} "
+                  f"{warm['prompt_eval_ms']:>9.0f} {1:>11} {'':>12} {'':>6}   wall {(w1 - w0) * 1000:.0f}")
+            print(f"{way[:16]:<16} {'slot copy':<9} {'':>8} {'':>7} {'':>9} {'':>11} {'':>12} {'':>6}   wall "
+                  f"{batching['slot_copy_ms']:.0f} ({batching['slot_file_bytes'] / 1e6:.1f} MB slot file)")
+            walls = walls[1:]
+        for i, t in enumerate(entry["timings"]):
+            rate = t["predicted_n"] / (t["predicted_ms"] / 1000) if t["predicted_ms"] else 0.0
+            print(f"{way[:16]:<16} {'q' + str(i + 1):<9} {t['prompt_n']:>8} {t['cache_n']:>7} {t['prompt_ms']:>9.0f} "
+                  f"{t['predicted_n']:>11} {t['predicted_ms']:>12.0f} {rate:>6.1f}")
+        if batching:  # from the first question sent to the last answered
+            span = max(end for _, _, end in walls) - min(start for _, start, _ in walls)
+            print(f"{way[:16]:<16} {'questions':<9} {'':>8} {'':>7} {'':>9} {'':>11} {'':>12} {'':>6}   wall "
+                  f"{span * 1000:.0f}")
+        print(f"{way[:16]:<16} {'total':<9} wall {entry['seconds'] * 1000:.0f}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ alone, in its own process, on the same synthesised track.
 
     python -m benchmarks.timbral_profile [--seconds 120] [--mode package|mirdeck]... [--only NAME]...
     python -m benchmarks.timbral_profile --module [--seconds 450]
-    python -m benchmarks.timbral_profile --music [--seconds S] [--module]
+    python -m benchmarks.timbral_profile --music [--seconds S] [--module [--cprofile N]]
 
 ``--music`` profiles a real track instead of the synthesised one: the first track of the
 benchmark soundtrack (benchmarks/soundtrack.py, fetched on first use), whole or its first S s.
@@ -136,12 +136,28 @@ def measure_module(request: dict) -> dict:
     watcher.stage = "(decoded track)"
     base = _rss_mb()
     watcher.start()
+    top = int(os.environ.get("MIRDECK_TIMBRAL_CPROFILE", "0"))
+    profiler = None
+    if top:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     began, began_cpu = time.perf_counter(), time.process_time()
     features = extractor.process(track).features
     cpu, wall = time.process_time() - began_cpu, time.perf_counter() - began
     watcher.stop()
-    return {"cpu_s": cpu, "wall_s": wall, "base_mb": base, "peak_mb": _own_peak_mb(),
-            "stages": watcher.stages, "features": features}
+    result = {"cpu_s": cpu, "wall_s": wall, "base_mb": base, "peak_mb": _own_peak_mb(),
+              "stages": watcher.stages, "features": features}
+    if profiler is not None:
+        import io
+        import pstats
+
+        profiler.disable()
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+        result["profile"] = text.getvalue()
+    return result
 
 
 def material(folder: Path, seconds: float | None, music: bool) -> tuple[Path, float, str]:
@@ -163,11 +179,12 @@ def material(folder: Path, seconds: float | None, music: bool) -> tuple[Path, fl
     return track, info.duration, f"{track.name} ({soundtrack.PACKAGE}), {info.samplerate} Hz stereo"
 
 
-def module_main(seconds: float | None, music: bool = False) -> int:
+def module_main(seconds: float | None, music: bool = False, cprofile: int = 0) -> int:
     from benchmarks.rhythm_timbral import decode_once
 
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, **SINGLE_THREADED, "PYTHONPATH": str(root)}
+    env = {**os.environ, **SINGLE_THREADED, "PYTHONPATH": str(root),
+           "MIRDECK_TIMBRAL_CPROFILE": str(cprofile)}
     with tempfile.TemporaryDirectory(prefix="mirdeck-timbral-") as tmp:
         (Path(tmp) / "dataset").mkdir()
         track, seconds, what = material(Path(tmp) / "dataset", seconds, music)
@@ -187,6 +204,9 @@ def module_main(seconds: float | None, music: bool = False) -> int:
     for stage, (peak, where) in result["stages"].items():
         print(f"{stage:15s} {peak:8.0f}  {where}")
     print("\n" + json.dumps(result["features"]))
+    if result.get("profile"):
+        print("\ncProfile of the module's process (its own overhead inflates the times), by own time:")
+        print(result["profile"])
     return 0
 
 
@@ -217,6 +237,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", choices=NAMES, action="append")
     parser.add_argument("--module", action="store_true",
                         help="the backend's process, all eight functions in one worker")
+    parser.add_argument("--cprofile", type=int, default=0, metavar="N",
+                        help="with --module: also the N functions with the most own time (cProfile)")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--module-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -224,7 +246,7 @@ def main(argv=None) -> int:
         sys.stdout.write(json.dumps(measure_module(json.loads(sys.stdin.read())), default=float) + "\n")
         return 0
     if args.module:
-        return module_main(args.seconds, args.music)
+        return module_main(args.seconds, args.music, args.cprofile)
     if args.worker:
         name, mode, path = args.worker
         sys.stdout.write(json.dumps(measure(name, mode, path)) + "\n")

@@ -122,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print every event as one JSON object per line (the run so far first, then live)")
     p.add_argument("--verbose", "-v", action="store_true", help="headless: a line per finished track")
 
+    p = sub.add_parser("stop", help="stop a run in progress from any terminal: what the workers are "
+                                    "computing finishes, nothing new starts; says what was left")
+    p.add_argument("dataset", type=Path, nargs="?", default=None,
+                   help="the run's dataset (default: the only run in progress)")
+    p.add_argument("--now", action="store_true",
+                   help="stop at once: workers killed, their tracks left for the next run")
+    p.add_argument("--no-wait", action="store_true", help="ask for the stop and return at once")
+
     p = sub.add_parser("status", help="list the runs in progress: dataset, progress, ETA (no dashboard)")
     p.add_argument("dataset", type=Path, nargs="?", default=None)
     p.add_argument("--json", action="store_true", help="one JSON object per run")
@@ -396,6 +404,44 @@ def cmd_attach(args) -> int:
                                 f"Start one with: mirdeck run {where} --detach, then reload this page.")
         raise
     return _attach_record(record, args)
+
+
+def cmd_stop(args) -> int:
+    import asyncio
+
+    from tui.run import runlog
+    from tui.service.client import RemoteRun, ServiceLost, ServiceUnreachable, control
+
+    record = _find_run(args.dataset)
+    try:
+        answer = control(record, "stop_now" if args.now else "stop")
+    except (ServiceUnreachable, ServiceLost, OSError, TimeoutError) as exc:
+        return _fail(f"{record.dataset}: {exc}")
+    if answer.get("type") != "ok":
+        return _fail(f"{record.dataset}: the run refused the stop ({answer.get('message', answer)})")
+    if answer.get("message") == "the run is over":
+        print(f"mirdeck: the run on {record.dataset} is already over")
+        return 0
+    how = "now (workers killed)" if args.now else "after what the workers are computing"
+    print(f"mirdeck: stopping the run on {record.dataset} {how}", flush=True)
+    if args.no_wait:
+        return 0
+    remote = RemoteRun(record)
+    try:
+        asyncio.run(remote.run())
+    except (ServiceUnreachable, ServiceLost):
+        pass  # it ended between the stop and this connection
+    finished = remote.finished
+    if finished is None:
+        print(f"mirdeck: the run on {record.dataset} has ended (its log: {record.log_dir})")
+        return 0
+    if not finished.stopped:
+        print(f"mirdeck: the run on {record.dataset} finished before the stop took effect")
+        return 0
+    left = len(finished.left)
+    where = f", listed in {Path(record.log_dir) / runlog.LEFT_FILE}" if left else ""
+    print(f"mirdeck: stopped after {finished.wall_seconds:.0f} s; {left} track(s) not processed{where}")
+    return 0
 
 
 def cmd_status(args) -> int:
@@ -760,7 +806,7 @@ def cmd_report(args) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "demo": cmd_demo, "dashboard": cmd_dashboard, "scan": cmd_scan,
     "organize": cmd_organize, "profiles": cmd_profiles, "modules": cmd_modules, "ab": cmd_ab,
-    "models": cmd_models, "attach": cmd_attach, "status": cmd_status, "serve": cmd_serve,
+    "models": cmd_models, "attach": cmd_attach, "stop": cmd_stop, "status": cmd_status, "serve": cmd_serve,
     "export": cmd_export, "report": cmd_report,
 }
 

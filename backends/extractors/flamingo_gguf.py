@@ -18,7 +18,7 @@ any [sampling] key of the prompts file (``temperature``, ``top_k``, ``top_p``, `
 ``repeat_penalty``, ``repeat_last_n``, ``seed``), ``gpu_layers``, ``threads``, ``ctx_size`` (tokens per
 slot, at least), ``parallel`` (served mode: llama-server slots, 1 to 5; default 5: the five questions
 decoded at once, each slot holding its own copy of the audio prefix; 1: one after another),
-``flash_attn`` (auto, on, off; default off with parallel slots, see ``PARALLEL_FLASH_ATTN``),
+``flash_attn`` (auto, on, off; default off in every mode, see ``PARALLEL_FLASH_ATTN``),
 ``tracks_per_call`` (served mode: tracks in flight on the server at once, each in its own group of
 ``parallel`` slots with its audio encoded once; default 4 on a GPU, capped by the profile's VRAM
 budget, and 1 on a CPU-only profile; the same text as one track at a time).
@@ -39,8 +39,8 @@ SPEC = BackendSpec(
     device="gpu",
     vram_gb=10.0,
     option_defaults={"quant": "Q8_0", "mode": "served"},
-    # parallel, tracks_per_call and flash_attn: the same text in one slot or many (flash attention
-    # off, PARALLEL_FLASH_ATTN).
+    # parallel and tracks_per_call: the same text in one slot or many (flash attention off in every
+    # mode, PARALLEL_FLASH_ATTN).
     runtime_options=("gpu_layers", "threads", "ctx_size", "parallel", "flash_attn", "tracks_per_call"),
     # Several tracks in flight on one server, each in its own five slots (GPU default; capped by the
     # VRAM budget). A further track holds five copies of its audio prefix's KV cache: Qwen2.5-7B's
@@ -62,11 +62,18 @@ QUANTS = {
 MMPROJ = ("music_flamingo_mmproj", "music-flamingo-hf.mmproj-f16.gguf")
 MODES = ("served", "per_prompt")
 FLASH_ATTN = ("auto", "on", "off")
-# Parallel slots decode the questions in one batch. With llama.cpp's flash attention the batch's
-# logits differ from one question's alone by ~1e-3 (measured on the CPU build; without it they are
-# the same), enough to flip a greedy near-tie; so parallel slots default to flash attention off,
-# which keeps every answer identical to the one-slot path. ``flash_attn = "auto"`` trades that for speed.
+# The same attention kernels in every mode, so parallel slots, one slot and llama-mtmd-cli write the
+# same text. With flash attention off, five slots decoded as one batch give one slot's log-probabilities
+# (within 1e-6, CPU build); with it on they differ by up to 3e-2 and flip greedy choices. Flash attention
+# on against off also differs (~1e-3, enough to flip a near-tie), so the one-slot and per-question paths
+# run with it off too: before, they ran llama.cpp's default (auto: on) and matched the parallel slots
+# only where no near-tie fell within 1e-3 (docs/performance.md). ``flash_attn = "auto"`` trades that for speed.
 PARALLEL_FLASH_ATTN = "off"
+
+
+def flash_attn_of(settings: dict) -> str:
+    """The flash attention setting llama.cpp runs with: the option's, else the same for every mode."""
+    return settings["flash_attn"] or PARALLEL_FLASH_ATTN
 
 
 def ran_on(variant: str | None, gpu_layers: int) -> str:
@@ -214,6 +221,7 @@ class FlamingoGGUF(Extractor):
                         if empty else {})})
 
     def _per_prompt(self, track, tool, s, wav, duration):
+        from backends.flamingo.decode_rate import decode_record, llama_spans
         from backends.flamingo.llama_cli import context_size, mtmd_cli_command, run_mtmd_cli
 
         prompts = s["prompts"]
@@ -224,14 +232,18 @@ class FlamingoGGUF(Extractor):
             ctx = max(s["ctx_min"], context_size(duration, prompt.max_tokens))
             cmd = mtmd_cli_command(tool, model=s["model"], mmproj=s["mmproj"], audio=wav, prompt=prompt.text,
                                    sampling=sampling, ctx_size=ctx, gpu_layers=s["gpu_layers"],
-                                   threads=s["threads"], system=prompts.system)
+                                   threads=s["threads"], system=prompts.system,
+                                   flash_attn=flash_attn_of(s))
             text, log, _ = run_mtmd_cli(cmd, audio_label=track.mix.path)
             answers[prompt.name] = text
             per_question[prompt.name] = log.provenance()
         totals = _sum(per_question, ("audio_slices", "prompt_tokens", "generated_tokens"))
         return answers, {"model_loads": len(prompts.prompts), "audio_encodes": len(prompts.prompts),
+                         "flash_attn": flash_attn_of(s),
                          "prompt_tokens_evaluated": totals["prompt_tokens"],
-                         "generated_tokens": totals["generated_tokens"], "questions": per_question}
+                         "generated_tokens": totals["generated_tokens"],
+                         "decode": decode_record(llama_spans(per_question.values()), together=False, batch_size=1),
+                         "questions": per_question}
 
     def _server_for(self, tracks: list, tool, s: dict, need: int, size_for: float, longest: int):
         """The running server when it fits these tracks, else a new one. Its slots: one group per
@@ -241,7 +253,7 @@ class FlamingoGGUF(Extractor):
 
         groups = max(len(tracks), int(tracks[0].run.get("tracks_per_call") or 1))
         slots = s["parallel"] * groups
-        flash = s["flash_attn"] or (PARALLEL_FLASH_ATTN if slots > 1 else None)
+        flash = flash_attn_of(s)
         key = (str(s["model"]), str(s["mmproj"]), s["gpu_layers"], s["threads"], s["parallel"], flash)
         srv = self.server
         if srv is not None and (not srv.alive() or srv.ctx_size < need or srv.key != key
@@ -264,6 +276,7 @@ class FlamingoGGUF(Extractor):
 
         The server's context is sized for the run's longest track when the engine could tell
         (``Track.run["longest_mix_seconds"]``), so a longer track later in the run needs no restart."""
+        from backends.flamingo.decode_rate import decode_record, llama_spans
         from backends.flamingo.llama_cli import TOKENS_PER_WINDOW, audio_windows, context_size
 
         prompts = s["prompts"]
@@ -318,7 +331,13 @@ class FlamingoGGUF(Extractor):
                 "prompt_tokens_evaluated": totals["prompt_tokens"]
                 + (batching["warmup"]["prompt_tokens"] if parallel else 0),
                 "prompt_tokens_cached": totals["cached_tokens"],
-                "generated_tokens": totals["generated_tokens"], "questions": per_question}))
+                "generated_tokens": totals["generated_tokens"],
+                # This track's own tokens over its own span; the server decoded the questions of
+                # every track in flight together (batch_size: all their slots).
+                "decode": {**decode_record(llama_spans(per_question.values()), together=parallel,
+                                           batch_size=s["parallel"] * len(clips) if parallel else len(clips)),
+                           **({"tracks_in_batch": len(clips)} if len(clips) > 1 else {})},
+                "questions": per_question}))
         return out
 
 

@@ -211,6 +211,7 @@ class FlamingoHF(Extractor):
     def _answered(self, loaded, prompts, reuse: bool, batched: bool, session, answers: dict, questions: dict,
                   counts: dict, tracks_in_batch: int = 1) -> tuple[dict, dict]:
         """One track's keys and provenance."""
+        from backends.flamingo.decode_rate import decode_record, transformers_spans
         from backends.flamingo.prompts import KEY_PREFIX, normalise_text
         from backends.process_memory import peak_rss_bytes
 
@@ -241,6 +242,10 @@ class FlamingoHF(Extractor):
             "prompt_tokens_evaluated": sum(q["prompt_tokens_evaluated"] for q in questions.values()),
             "prompt_tokens_cached": sum(q["prompt_tokens_cached"] for q in questions.values()),
             "generated_tokens": sum(q["generated_tokens"] for q in questions.values()),
+            # This track's own tokens over its own span (rows: every track's questions in the batch).
+            "decode": {**decode_record(transformers_spans(questions.values()), together=batched,
+                                       batch_size=len(prompts.prompts) * tracks_in_batch if batched else 1),
+                       **({"tracks_in_batch": tracks_in_batch} if tracks_in_batch > 1 else {})},
             # With several tracks in one batch: the batch's peak, shared by its tracks.
             "peak_gpu_bytes": _peak(loaded.device),
             "peak_rss_bytes": peak_rss_bytes(),

@@ -159,7 +159,8 @@ def sampler_json(sampling: Sampling) -> dict:
 
 
 def mtmd_cli_command(tool: Path, *, model: Path, mmproj: Path, audio: Path, prompt: str, sampling: Sampling,
-                     ctx_size: int, gpu_layers: int, threads: int | None, system: str = "") -> list[str]:
+                     ctx_size: int, gpu_layers: int, threads: int | None, system: str = "",
+                     flash_attn: str | None = None) -> list[str]:
     cmd = [str(tool), "-m", str(model), "--mmproj", str(mmproj), "--audio", str(audio), "-p", prompt,
            "-n", str(sampling.max_tokens), "-c", str(ctx_size), "--gpu-layers", str(gpu_layers),
            *sampler_flags(sampling), "--log-prefix", "--no-log-timestamps", "--perf", "-lv", "4", "--no-warmup"]
@@ -167,6 +168,8 @@ def mtmd_cli_command(tool: Path, *, model: Path, mmproj: Path, audio: Path, prom
         cmd += ["-sys", system]
     if threads:
         cmd += ["-t", str(threads)]
+    if flash_attn:
+        cmd += ["-fa", flash_attn]
     return cmd
 
 

@@ -100,3 +100,20 @@ async def test_setup_screen_at_160_columns_shows_the_overwrite_switch_and_q_quit
         await pilot.pause(0.3)
     assert app.return_code == 0
     assert "quit" in {b.description for b in setup.BINDINGS if b.key == "q"}
+
+
+@sync
+async def test_in_flight_durations_of_minutes_are_shown_whole():
+    """A track in flight for 1 m 14 s, 12 m 05 s: the whole time in its column, at 80 and 120."""
+    view = scripted_view()
+    for name, ago in (("Long Track A", 74), ("Long Track B", 725)):
+        view(ev.TrackStarted(track=name, modules=["rhythm"], time=NOW - ago))
+        view(ev.ModuleStarted(track=name, module="rhythm", worker_pid=1, time=NOW - ago + 1))
+    for size in ((80, 30), (120, 40)):
+        app = MirdeckApp(view=view, clock=lambda: NOW, probe_interval=0)
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause(0.3)
+            lines = screen_lines(app.screen.query_one("#in-flight"))
+            shown = {name: line for line in lines for name in ("Long Track A", "Long Track B") if name in line}
+            assert shown["Long Track A"].rstrip(" │╯╮").endswith("1 m 14 s"), (size, shown)
+            assert shown["Long Track B"].rstrip(" │╯╮").endswith("12 m 05 s"), (size, shown)

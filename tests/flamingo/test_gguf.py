@@ -311,3 +311,60 @@ def test_provenance_device_says_where_the_layers_ran():
     assert ran_on("cpu", 99) == "cpu"  # a CPU build ignores --n-gpu-layers
     assert ran_on("rocm", 99) == "rocm" and ran_on("cuda", 20) == "cuda"
     assert ran_on("cuda", 0) == "cpu" and ran_on(None, 99) == "cpu"
+
+
+def _logprobs(srv, wav: bytes, question: str, tokens: int, slot: int | None = None) -> list[tuple[str, float]]:
+    """The greedy answer's tokens with their log-probabilities, from llama-server itself."""
+    import json
+    import urllib.request
+
+    from backends.flamingo.llama_cli import Sampling, sampler_json
+    from backends.flamingo.llama_server import chat_messages
+
+    body = {"messages": chat_messages(wav, question), "max_tokens": tokens,
+            **sampler_json(Sampling(0.0, 1.0, 1, tokens)), "cache_prompt": True, "stream": False,
+            "logprobs": True, "top_logprobs": 1, "ignore_eos": True, **({"id_slot": slot} if slot is not None else {})}
+    request = urllib.request.Request(srv._url("/v1/chat/completions"), data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=300) as resp:
+        return [(c["token"], c["logprob"]) for c in json.loads(resp.read())["choices"][0]["logprobs"]["content"]]
+
+
+def test_one_slot_and_parallel_slots_give_the_same_log_probabilities(tmp_path, standins, small_prompts):
+    """Not only the same greedy text on these tracks: the same numbers, so no near-tie can flip.
+
+    The module's settings for one slot and for five (the attention kernels included: flash attention
+    on against off moves log-probabilities by ~1e-3, more than the gap between the stand-in's top two
+    tokens at some steps) give one question's log-probabilities to within float rounding, whether the
+    question is decoded alone or in a batch of five."""
+    import io
+
+    from backends.extractors.flamingo_gguf import FlamingoGGUF, flash_attn_of
+    from backends.flamingo.llama_cli import context_size, tool_path
+    from backends.flamingo.llama_server import LlamaServer
+
+    model, mmproj = standins["random"]
+    settings = {p: FlamingoGGUF()._settings({"model_file": str(model), "mmproj_file": str(mmproj),
+                                             "prompts_file": str(small_prompts), "parallel": p}) for p in (1, 5)}
+    buf = io.BytesIO()
+    soundfile.write(buf, sine(330.0, 4.0, rate=16000, channels=1), 16000, format="WAV", subtype="FLOAT")
+    wav = buf.getvalue()
+    questions = [p.text for p in settings[5]["prompts"].prompts]
+    answers = {}
+    for parallel, s in settings.items():
+        srv = LlamaServer(tool_path("llama-server"), model=model, mmproj=mmproj, ctx_size=context_size(4.0, 24),
+                          gpu_layers=0, parallel=parallel, flash_attn=flash_attn_of(s))
+        try:
+            if parallel == 1:
+                answers[1] = [_logprobs(srv, wav, q, 24) for q in questions]
+            else:  # all five at once, each in its own slot: decoded as one batch
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(5) as pool:
+                    answers[5] = list(pool.map(lambda iq: _logprobs(srv, wav, iq[1], 24, slot=iq[0]),
+                                               enumerate(questions)))
+        finally:
+            srv.close()
+    for alone, batched in zip(answers[1], answers[5]):
+        assert [t for t, _ in alone] == [t for t, _ in batched]
+        assert max(abs(a - b) for (_, a), (_, b) in zip(alone, batched)) < 1e-4

@@ -92,6 +92,29 @@ def test_the_report_says_what_the_info_files_say(analysed, tmp_path):
         assert (out.parent / unquote(link)).exists(), link
 
 
+def test_coverage_counts_supplied_stems_as_there_and_stem_readers_without_stems_as_na(dataset, tmp_path):
+    """Stems a folder supplies (nobody separated them: no provenance) count as there, as the
+    engine counts them; harmonic reads bass or other stems: n/a where a track has neither."""
+    import shutil
+
+    from tui.run.dataset import scan
+
+    groove = next(p for p in dataset.iterdir() if p.name.startswith("Demo Band - Groove"))
+    full = next(groove.glob("full_mix.*"))
+    for stem in ("vocals", "drums", "bass", "other"):
+        shutil.copy(full, groove / f"{stem}{full.suffix}")
+    tiny = dataset / "Tiny - Blip"
+    shutil.copy(next(tiny.glob("full_mix.*")), tiny / f"bass{full.suffix}")  # one stem: not all four
+    folders = scan(dataset).tracks
+    assert {"vocals", "drums", "bass", "other"} <= set(next(t for t in folders if t.folder == groove).stems)
+    stats = write_report(dataset, tmp_path / "report.html")
+    assert stats.coverage["stems"].done == 1 and stats.coverage["stems"].not_run == stats.tracks - 1
+    readers = sum(1 for t in folders if {"bass", "other"} & set(t.stems))
+    assert readers == 2
+    assert stats.coverage["harmonic"].not_applicable == stats.tracks - readers
+    assert stats.coverage["harmonic"].not_run == readers
+
+
 def test_the_command_writes_the_page(analysed, tmp_path):
     out = tmp_path / "r.html"
     done = subprocess.run([sys.executable, "-m", "tui.cli", "report", str(analysed), "--out", str(out)],

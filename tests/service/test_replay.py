@@ -67,3 +67,22 @@ def test_status_numbers_follow_the_events():
     assert (progress.units_done, progress.units_total, progress.failed, progress.tracks_total) == (2, 5, 1, 3)
     assert progress.eta_seconds(now=110.0) == 15.0  # 3 units left at 5 s each
     assert progress.eta_seconds(now=110.0, paused=True) is None
+
+
+def test_status_shows_each_text_generating_module_s_tokens_and_rates():
+    from tui.service.status import format_rows
+
+    progress = RunProgress()
+    progress(ev.RunStarted(dataset="d", profile="cpu", modules=["flamingo_gguf", "a"], tracks=2,
+                           planned={"flamingo_gguf": 2, "a": 2}, skipped={}, log_dir="l", time=100.0))
+    for tokens, seconds in ((600, 15.0), (650, 13.0)):  # 40 then 50 tokens/s
+        progress(ev.ModuleFinished(track="t", module="flamingo_gguf", audio_seconds=1, wall_seconds=20,
+                                   realtime_factor=1, keys=6, generated_tokens=tokens, decode_seconds=seconds))
+    progress(ev.ModuleFinished(track="t", module="a", audio_seconds=1, wall_seconds=1, realtime_factor=1, keys=1))
+    state = progress.to_dict()
+    assert state["decode"] == {"flamingo_gguf": {"generated_tokens": 1250, "seconds": 28.0,
+                                                 "last_tokens_per_s": 50.0, "mean_tokens_per_s": 44.64}}
+    row = {"dataset": "d", "pid": 1, "detached": True, "log_dir": "l", **state}
+    lines = format_rows([row]).splitlines()
+    assert lines[2] == "  flamingo_gguf: 1,250 tokens generated, 50.0 tok/s latest track, 44.6 tok/s run mean"
+    assert len(lines) == 3  # "a" generates no text: no line

@@ -331,3 +331,27 @@ def test_the_detach_key_hands_a_terminal_run_to_a_service_that_finishes_it(tmp_p
     assert sum(e["event"] == "module_finished" for e in events) == 10 - here
     for folder in sorted(p for p in dataset.iterdir() if p.is_dir() and not p.name.startswith(".")):
         assert read_info(folder / f"{folder.name}.INFO")["dash_slow_ok"] == 1
+
+
+def test_stop_from_another_terminal_finishes_what_is_running_and_says_what_is_left(tmp_path, env):
+    dataset = tracks(tmp_path / "ds", 14)
+    service = start_detached(dataset, env, steps=20, step_seconds=0.15)
+    record = record_of(dataset)
+    try:
+        wait_until(lambda: done_count(dataset) >= 1, 60, "a finished track")
+        out = subprocess.run(mirdeck("stop", str(dataset)), env=env, capture_output=True, text=True,
+                             timeout=120)
+        wait_until(lambda: not alive(service), 30, "the service to exit")
+    finally:
+        kill_if_alive(service)
+    assert out.returncode == 0, out.stderr
+    assert f"stopping the run on {dataset}" in out.stdout
+    done = sorted(p.parent.name for p in dataset.glob("*/*.INFO"))
+    left_file = Path(record.log_dir) / "not-processed.txt"
+    left = [line for line in left_file.read_text().splitlines() if line.strip()]
+    assert 0 < len(done) < 14 and len(left) == 14 - len(done)
+    assert f"{14 - len(done)} track(s) not processed, listed in {left_file}" in out.stdout
+    assert not any(name in line for name in done for line in left)
+    again = subprocess.run(mirdeck("stop", str(dataset)), env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert again.returncode == 2 and f"no run in progress on {dataset}" in again.stderr

@@ -32,12 +32,27 @@ class ModuleRow(ModuleStats):
     pids: set[int] = field(default_factory=set)
     peak_vram: int | None = None
     """Bytes: the most GPU memory this module's workers held at once (None: never seen on a GPU)."""
+    vram: int | None = None
+    """Bytes: what this module's workers (and the processes they started: llama-server) hold on the
+    GPU at the latest reading; None when none of them holds any."""
+    generated_tokens: int = 0
+    decode_seconds: float = 0.0
+    """Text generation (the Flamingo back ends): tokens generated in this run and the seconds their
+    decoding took, summed over the finished tracks."""
+    last_tokens_per_s: float | None = None
+    """Decode tokens/s of the latest track that generated text."""
     last_error: str = ""
     recent_cost: float | None = None
     """Worker seconds per audio second, recent requests weighing most (the first request of a
     worker pays for warm-up: JIT compilation, caches)."""
 
     rtf = ModuleStats.realtime_factor
+
+    @property
+    def mean_tokens_per_s(self) -> float | None:
+        """Decode tokens/s over the whole run: every track's tokens over every track's decode
+        seconds (so a long answer weighs more than a short one, as it costs more)."""
+        return self.generated_tokens / self.decode_seconds if self.decode_seconds > 0 else None
 
     @property
     def finished(self) -> int:
@@ -252,6 +267,10 @@ class RunView:
             row.wall_seconds += e.wall_seconds
             row.cpu_seconds += e.cpu_seconds
             row.last_rtf = e.realtime_factor or None
+            if e.generated_tokens:
+                row.generated_tokens += e.generated_tokens
+                row.decode_seconds += e.decode_seconds
+                row.last_tokens_per_s = e.generated_tokens / e.decode_seconds if e.decode_seconds > 0 else None
             if e.audio_seconds > 0 and e.wall_seconds > 0:
                 cost = e.wall_seconds / e.audio_seconds
                 row.recent_cost = cost if row.recent_cost is None else 0.7 * row.recent_cost + 0.3 * cost
@@ -403,6 +422,10 @@ class RunView:
             return [entry]
         return same[max(0, index - before): index + after + 1]
 
+    def text_generators(self) -> list[ModuleRow]:
+        """The modules that reported generated tokens in this run (the Flamingo back ends)."""
+        return [row for row in self.modules.values() if row.generated_tokens]
+
     def worker_pids(self) -> list[int]:
         pids = [p for row in self.modules.values() for p in row.pids]
         return sorted(pids + list(self.decode.pids))
@@ -418,6 +441,9 @@ class RunView:
             held = sum(snapshot.processes[p].vram for p in row.pids if p in snapshot.processes)
             if any(p in snapshot.processes for p in row.pids):
                 row.peak_vram = max(row.peak_vram or 0, held)
+                row.vram = held
+            else:
+                row.vram = None
         self.version += 1
 
     def note_host(self, reading: HostReading) -> None:

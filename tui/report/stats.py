@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from tui.export.features import TrackRecord, read_dataset
+from tui.run.plan import applicable
 
 DISTRIBUTIONS = {  # key: (title, unit)
     "duration_seconds": ("duration", "s"),
@@ -92,11 +93,15 @@ class DatasetStats:
         for name, spec in (specs or {}).items():
             cov = self.coverage.setdefault(name, Coverage())
             status = record.module_status(name)
+            # A stem provider is done where the track has every stem it writes, whoever wrote them
+            # (supplied stems leave no provenance): the engine's own rule.
+            if spec.provides and all(stem in record.track.stems for stem in spec.provides):
+                status = "done"
             if status == "done":
                 cov.done += 1
             elif status == "failed":
                 cov.failed += 1
-            elif not _applicable(spec, record):
+            elif not applicable(spec, record.track):
                 cov.not_applicable += 1
             else:
                 cov.not_run += 1
@@ -133,11 +138,6 @@ class DatasetStats:
             self.on_row(row)
         if self.keep_rows:
             self.rows.append(row)
-
-
-def _applicable(spec, record: TrackRecord) -> bool:
-    files = record.track.files()
-    return all(need.source in files for need in spec.audio if need.required)
 
 
 def collect(records: Iterable[TrackRecord], root: Path, specs=None, *, keep_rows: bool = True,

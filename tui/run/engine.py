@@ -928,11 +928,13 @@ class Engine:
                 stats.cpu_seconds += result.cpu_seconds
                 rtf = prov.get("realtime_factor")
                 stats.last_rtf = rtf
+                tokens, decode_s = decode_counts(prov)
                 self.emit(ev.ModuleFinished(track=track_id, module=name,
                                             audio_seconds=result.audio_seconds,
                                             wall_seconds=result.wall_seconds,
                                             realtime_factor=rtf or 0.0, keys=len(result.features),
-                                            cpu_seconds=round(result.cpu_seconds, 4)))
+                                            cpu_seconds=round(result.cpu_seconds, 4),
+                                            generated_tokens=tokens, decode_seconds=decode_s))
                 return result
         stats.failed += 1
         prov = {"version": spec.version, "status": "error", "profile": self.profile.name,
@@ -947,6 +949,19 @@ class Engine:
         self.emit(ev.ModuleFailed(track=track_id, module=name, kind=result.kind, message=result.message,
                                   attempt=2 if result.kind in (CRASH, TIMEOUT) else 1))
         return result
+
+
+def decode_counts(provenance: dict[str, Any]) -> tuple[int, float]:
+    """(tokens generated, seconds decoding) of a text-generating module's result: its provenance's
+    ``decode`` record (backends/flamingo/decode_rate.py); (0, 0.0) for a module without one or with
+    a malformed one (a bad record costs the dashboard a figure, never the result)."""
+    decode = provenance.get("decode")
+    if not isinstance(decode, dict):
+        return 0, 0.0
+    try:
+        return max(0, int(decode.get("generated_tokens") or 0)), max(0.0, float(decode.get("seconds") or 0.0))
+    except (TypeError, ValueError):
+        return 0, 0.0
 
 
 def _result_outcome(reply: dict[str, Any]) -> Outcome:

@@ -83,6 +83,10 @@ class ModuleFinished(Event):
     realtime_factor: float
     keys: int
     cpu_seconds: float = 0.0
+    # Text generation (the Flamingo back ends): tokens the track's answers hold and the seconds their
+    # decoding took, as the module recorded them in its provenance's ``decode``; 0 for other modules.
+    generated_tokens: int = 0
+    decode_seconds: float = 0.0
 
 
 @dataclass

@@ -73,6 +73,9 @@ class RunProgress:
     tracks_done: int = 0
     failed: int = 0
     modules: list[str] = field(default_factory=list)
+    decode: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    """Text-generating modules (the Flamingo back ends): module -> tokens generated, decode seconds,
+    and the latest track's tokens/s, as the dashboard's text-generation panel shows them."""
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
@@ -82,6 +85,12 @@ class RunProgress:
             self.modules = list(event.modules)
         elif isinstance(event, ev.ModuleFinished):
             self.units_done += 1
+            if event.generated_tokens:
+                d = self.decode.setdefault(event.module, {"generated_tokens": 0, "seconds": 0.0})
+                d["generated_tokens"] = (d["generated_tokens"] or 0) + event.generated_tokens
+                d["seconds"] = (d["seconds"] or 0.0) + event.decode_seconds
+                d["last_tokens_per_s"] = (round(event.generated_tokens / event.decode_seconds, 2)
+                                          if event.decode_seconds > 0 else None)
         elif isinstance(event, ev.ModuleFailed) and not (event.kind in ("crash", "timeout") and event.attempt == 1):
             self.units_done += 1
             self.failed += 1
@@ -103,4 +112,12 @@ class RunProgress:
         return {"dataset": self.dataset, "profile": self.profile, "started_at": self.started_at,
                 "finished_at": self.finished_at, "units_total": self.units_total, "units_done": self.units_done,
                 "tracks_total": self.tracks_total, "tracks_done": self.tracks_done, "failed": self.failed,
-                "modules": self.modules, "eta_seconds": None if eta is None else round(eta, 1)}
+                "modules": self.modules, "eta_seconds": None if eta is None else round(eta, 1),
+                "decode": {m: self._decode_state(d) for m, d in self.decode.items()}}
+
+    @staticmethod
+    def _decode_state(d: dict[str, float | None]) -> dict[str, float | None]:
+        tokens, seconds = d["generated_tokens"] or 0, d["seconds"] or 0.0
+        return {"generated_tokens": tokens, "seconds": round(seconds, 4),
+                "last_tokens_per_s": d.get("last_tokens_per_s"),
+                "mean_tokens_per_s": round(tokens / seconds, 2) if seconds > 0 else None}

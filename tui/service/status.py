@@ -37,6 +37,17 @@ def progress_text(row: dict[str, Any]) -> str:
     return text
 
 
+def rate(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def decode_lines(row: dict[str, Any]) -> list[str]:
+    """One line per text-generating module of the run (the Flamingo back ends)."""
+    return [f"  {module}: {d['generated_tokens']:,} tokens generated, {rate(d.get('last_tokens_per_s'))} tok/s "
+            f"latest track, {rate(d.get('mean_tokens_per_s'))} tok/s run mean"
+            for module, d in (row.get("decode") or {}).items()]
+
+
 def format_rows(rows: list[dict[str, Any]]) -> str:
     table = [("DATASET", "PID", "STATE", "PROGRESS", "ETA", "CLIENTS", "RUN LOG")]
     for row in rows:
@@ -44,4 +55,8 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
         table.append((row["dataset"], f"{row['pid']}{kind}", state_word(row), progress_text(row),
                       duration(row.get("eta_seconds")), str(row.get("clients", "–")), row["log_dir"]))
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table)
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(table[0], widths)).rstrip()]
+    for row, cells in zip(rows, table[1:]):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(cells, widths)).rstrip())
+        lines += decode_lines(row)
+    return "\n".join(lines)

@@ -47,9 +47,22 @@ class Timbral(Extractor):
         from backends.extractors.timbral import kernels as timbral_kernels
 
         timbral_kernels.warm()
+        _warm_librosa_jit()
         self._speedups = timbral_speedups
+        from backends import heap_reuse
+
+        heap_reuse.keep_freed_memory()
 
     def process(self, track: Track) -> Result:
+        from backends import heap_reuse
+
+        try:
+            return self._features(track)
+        finally:
+            # What the track freed stays for the next one, up to the memory planned per worker.
+            heap_reuse.give_back(above_bytes=int(SPEC.worker_memory_gb * 2**30))
+
+    def _features(self, track: Track) -> Result:
         import numpy as np
 
         from backends.protocol import BadInput
@@ -74,6 +87,7 @@ class Timbral(Extractor):
                 # The same array each time: the shared read hands each function its own copy of
                 # the normalised samples (timbral_speedups).
                 features[name] = float(self._call(function, audio, rate, path))
+                self._speedups.function_done()
             del audio
         # Reverb reads each channel as it is (no mono sum, no normalisation): float64 like the
         # package's own soundfile.read, 1-D for mono as always_2d=False gives; made only now,
@@ -100,6 +114,17 @@ class Timbral(Extractor):
             return function(audio, fs=rate, **kwargs)
         except ValueError as exc:  # the package's way of refusing input (silence, empty)
             raise BadInput(f"{path}: {function.__name__} cannot analyse it ({exc})") from exc
+
+
+def _warm_librosa_jit() -> None:
+    """librosa's own numba functions (onset peak picking) load from their cache on first use:
+    half a CPU second in a worker's first track otherwise, here before the worker's hello."""
+    import librosa
+    import numpy as np
+
+    pulses = np.zeros(22050)
+    pulses[::2205] = 1.0
+    librosa.onset.onset_detect(y=pulses, sr=22050)
 
 
 def create() -> Timbral:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 N_FFT, HOP, MEDIAN_HALF = 2048, 512, 15
-SEGMENT_FRAMES = 2048  # about 24 s of output per segment at 44.1 kHz
+SEGMENT_FRAMES = 1536  # 18 s at 44.1 kHz; its complex spectra stay under malloc's 32 MiB reuse limit
 
 
 def percussive_ratio(util):

@@ -11,9 +11,10 @@ column sees the same samples, window and FFT length as in the package.
 
 Peak picking (``timbral_util.detect_peaks``) walks the local maxima of each frame with Python's
 ``min`` and ``max`` on tiny slices, millions of calls per track: :func:`peaks` finds the same
-candidates with the same NumPy comparisons, runs that walk compiled (``kernels.peak_candidates``)
-and then the package's sort and parabolic interpolation, vectorised (element by element, the
-same IEEE operations). Frames where the package would raise, or meet a NaN, go to the package's
+candidates with the same comparisons and runs that walk compiled
+(``kernels.frame_peak_candidates``), sorts them with NumPy's own ``argsort`` (the order of equal
+peaks is NumPy's), then interpolates each one compiled (``kernels.interpolate_peaks``: element by
+element, the same IEEE operations). Frames where the package would raise, or meet a NaN, go to the package's
 own function. tests/extractors/timbral/ compares the outputs.
 """
 from __future__ import annotations
@@ -87,39 +88,27 @@ def roughness(package):
 def peaks(util, array, unprocessed, freq, cthr):
     """``detect_peaks(array, freq=freq, cthr=cthr, unprocessed_array=unprocessed)``'s peak
     values and positions (what roughness uses of it), for 1-D float64 frames."""
-    from backends.extractors.timbral.kernels import peak_candidates
+    from backends.extractors.timbral.kernels import frame_peak_candidates, interpolate_peaks
 
-    array = array.flatten()
+    array = np.asarray(array).ravel()
     unprocessed = np.asarray(unprocessed)
-    if not (len(array) >= 4 and array.dtype == np.float64 and unprocessed.dtype == np.float64 and unprocessed.ndim == 1
-            and len(unprocessed) == len(array) and np.ndim(freq) == 1 and len(freq) == len(array)
-            and np.isfinite(array).all() and np.isfinite(unprocessed).all()):
+    freq = np.asarray(freq)
+    if not (len(array) >= 4 and array.dtype == np.float64 and unprocessed.dtype == np.float64
+            and unprocessed.ndim == 1 and len(unprocessed) == len(array) and freq.ndim == 1
+            and freq.dtype == np.float64 and len(freq) == len(array)):
         return _package_peaks(util, array, unprocessed, freq, cthr)
-    appended = np.insert(array, [0, len(array)], -2.0)
-    diff = np.diff(appended)
-    mx = np.flatnonzero((array >= cthr) & (diff[0:-1] > 0) & (diff[1:] <= 0)) + 1
-    if not mx.size:
+    appended = np.empty(len(array) + 2)
+    kept = np.empty(len(array), dtype=np.int64)
+    count = frame_peak_candidates(array, unprocessed, float(cthr), appended, kept)
+    if count == -3:  # no local maximum at or above the threshold
         return [], []
-    kept = np.empty(len(mx), dtype=np.int64)
-    count = peak_candidates(appended, mx.astype(np.int64), float(cthr), kept)
-    if count <= 0:  # the package raises here (an empty slice, or no peak to index with)
+    if count <= 0:  # a NaN or infinity, or the package raises here (an empty slice)
         return _package_peaks(util, array, unprocessed, freq, cthr)
     finalmx = kept[:count]
     finalmx = finalmx[np.argsort(appended[finalmx])[::-1]]  # the package's descending sort
-    un = np.insert(unprocessed, [0, len(unprocessed)], -2.0)
-    f = np.insert(freq, [0, len(freq)], -1.0)
-    inner = (1 < finalmx) & (finalmx < len(un) - 2)
-    c = np.where(inner, finalmx, 2)  # any valid index where the package takes no neighbours
-    y0, ym, yp = un[c], un[c - 1], un[c + 1]
-    with np.errstate(all="ignore"):
-        p = (yp - ym) / (2 * (2 * y0 - yp - ym))
-        value = y0 - (0.25 * (ym - yp) * p)
-        position = np.where(p >= 0, ((1 - p) * f[c]) + (p * f[c + 1]),
-                            ((1 + p) * f[c]) - (p * f[c - 1]))
-    if not np.isfinite(p[inner]).all():  # the package then skips a position: its own path
+    value, position = np.empty(count), np.empty(count)
+    if not interpolate_peaks(unprocessed, freq, finalmx, value, position):
         return _package_peaks(util, array, unprocessed, freq, cthr)
-    value = np.where(inner, value, un[finalmx])
-    position = np.where(inner, position, f[finalmx])
     return value, position
 
 
@@ -132,9 +121,11 @@ def _package_peaks(util, array, unprocessed, freq, cthr):
 def _vassilakis(module, frame_freq, frame_level):
     """One frame's roughness, the package's expression for it."""
     if len(frame_freq) > 1:
-        f2 = np.kron(np.ones([len(frame_freq), 1]), frame_freq)
+        # np.kron(np.ones([n, 1]), v) is v in every row (1.0 * x is x): the same C-ordered
+        # array from np.tile, without kron's own reshaping and concatenation per frame.
+        f2 = np.tile(np.asarray(frame_freq, dtype=np.float64), (len(frame_freq), 1))
         f1 = f2.T
-        v2 = np.kron(np.ones([len(frame_level), 1]), frame_level)
+        v2 = np.tile(np.asarray(frame_level, dtype=np.float64), (len(frame_level), 1))
         v1 = v2.T
         x = v1 * v2
         y = (2 * v2) / (v1 + v2)

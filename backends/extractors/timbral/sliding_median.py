@@ -18,11 +18,12 @@ def median_filter_1d(x: np.ndarray, size: int, axis: int) -> np.ndarray | None:
     if (x.ndim != 2 or size % 2 == 0 or x.dtype.kind != "f" or axis not in (0, 1, -1, -2)
             or x.shape[axis] <= size // 2 or not np.isfinite(x).all()):
         return None
-    from backends.extractors.timbral.kernels import median_rows
+    from backends.extractors.timbral.kernels import median_rows, median_rows_by_column
 
     out = np.empty_like(x)
-    if axis in (1, -1):
-        median_rows(x, out, size // 2)
-    else:  # along columns: the same loop over the transposed views
-        median_rows(x.T, out.T, size // 2)
+    rows, rows_out = (x, out) if axis in (1, -1) else (x.T, out.T)  # along columns: the transposes
+    if rows.flags.f_contiguous and not rows.flags.c_contiguous and rows_out.flags.f_contiguous:
+        median_rows_by_column(rows, rows_out, size // 2)  # each row's values lie a column apart
+    else:
+        median_rows(rows, rows_out, size // 2)
     return out

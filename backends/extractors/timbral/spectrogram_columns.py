@@ -57,10 +57,15 @@ class ColumnSpectrogram:
     def _set_block(self, first: int, block: np.ndarray) -> None:
         self._first, self._block = first, block
         if first == self._summed:  # the next block in order: its frames join the running sum
-            for column in block.T:
-                if self._total is None:
-                    self._total = column.copy()
-                else:
+            skip = 0
+            if self._total is None:
+                self._total, skip = block[:, 0].copy(), 1
+            if block.dtype == np.float64 and block.ndim == 2:
+                from backends.extractors.timbral.kernels import add_columns
+
+                add_columns(self._total, block, skip)  # the loop below, compiled
+            else:
+                for column in block.T[skip:]:
                     self._total += column
             self._summed = first + block.shape[1]
 

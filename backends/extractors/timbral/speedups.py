@@ -22,11 +22,12 @@ package on the file path):
   the eight functions uses).
 * ``filter_third_octaves_downsample`` designs the same Chebyshev anti-aliasing filter at each of
   its eight decimation steps for every window: ``timbral_util`` sees a ``scipy.signal`` whose
-  ``cheby1`` remembers its designs.
+  ``cheby1`` remembers its designs, and whose ``lfilter``, like the module's own, is the
+  compiled copy of scipy's loop (backends/extractors/timbral/iir_filter.py).
 * ``file_read``: seven functions mono-sum and loudness-normalise the same array; done once per
   track, each function gets its own copy.
 * ``librosa.decompose.hpss`` (hardness): its two 31-point median filters as sliding medians
-  (backends/extractors/timbral/sliding_median.py), masks and products in blocks of frames; and
+  (backends/extractors/timbral/sliding_median.py), masks and products in one compiled pass; and
   ``get_percussive_audio``, which separates and inverts the whole track's STFT, one segment at a
   time (backends/extractors/timbral/hpss_segments.py; the ratio agrees to 1e-12 relative).
 * ``librosa.onset.onset_strength``/``onset_detect`` (hardness, depth, warmth): the mel
@@ -49,6 +50,14 @@ package on the file path):
   hardness): inside the package's modules those names resolve to versions that use NumPy's
   reduction for 1-D numeric arrays, with the builtin as fallback (and for NaN, where the two differ).
 
+* ``calculate_rms_enveope``: blocks of windows as rows (backends/extractors/timbral/rms_envelope.py).
+* hardness's bandwidth frames: the rolloff and the rollon start in one compiled scan
+  (:func:`rolloff_and_rollon`), the package's pairwise-sum loop only at near ties.
+
+Beside these the worker keeps freed memory in its heap (backends/heap_reuse.py): the package's
+whole-track temporaries otherwise cost a page fault per page, every time.
+docs/performance.md ("Real music") has what each change saved.
+
 :func:`install` applies them; call it after ``timbral_compat.load()``.
 """
 from __future__ import annotations
@@ -68,6 +77,7 @@ _onset_cache: dict = {}  # (signal digest, dtype, shape, rate) -> its onset stre
 _octave_levels: dict = {}  # (window digest, Pref, fs) -> the window's filter-bank levels
 _pending_windows: list = []  # windows cut in this track whose levels are not made yet
 _current_levels = None  # (window, arguments, levels) while specific_loudness runs on it
+_window_digests: list = []  # [windows, {row: digest}] of the function now cutting windows
 _caching = False
 
 
@@ -106,11 +116,55 @@ def _compiled_sample_and_hold():
     return sample_and_hold_envelope_calculation
 
 
+@functools.lru_cache(maxsize=1)
+def _fastest_hash() -> str:
+    """sha256 where the CPU has SHA instructions (twice blake2b's speed then), else blake2b:
+    the track caches hash every 93 ms window and, seven times, the whole track (2 CPU s on 7
+    minutes with blake2b). Keys live for one track in one process, so either will do."""
+    import time
+
+    sample = bytes(1 << 22)
+    seconds = {}
+    for name in ("blake2b", "sha256"):
+        began = time.perf_counter()
+        hashlib.new(name, sample).digest()
+        seconds[name] = time.perf_counter() - began
+    return min(seconds, key=seconds.__getitem__)
+
+
+def _window_digest(x) -> bytes:
+    """:func:`_digest` of a row of the windows :func:`_remembered_windows` cut last, made once:
+    booming, sharpness and warmth look up each window's loudness by its digest, and the batch
+    digests every window first (7,000 window hashes on two minutes, half of them repeats).
+    Those windows are read-only (no caller writes into them: timbral_models 0.4.0, read), so a
+    row's digest stays its digest while the array lives; the array is held here only until the
+    function that cut it is done (:func:`function_done`)."""
+    import numpy as np
+
+    if _window_digests and isinstance(x, np.ndarray) and x.ndim == 1:
+        windows, digests = _window_digests
+        offset = x.__array_interface__["data"][0] - windows.__array_interface__["data"][0]
+        row, rest = divmod(offset, windows.strides[0]) if windows.strides[0] > 0 else (-1, 1)
+        if (not rest and 0 <= row < len(windows) and x.shape == windows.shape[1:]
+                and x.strides == windows.strides[1:] and x.dtype == windows.dtype
+                and (x.base is windows or x.base is windows.base)):
+            digest = digests.get(row)
+            if digest is None:
+                digest = digests[row] = _digest(x)
+            return digest
+    return _digest(x)
+
+
+def function_done() -> None:
+    """Between two timbral functions of a track: forget the last one's windows."""
+    _window_digests.clear()
+
+
 def _digest(x) -> bytes:
     # A contiguous array is hashed where it lies: tobytes() would copy a whole track first
     # (162 MB on 7 minutes at 48 kHz, the module's peak in warmth).
     data = x.data if x.flags.c_contiguous else x.tobytes()
-    return hashlib.blake2b(data, digest_size=16).digest()
+    return hashlib.new(_fastest_hash(), data).digest()
 
 
 LOUDNESS_BATCH_WINDOWS = 256  # 4096-sample windows filtered together: 8 MB per copy
@@ -133,7 +187,7 @@ def _cached_specific_loudness(original, util):
     def precompute(Pref, fs):  # noqa: N803
         while _pending_windows:
             windows = _pending_windows.pop()
-            digests = [_digest(row) for row in windows]
+            digests = [_window_digest(row) for row in windows]
             todo = [i for i, d in enumerate(digests) if (d, Pref, fs) not in _octave_levels]
             if not todo:
                 continue
@@ -154,7 +208,7 @@ def _cached_specific_loudness(original, util):
         if not _caching:
             return original(x, Pref, fs, Mod)
         x = np.asarray(x)
-        digest = _digest(x)
+        digest = _window_digest(x)
         key = (digest, x.dtype.str, x.shape, Pref, fs, Mod)
         if key in _loudness_cache:
             # A caller whose windows are known already: nothing to batch, and its windows must
@@ -200,6 +254,8 @@ def _remembered_windows(original):
         windows = original(audio_samples, window_length)
         if _caching and getattr(windows, "ndim", 0) == 2:
             _pending_windows[:] = [windows]  # only the caller now at work asks for its windows
+            windows.flags.writeable = False  # its rows' digests are made once (_window_digest)
+            _window_digests[:] = [windows, {}]
         return windows
 
     return window_audio
@@ -235,9 +291,6 @@ def _shared_file_read(original):
     return file_read
 
 
-HPSS_BLOCK_FRAMES = 2048  # 1025 bins: 34 MB per complex block
-
-
 def _fast_hpss():
     """librosa's ``decompose.hpss`` for the arguments the package uses (all defaults), with its
     two median filters run as sliding medians (backends/extractors/timbral/sliding_median.py).
@@ -266,32 +319,22 @@ def _fast_hpss():
         if harm is None or perc is None:
             return librosa.decompose.hpss(S, kernel_size=kernel_size, power=power, mask=mask,
                                           margin=margin)
-        tiny = np.finfo(magnitude.dtype).tiny
-        # Masks, phase and products are element by element: made a block of frames at a time
-        # into the two results instead of as whole-track temporaries (2 GB on 7.5 minutes).
-        harmonic, percussive = np.empty_like(S), np.empty_like(S)
-        for first in range(0, S.shape[-1], HPSS_BLOCK_FRAMES):
-            cols = slice(first, first + HPSS_BLOCK_FRAMES)
-            block, mag, h, p = S[:, cols], magnitude[:, cols], harm[:, cols], perc[:, cols]
-            # magphase's phase, from the magnitude already made (its np.abs of the same block).
-            zeros_to_ones = mag == 0
-            mag_nonzero = mag + zeros_to_ones
-            phase = np.empty_like(block, dtype=librosa.util.dtype_r2c(block.dtype))
-            phase.real = block.real / mag_nonzero + zeros_to_ones
-            phase.imag = block.imag / mag_nonzero
-            # softmask(h, p) and softmask(p, h) with split_zeros share their scale max(h, p)
-            # and both ratios; a + b is b + a exactly, so each mask is librosa's.
-            z = np.maximum(h, p)
-            bad = z < tiny
-            z[bad] = 1
-            a, b = (h / z) ** power, (p / z) ** power
-            with np.errstate(invalid="ignore", divide="ignore"):
-                total = a + b
-                mask_harm = np.where(bad, 0.5, a / total)
-                mask_perc = np.where(bad, 0.5, b / total)
-            del a, b, total, z
-            harmonic[:, cols] = (mag * mask_harm) * phase
-            percussive[:, cols] = (mag * mask_perc) * phase
+        if S.dtype != np.complex128:
+            return librosa.decompose.hpss(S, kernel_size=kernel_size, power=power, mask=mask,
+                                          margin=margin)
+        from backends.extractors.timbral.kernels import soft_split
+
+        # Masks, phase and products are element by element: one compiled pass into the two
+        # results instead of NumPy's whole-size temporaries (2 GB on 7.5 minutes, and a tenth of
+        # the module's CPU time in their allocation and passes).
+        inputs = [S, magnitude, harm, perc]
+        if all(x.flags.f_contiguous for x in inputs):  # librosa's STFT is Fortran-ordered
+            harmonic, percussive = np.empty_like(S, order="F"), np.empty_like(S, order="F")
+            views = [x.T for x in inputs + [harmonic, percussive]]  # C-ordered: rows in memory order
+        else:
+            harmonic, percussive = np.empty_like(S, order="C"), np.empty_like(S, order="C")
+            views = [np.ascontiguousarray(x) for x in inputs] + [harmonic, percussive]
+        soft_split(*views[:4], np.finfo(magnitude.dtype).tiny, *views[4:])
         return harmonic, percussive
 
     return hpss
@@ -365,11 +408,16 @@ class _CachedDesigns:
             return self._signal.cheby1(*args, **kwargs)
         return b.copy(), a.copy()
 
+    def lfilter(self, b, a, x, axis=-1, zi=None):
+        from backends.extractors.timbral.iir_filter import lfilter
+
+        return lfilter(b, a, x, axis, zi, _scipy=self._signal.lfilter)
+
     def __getattr__(self, name):
         return getattr(self._signal, name)
 
 
-BANDWIDTH_BLOCK_FRAMES = 4096  # hardness: 2049 bins x 4096 frames x 8 bytes = 67 MB per block
+BANDWIDTH_BLOCK_FRAMES = 1024  # hardness: 2049 bins x 1024 frames x 8 bytes = 17 MB per block
 # Relative margin below the rollon threshold where the exact per-frame search starts: far larger
 # than the rounding of a sum of <= 2049 non-negative float64 terms (about 2049 * 1.1e-16).
 _ROLLON_MARGIN = 1e-9
@@ -430,20 +478,8 @@ def _blockwise_bandwidth_array(original):
             rows = np.ascontiguousarray(spec.T)  # one frame per row, as the package's seg
             del spec
             tpower = np.sum(rows, axis=1)
-            above = rows >= rolloff_thresh
-            has_rolloff = above.any(axis=1)
-            rolloff = rows.shape[1] - 1 - np.argmax(above[:, ::-1], axis=1)
-            del above
-            rollon_thresh = tpower * rollon_thresh_percent
-            cumulative = np.cumsum(rows, axis=1)
-            start = 1 + np.sum(cumulative < (rollon_thresh * (1 - _ROLLON_MARGIN))[:, None], axis=1)
-            del cumulative
-            rollon = np.zeros(len(rows), dtype=np.intp)
-            for i in np.flatnonzero(tpower > 0):
-                seg, thresh, counter = rows[i], rollon_thresh[i], int(start[i])
-                while np.sum(seg[:counter]) < thresh:  # the package's loop, from near its end
-                    counter += 1
-                rollon[i] = counter
+            rolloff, has_rolloff, rollon = rolloff_and_rollon(rows, tpower, rolloff_thresh,
+                                                              tpower * rollon_thresh_percent)
             low = f[np.maximum(rollon - 1, 0)]
             high = f[rolloff]
             with np.errstate(divide='ignore', invalid='ignore'):
@@ -462,6 +498,35 @@ def _blockwise_bandwidth_array(original):
         return out, t, f
 
     return get_bandwidth_array
+
+
+def rolloff_and_rollon(rows, tpower, rolloff_thresh, rollon_thresh):
+    """Per frame (a row of magnitudes, ``tpower`` its ``np.sum``): the rolloff bin (the last at or
+    above ``rolloff_thresh``), whether there is one, and the package's rollon counter: the first
+    k with ``np.sum(row[:k]) >= rollon_thresh`` (0 for a silent frame).
+
+    A compiled scan finds both the rolloff and where the running sum first gets within
+    ``_ROLLON_MARGIN`` of the rollon threshold. Where the running sum there is over the threshold
+    by more than the margin, the package's pairwise sum is too (the two differ by ~1e-13
+    relative), so its loop stops at once; elsewhere, the rare near tie, the package's loop runs
+    on from there."""
+    import numpy as np
+
+    from backends.extractors.timbral.kernels import rolloff_and_rollon_start
+
+    n = len(rows)
+    rolloff, has_rolloff = np.empty(n, np.int64), np.empty(n, np.bool_)
+    start, at_start = np.empty(n, np.int64), np.empty(n)
+    rolloff_and_rollon_start(rows, float(rolloff_thresh), rollon_thresh * (1 - _ROLLON_MARGIN),
+                             rolloff, has_rolloff, start, at_start)
+    clear = at_start >= rollon_thresh * (1 + _ROLLON_MARGIN)
+    rollon = np.where(clear & (tpower > 0), start, 0)
+    for i in np.flatnonzero((tpower > 0) & ~clear):
+        seg, thresh, counter = rows[i], rollon_thresh[i], int(start[i])
+        while np.sum(seg[:counter]) < thresh:  # the package's loop, from near its end
+            counter += 1
+        rollon[i] = counter
+    return rolloff, has_rolloff, rollon
 
 
 def boxcar_magnitudes(fs, nperseg: int, noverlap: int):
@@ -535,6 +600,7 @@ def track_cache():
         _octave_levels.clear()
         _pending_windows.clear()
         _onset_cache.clear()
+        _window_digests.clear()
 
 
 def install(package) -> None:
@@ -552,6 +618,9 @@ def install(package) -> None:
     # The module reaches scipy.signal through its name ``scipy``; only that module sees the cache.
     util.scipy = types.SimpleNamespace(signal=_CachedDesigns(util.scipy.signal),
                                        stats=util.scipy.stats)
+    from backends.extractors.timbral.iir_filter import lfilter
+
+    util.lfilter = lfilter  # filter_audio_highpass / lowpass: whole-track Butterworth sections
     util.specific_loudness = _cached_specific_loudness(util.specific_loudness, util)
     util.filter_third_octaves_downsample = _precomputed_third_octaves(
         util.filter_third_octaves_downsample)
@@ -570,6 +639,9 @@ def install(package) -> None:
         sys.modules[f"{package.__name__}.{name}"].spectrogram = spectrogram_columns.spectrogram
 
     util.get_percussive_audio = percussive_ratio(util)
+    from backends.extractors.timbral.rms_envelope import rms_envelope
+
+    util.calculate_rms_enveope = rms_envelope(util)
     hardness = sys.modules[f"{package.__name__}.Timbral_Hardness"]
     hardness.librosa = types.SimpleNamespace(**{**vars(hardness.librosa), "onset": onsets})
     util.get_bandwidth_array = _blockwise_bandwidth_array(util.get_bandwidth_array)

@@ -70,6 +70,49 @@ def test_sample_and_hold_peak_with_nan_is_the_builtins(package):
     assert np.array_equal(got, expected, equal_nan=True)
 
 
+def _package_filters(util):
+    """The (b, a) pairs the timbral functions filter with: brightness's and depth's whole-track
+    Butterworth sections, and the specific-loudness bank's 1/3-octave bands and anti-aliasing."""
+    filters = [signal.butter(2, f / (0.5 * RATE), kind) for f, kind in
+               ((20, "high"), (3000, "high"), (30, "low"), (200, "low"))]
+    ff, _, _ = util.midbands(25, 12500, RATE)
+    filters += [util.filter_design2(f, RATE, 4) for f in ff[::4]]
+    return filters + [signal.cheby1(2, 0.1, 0.4)]
+
+
+@pytest.mark.parametrize("name", sorted(MATERIAL))
+def test_compiled_lfilter_is_scipys(package, name):
+    """Every sample of a whole signal and of each 4096-sample window, for every filter the
+    package uses: scipy's own numbers (the lowest bands, designed at the full rate here, overflow
+    to NaN: in the same samples)."""
+    from backends.extractors.timbral.iir_filter import lfilter
+
+    x = MATERIAL[name]
+    windows = _unwrapped(package.timbral_util.window_audio)(x, 4096)
+    for b, a in _package_filters(package.timbral_util):
+        assert np.array_equal(lfilter(b, a, x), signal.lfilter(b, a, x), equal_nan=True)
+        assert np.array_equal(lfilter(b, a, windows), signal.lfilter(b, a, windows), equal_nan=True)
+        assert np.array_equal(lfilter(b, a, x[::3]), signal.lfilter(b, a, x[::3]), equal_nan=True)
+
+
+def test_compiled_lfilter_leaves_other_calls_to_scipy():
+    from backends.extractors.timbral.iir_filter import lfilter
+
+    x = MATERIAL["chords"][:5000]
+    b, a = signal.butter(2, 0.1)
+    zi = signal.lfilter_zi(b, a)
+    got, state = lfilter(b, a, x, zi=zi * x[0])
+    expected, e_state = signal.lfilter(b, a, x, zi=zi * x[0])
+    assert np.array_equal(got, expected) and np.array_equal(state, e_state)
+    columns = np.stack([x, x[::-1]], axis=1)
+    assert np.array_equal(lfilter(b, a, columns, axis=0), signal.lfilter(b, a, columns, axis=0))
+    assert np.array_equal(lfilter(b, a, x.astype(np.float32)), signal.lfilter(b, a, x.astype(np.float32)))
+    fir = np.array([0.25, 0.5, 0.25])
+    assert np.array_equal(lfilter(fir, [1.0], x), signal.lfilter(fir, [1.0], x))
+    unnormalised = (b * 3.0, a * 3.0)  # a[0] = 3: both divide the coefficients first
+    assert np.array_equal(lfilter(*unnormalised, x), signal.lfilter(*unnormalised, x))
+
+
 @pytest.mark.parametrize("name", ["bursts", "chords", "gapped", "low", "step"])
 def test_batched_third_octave_filter_bank_is_the_packages(package, name):
     """Every window's 28 band levels and total from the all-windows filter bank."""
@@ -268,3 +311,77 @@ def test_windows_of_a_cached_caller_are_not_kept(package):
                 util.specific_loudness(row, Pref=100.0, fs=RATE, Mod=0)
             assert all(w is windows for w in speedups._pending_windows)
         assert not speedups._pending_windows
+
+
+def test_rolloff_and_rollon_are_the_packages_loops_at_near_ties():
+    """The frame loop of ``get_bandwidth_array``: rolloff = last bin at or above its threshold,
+    rollon = first k with the pairwise ``np.sum(seg[:k])`` at or above 5 % of the frame power.
+    Thresholds placed one unit in the last place around running and pairwise sums make the
+    compiled scan's shortcut and the package's loop disagree wherever the shortcut is wrong."""
+    from backends.extractors.timbral.speedups import rolloff_and_rollon
+
+    rng = np.random.default_rng(5)
+    rows = np.abs(rng.standard_normal((60, 2049))) * np.exp(-np.arange(2049) / 300)
+    rows[3] = 0.0  # a silent frame
+    rows[4, 40:] = 0.0  # nothing above the rolloff threshold past bin 39
+    rows[5] = 1.0  # integer sums: exact ties
+    tpower = np.sum(rows, axis=1)
+    thresholds = tpower * 0.05
+    for i in range(6, 60):  # ties at a running sum and at a pairwise sum, and a unit either side
+        k = int(rng.integers(20, 400))
+        base = np.cumsum(rows[i])[k] if i % 2 else np.sum(rows[i, :k + 1])
+        thresholds[i] = [np.nextafter(base, 0), base, np.nextafter(base, np.inf)][i % 3]
+    rolloff_thresh = 0.05
+    rolloff, has_rolloff, rollon = rolloff_and_rollon(rows, tpower, rolloff_thresh, thresholds)
+    for i, seg in enumerate(rows):
+        above = np.flatnonzero(seg >= rolloff_thresh)
+        assert has_rolloff[i] == bool(len(above)) and rolloff[i] == (above[-1] if len(above) else 2048)
+        if tpower[i] > 0:
+            counter = 1
+            while np.sum(seg[:counter]) < thresholds[i]:
+                counter += 1
+        else:
+            counter = 0
+        assert rollon[i] == counter, i
+
+
+@pytest.mark.parametrize("name", sorted(MATERIAL))
+def test_rms_envelope_is_the_packages(package, name):
+    from backends.extractors.timbral import rms_envelope
+
+    original = _unwrapped(package.timbral_util.calculate_rms_enveope)
+    fast = rms_envelope.rms_envelope(package.timbral_util)
+    x = MATERIAL[name]
+    for step, overlap, normalise in ((1024, 512, False), (256, 256, True), (1000, 333, True)):
+        for signal_ in (x, x[:step], x[:step + 1], x[:7]):  # a window exactly, one over, shorter
+            assert np.array_equal(fast(signal_.copy(), step, overlap, normalise),
+                                  original(signal_.copy(), step, overlap, normalise)), (step, overlap)
+
+
+def test_window_digests_are_made_once_per_window_and_forgotten_between_functions(package, monkeypatch):
+    """Three callers look up the same windows' loudness: each window is hashed once while its
+    array lives, the windows cannot be written (the digests stay theirs), and the loudness is
+    the package's."""
+    from backends.extractors.timbral import speedups
+
+    speedups.install(package)
+    util = package.timbral_util
+    original = _unwrapped(util.specific_loudness)
+    hashed = []
+    real = speedups._digest
+    monkeypatch.setattr(speedups, "_digest", lambda x: hashed.append(1) or real(x))
+    x = MATERIAL["bursts"]
+    with speedups.track_cache():
+        windows = util.window_audio(x)
+        assert not windows.flags.writeable
+        got = [util.specific_loudness(row, Pref=100.0, fs=RATE, Mod=0) for row in windows]
+        again = [util.specific_loudness(row, Pref=100.0, fs=RATE, Mod=0) for row in windows]
+        assert len(hashed) == len(windows)  # the batch's digests, reused by both passes
+        speedups.function_done()
+        assert not speedups._window_digests
+        util.specific_loudness(windows[0], Pref=100.0, fs=RATE, Mod=0)
+        assert len(hashed) == len(windows) + 1  # a forgotten array's rows are hashed again
+    for row, (entire, single), (entire2, single2) in zip(windows, got, again):
+        e_entire, e_single = original(row.copy(), 100.0, RATE, 0)
+        assert entire == entire2 == e_entire and np.array_equal(single, e_single)
+        assert np.array_equal(single2, e_single)

@@ -1,4 +1,4 @@
-"""The live-run screen: progress, modules, in flight, GPU, CPU/RAM, log, latest track.
+"""The live-run screen: progress, modules, text generation, in flight, GPU, CPU/RAM, log, latest track.
 
 Redraws on a timer (``App.refresh_hz``, 4 Hz by default) and only when the view changed; the
 GPU and host probes are read in a thread so a slow driver never blocks the screen.
@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from tui.dashboard.widgets.decode_panel import DecodePanel
 from tui.dashboard.widgets.log_pane import LogPane
 from tui.dashboard.widgets.module_table import ModuleTable
 from tui.dashboard.widgets.panels import GpuPanel, HostPanel, InFlightPanel, LatestPanel
@@ -42,6 +43,7 @@ class LiveRunScreen(Screen):
             with Horizontal(id="run-top"):
                 with Vertical(id="run-main"):
                     yield ModuleTable(id="modules")
+                    yield DecodePanel(id="decode-rates")
                     yield InFlightPanel(id="in-flight")
                 with Vertical(id="run-side"):
                     yield GpuPanel(id="gpu")
@@ -101,6 +103,7 @@ class LiveRunScreen(Screen):
         side_width = side_width or 34
         main_width = main_width or max(40, self.size.width - 34)
         self.query_one(ModuleTable).render_view(view, main_width - 3)
+        self.query_one(DecodePanel).render_view(view, main_width - 3)
         self.query_one(InFlightPanel).render_view(view, now, main_width - 4)
         self.query_one(GpuPanel).render_view(view, side_width - 2)
         self.query_one(HostPanel).render_view(view, side_width - 2)

@@ -101,15 +101,17 @@ class InFlightPanel(Panel):
             self.show(Text(word, style="dim"), 1)
             return
         # Plain fixed-width lines: a Rich Table re-measured at every tick costs several times more.
-        width = max(40, width)
-        name_width = max(16, width - 38)
+        width = max(42, width)
+        # The time column holds the longest duration shown under an hour, "59 m 59 s".
+        clock = 9
+        name_width = max(16, width - 31 - clock)
         lines: list[Text] = []
 
         def row(name: str, what: Text, seconds: float) -> None:
             line = Text(fmt.shorten_middle(name, name_width).ljust(name_width + 1))
             line.append_text(what)
-            line.pad_right(max(0, width - 7 - line.cell_len))
-            line.append(fmt.duration(seconds).rjust(7))
+            line.pad_right(max(0, width - clock - line.cell_len))
+            line.append(fmt.duration(seconds).rjust(clock))
             lines.append(line)
 
         for track in shown:
