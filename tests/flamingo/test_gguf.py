@@ -145,6 +145,9 @@ def test_tracks_in_flight_together_give_the_same_text_and_each_audio_is_encoded_
         assert all(q["cached_tokens"] >= 750 * windows for q in questions[1:])
         if parallel > 1:
             assert p["question_batching"]["warmup"]["prompt_tokens"] >= 750 * windows
+        if p["tracks_per_call"] == 2:  # the decode rate is this track's own tokens, in a batch of both tracks
+            assert p["decode"]["tracks_in_batch"] == 2 and p["decode"]["batch_size"] == 2 * parallel
+            assert p["decode"]["generated_tokens"] == p["generated_tokens"]
 
 
 def test_the_server_is_sized_once_for_the_longest_track_of_the_plan(tmp_path, standins, small_prompts):

@@ -92,6 +92,8 @@ def test_tracks_per_call_writes_the_same_texts_with_one_encode_per_track(two_tra
             if per_call == 2:
                 assert prov["question_batching"]["tracks_in_batch"] == 2
                 assert prov["question_batching"]["rows"] == 10
+                assert prov["decode"]["batch_size"] == 10 and prov["decode"]["tracks_in_batch"] == 2
+                assert prov["decode"]["generated_tokens"] == prov["generated_tokens"]
     assert texts[1] == texts[2]
     assert texts[1][0] != texts[1][1]
 
