@@ -332,11 +332,11 @@ class FlamingoGGUF(Extractor):
                 + (batching["warmup"]["prompt_tokens"] if parallel else 0),
                 "prompt_tokens_cached": totals["cached_tokens"],
                 "generated_tokens": totals["generated_tokens"],
-                # This track's own tokens over its own span; the server decoded the questions of
-                # every track in flight together (batch_size: all their slots).
-                "decode": {**decode_record(llama_spans(per_question.values()), together=parallel,
-                                           batch_size=s["parallel"] * len(clips) if parallel else len(clips)),
-                           **({"tracks_in_batch": len(clips)} if len(clips) > 1 else {})},
+                # This track's own tokens over its share of the call's decoding: the server decoded
+                # the questions of every track in flight together (batch_size: all their slots).
+                "decode": decode_record(llama_spans(per_question.values()), together=parallel,
+                                        batch_size=s["parallel"] * len(clips) if parallel else len(clips),
+                                        tracks_in_batch=len(clips)),
                 "questions": per_question}))
         return out
 

@@ -242,10 +242,11 @@ class FlamingoHF(Extractor):
             "prompt_tokens_evaluated": sum(q["prompt_tokens_evaluated"] for q in questions.values()),
             "prompt_tokens_cached": sum(q["prompt_tokens_cached"] for q in questions.values()),
             "generated_tokens": sum(q["generated_tokens"] for q in questions.values()),
-            # This track's own tokens over its own span (rows: every track's questions in the batch).
-            "decode": {**decode_record(transformers_spans(questions.values()), together=batched,
-                                       batch_size=len(prompts.prompts) * tracks_in_batch if batched else 1),
-                       **({"tracks_in_batch": tracks_in_batch} if tracks_in_batch > 1 else {})},
+            # This track's own tokens over its share of the batch's decoding (rows: every track's
+            # questions in the batch).
+            "decode": decode_record(transformers_spans(questions.values()), together=batched,
+                                    batch_size=len(prompts.prompts) * tracks_in_batch if batched else 1,
+                                    tracks_in_batch=tracks_in_batch),
             # With several tracks in one batch: the batch's peak, shared by its tracks.
             "peak_gpu_bytes": _peak(loaded.device),
             "peak_rss_bytes": peak_rss_bytes(),

@@ -16,6 +16,17 @@ def test_questions_in_series_add_their_times_and_a_batch_counts_its_span_once():
     assert batch == {"generated_tokens": 60, "seconds": 3.2, "tokens_per_s": 18.75, "batch_size": 3}
 
 
+def test_tracks_decoded_together_share_the_time_so_the_run_mean_counts_it_once():
+    # Two tracks in one call, each 60 tokens over the same 3.2 s: the back end decoded 120 tokens
+    # in 3.2 s, 37.5 tokens/s, and each track's record says so.
+    spans = [(0.5, 1.5, 10), (0.2, 2.2, 20), (0.4, 3.4, 30)]
+    records = [decode_record(spans, together=True, batch_size=6, tracks_in_batch=2) for _ in range(2)]
+    assert records[0] == {"generated_tokens": 60, "seconds": 1.6, "tokens_per_s": 37.5, "batch_size": 6,
+                          "tracks_in_batch": 2, "span_s": 3.2}
+    tokens = sum(r["generated_tokens"] for r in records)
+    assert tokens / sum(r["seconds"] for r in records) == 37.5
+
+
 def test_nothing_generated_has_no_rate():
     assert decode_record([], together=True, batch_size=5)["tokens_per_s"] is None
     assert decode_record([(0.1, 0.1, 0)], together=False, batch_size=1)["tokens_per_s"] is None
