@@ -29,6 +29,15 @@ from backends.flamingo.prompts import FEATURE_KEYS, MODEL_KEY
 from backends.spec import AudioNeed, BackendSpec, Extractor, Result
 from backends.track import Track
 
+def _models_for(options: dict) -> tuple[str, ...]:
+    """The manifest models a run with these options loads: none with explicit files
+    (``model_file``), else the chosen quantisation's weights and the projector."""
+    if options.get("model_file"):
+        return ()
+    quant = options.get("quant", "Q8_0")
+    return (QUANTS[quant][0] if quant in QUANTS else QUANTS["Q8_0"][0], MMPROJ[0])
+
+
 SPEC = BackendSpec(
     name="flamingo_gguf",
     version="1",
@@ -36,6 +45,7 @@ SPEC = BackendSpec(
     keys=(*FEATURE_KEYS, MODEL_KEY),
     audio=(AudioNeed("mix", 16000),),
     models=("music_flamingo_q8_0", "music_flamingo_mmproj"),
+    models_for=_models_for,
     device="gpu",
     vram_gb=10.0,
     option_defaults={"quant": "Q8_0", "mode": "served"},

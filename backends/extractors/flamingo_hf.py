@@ -30,6 +30,11 @@ from backends.flamingo.prompts import FEATURE_KEYS, MODEL_KEY
 from backends.spec import AudioNeed, BackendSpec, Extractor, Result
 from backends.track import Track
 
+def _models_for(options: dict) -> tuple[str, ...]:
+    """None to fetch when the run names its own checkpoint folder (``model_dir``)."""
+    return () if options.get("model_dir") else ("music_flamingo_hf",)
+
+
 SPEC = BackendSpec(
     name="flamingo_hf",
     version="1",
@@ -37,6 +42,7 @@ SPEC = BackendSpec(
     keys=(*FEATURE_KEYS, MODEL_KEY),
     audio=(AudioNeed("mix", 16000),),
     models=("music_flamingo_hf",),
+    models_for=_models_for,
     device="gpu",
     vram_gb=15.0,
     option_defaults={"dtype": "float32", "attn_implementation": "sdpa"},

@@ -99,3 +99,20 @@ def test_a_run_refused_before_it_starts_leaves_no_run_folder(tmp_path):
         result = mirdeck("run", ds, *args, env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
         assert result.returncode == 2 and "unknown module 'bogus'" in result.stderr, (args, result.stderr)
     assert not (ds / ".mirdeck").exists() and not (tmp_path / "cache").exists()
+
+
+def test_the_models_a_run_needs_follow_its_flamingo_options(tmp_path, monkeypatch):
+    """A run on the user's own GGUF files or checkpoint folder needs nothing fetched; another
+    quantisation needs its own weights, not the default's."""
+    from tui.cli import modules_missing_models
+
+    monkeypatch.setenv("MIRDECK_MODELS_DIR", str(tmp_path / "no-models"))
+    default = modules_missing_models({})
+    assert default["flamingo_gguf"] == ["music_flamingo_q8_0", "music_flamingo_mmproj"]
+    assert default["flamingo_hf"] == ["music_flamingo_hf"]
+    q6 = modules_missing_models({"flamingo_gguf": {"quant": "Q6_K"}})
+    assert q6["flamingo_gguf"] == ["music_flamingo_q6_k", "music_flamingo_mmproj"]
+    own = modules_missing_models({"flamingo_gguf": {"model_file": str(tmp_path / "m.gguf"),
+                                                    "mmproj_file": str(tmp_path / "p.gguf")},
+                                  "flamingo_hf": {"model_dir": str(tmp_path / "checkpoint")}})
+    assert "flamingo_gguf" not in own and "flamingo_hf" not in own
