@@ -29,6 +29,7 @@ from backends.flamingo.prompts import FEATURE_KEYS, MODEL_KEY
 from backends.spec import AudioNeed, BackendSpec, Extractor, Result
 from backends.track import Track
 
+
 def _models_for(options: dict) -> tuple[str, ...]:
     """The manifest models a run with these options loads: none with explicit files
     (``model_file``), else the chosen quantisation's weights and the projector."""

@@ -30,6 +30,7 @@ from backends.flamingo.prompts import FEATURE_KEYS, MODEL_KEY
 from backends.spec import AudioNeed, BackendSpec, Extractor, Result
 from backends.track import Track
 
+
 def _models_for(options: dict) -> tuple[str, ...]:
     """None to fetch when the run names its own checkpoint folder (``model_dir``)."""
     return () if options.get("model_dir") else ("music_flamingo_hf",)
