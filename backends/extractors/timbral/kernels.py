@@ -50,6 +50,34 @@ def _reflect(j, n):
 
 
 @numba.njit(cache=True, nogil=True)
+def _slide(window, old, new, half):
+    """Move a sorted window one step (``old`` leaves, ``new`` comes in); its median after."""
+    if old == new:
+        return window[half]
+    size = window.shape[0]
+    # Remove the value that left (any copy of it: equal values are interchangeable).
+    lo, hi = 0, size - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if window[mid] < old:
+            lo = mid + 1
+        else:
+            hi = mid
+    pos = lo
+    # Insert the value that came in, shifting the ones between.
+    if new > old:
+        while pos + 1 < size and window[pos + 1] < new:
+            window[pos] = window[pos + 1]
+            pos += 1
+    else:
+        while pos > 0 and window[pos - 1] > new:
+            window[pos] = window[pos - 1]
+            pos -= 1
+    window[pos] = new
+    return window[half]
+
+
+@numba.njit(cache=True, nogil=True)
 def median_rows(x, out, half):
     """Running median of 2 * half + 1 values along each row (sliding_median.py)."""
     rows, n = x.shape
@@ -61,31 +89,7 @@ def median_rows(x, out, half):
         window.sort()
         out[r, 0] = window[half]
         for c in range(1, n):
-            old = x[r, _reflect(c - half - 1, n)]
-            new = x[r, _reflect(c + half, n)]
-            if old == new:
-                out[r, c] = window[half]
-                continue
-            # Remove the value that left (any copy of it: equal values are interchangeable).
-            lo, hi = 0, size - 1
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if window[mid] < old:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            pos = lo
-            # Insert the value that came in, shifting the ones between.
-            if new > old:
-                while pos + 1 < size and window[pos + 1] < new:
-                    window[pos] = window[pos + 1]
-                    pos += 1
-            else:
-                while pos > 0 and window[pos - 1] > new:
-                    window[pos] = window[pos - 1]
-                    pos -= 1
-            window[pos] = new
-            out[r, c] = window[half]
+            out[r, c] = _slide(window, x[r, _reflect(c - half - 1, n)], x[r, _reflect(c + half, n)], half)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -215,30 +219,7 @@ def median_rows_by_column(x, out, half):
         c_old = _reflect(c - half - 1, n)
         c_new = _reflect(c + half, n)
         for r in range(rows):
-            window = windows[r]
-            old = x[r, c_old]
-            new = x[r, c_new]
-            if old == new:
-                out[r, c] = window[half]
-                continue
-            lo, hi = 0, size - 1
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if window[mid] < old:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            pos = lo
-            if new > old:
-                while pos + 1 < size and window[pos + 1] < new:
-                    window[pos] = window[pos + 1]
-                    pos += 1
-            else:
-                while pos > 0 and window[pos - 1] > new:
-                    window[pos] = window[pos - 1]
-                    pos -= 1
-            window[pos] = new
-            out[r, c] = window[half]
+            out[r, c] = _slide(windows[r], x[r, c_old], x[r, c_new], half)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -30,14 +30,7 @@ def row_cells(row: ModuleRow) -> list[str]:
 
 
 def visible_columns(width: int) -> list[int]:
-    dropped: set[str] = set()
-    for label in (None, *NARROW_DROP):
-        if label:
-            dropped.add(label)
-        shown = [i for i, (name, _) in enumerate(COLUMNS) if name not in dropped]
-        if sum(COLUMNS[i][1] for i in shown) <= width:
-            break
-    return shown
+    return fmt.fitting_columns(COLUMNS, NARROW_DROP, width)
 
 
 def line(cells: list[str], columns: list[int], style: str = "") -> Text:

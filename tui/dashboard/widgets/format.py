@@ -91,3 +91,16 @@ def shorten_middle(text: str, width: int) -> str:
         return shorten(text, width)
     tail = (width - 1) // 2
     return text[: width - 1 - tail] + "…" + text[len(text) - tail:]
+
+
+def fitting_columns(columns, drop_order, width: int) -> list[int]:
+    """Indices of the ``(name, width)`` columns shown in ``width`` cells: all of them, or without
+    the ones named in ``drop_order``, left out one by one in that order until the rest fit."""
+    dropped: set[str] = set()
+    for label in (None, *drop_order):
+        if label:
+            dropped.add(label)
+        shown = [i for i, (name, _) in enumerate(columns) if name not in dropped]
+        if sum(columns[i][1] for i in shown) <= width:
+            break
+    return shown
