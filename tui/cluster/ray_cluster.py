@@ -71,6 +71,10 @@ def _ray() -> Any:
     return ray
 
 
+CLIENT_ATTEMPTS = 3
+CLIENT_RETRY_S = 2.0
+
+
 class Cluster:
     def __init__(self, address: str):
         self.address = address
@@ -86,11 +90,20 @@ class Cluster:
         if refused:  # Ray itself would retry for minutes before saying so
             raise ClusterError(f"cannot connect to the Ray cluster at {self.address}: {refused} "
                                "(start its head with: ray start --head --port PORT)")
-        try:
-            ray.init(address=self.address, namespace="mirdeck", log_to_driver=False,
-                     ignore_reinit_error=True, logging_level="warning")
-        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError
-            raise ClusterError(f"cannot connect to the Ray cluster at {self.address}: {exc}") from exc
+        attempts = CLIENT_ATTEMPTS if self.address.startswith("ray://") else 1
+        for attempt in range(attempts):
+            try:
+                ray.init(address=self.address, namespace="mirdeck", log_to_driver=False,
+                         ignore_reinit_error=True, logging_level="warning")
+                break
+            except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError
+                # Ray Client's server starts a process per client; on a busy head that process
+                # can die as it starts ("Initialization failure from server"): ask again.
+                if attempt + 1 < attempts and "Initialization failure" in str(exc):
+                    ray.shutdown()
+                    time.sleep(CLIENT_RETRY_S * (attempt + 1))
+                    continue
+                raise ClusterError(f"cannot connect to the Ray cluster at {self.address}: {exc}") from exc
         self._remote_relay = ray.remote(Relay)
         self.driver_node = ray.get_runtime_context().get_node_id()
         self.refresh()
