@@ -94,19 +94,28 @@ def run_worker(module: str, folder: Path, sources: dict, repeat: int) -> tuple[l
     are what the user waits on a loaded machine."""
     from backends.registry import get
 
-    spec = get(module)
-    wanted = {need.source for need in spec.audio}
+    wanted = {need.source for need in get(module).audio}
     request_sources = {k: v for k, v in sources.items() if k in wanted}
-    proc = subprocess.Popen([sys.executable, "-m", "backends.worker", spec.entry], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    return run_requests(module, [(folder, request_sources)] * repeat, "bench")
+
+
+def run_requests(module: str, tracks: list[tuple[Path, dict]],
+                 label: str) -> tuple[list[float], list[float], float]:
+    """One worker of ``module`` for every (track folder, sources) in turn: (wall s per request,
+    CPU s per request, the worker's peak MiB)."""
+    from backends.process_memory import peak_rss_bytes
+    from backends.registry import get
+
+    proc = subprocess.Popen([sys.executable, "-m", "backends.worker", get(module).entry],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     hello = p.decode(proc.stdout.readline())
     if not hello.get("ready"):
         raise SystemExit(f"{module} did not start: {hello}")
     walls, cpus = [], []
-    for i in range(repeat):
+    for i, (folder, sources) in enumerate(tracks):
         cpu_before = cpu_seconds(proc.pid)
-        proc.stdin.write(p.encode(p.request(f"bench#{i}", track={"folder": str(folder), "name": folder.name},
-                                            sources=request_sources)))
+        proc.stdin.write(p.encode(p.request(f"{label}#{i}", track={"folder": str(folder), "name": folder.name},
+                                            sources=sources)))
         proc.stdin.flush()
         while True:
             reply = p.decode(proc.stdout.readline())
@@ -115,14 +124,12 @@ def run_worker(module: str, folder: Path, sources: dict, repeat: int) -> tuple[l
                 cpus.append(cpu_seconds(proc.pid) - cpu_before)
                 break
             if reply["type"] == "error":
-                raise SystemExit(f"{module} failed: {reply}")
-    from backends.process_memory import peak_rss_bytes
-
-    peak_kib = peak_rss_bytes(proc.pid) / 1024
+                raise SystemExit(f"{module} failed on {folder.name}: {reply}")
+    peak = peak_rss_bytes(proc.pid) / 2**20
     proc.stdin.write(p.encode({"type": "shutdown"}))
     proc.stdin.close()
     proc.wait()
-    return walls, cpus, peak_kib / 1024
+    return walls, cpus, peak
 
 
 def references(arrays: dict) -> list[tuple[str, float]]:

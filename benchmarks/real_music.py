@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from backends import protocol as p
 from benchmarks import soundtrack
-from benchmarks.dsp import cpu_seconds
+from benchmarks.dsp import run_requests
 
 MODULES = ["audio_info", "loudness", "spectral", "multiband_rms", "chroma", "rhythm", "timbral"]
 
@@ -54,33 +52,7 @@ def decode(folder: Path, cache: Path) -> dict:
 
 def run_module(module: str, tracks: list[tuple[Path, dict]]) -> tuple[list[float], list[float], float]:
     """One worker of ``module`` for every track: (wall s per track, CPU s per track, peak MiB)."""
-    from backends.process_memory import peak_rss_bytes
-    from backends.registry import get
-
-    proc = subprocess.Popen([sys.executable, "-m", "backends.worker", get(module).entry],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    hello = p.decode(proc.stdout.readline())
-    if not hello.get("ready"):
-        raise SystemExit(f"{module} did not start: {hello}")
-    walls, cpus = [], []
-    for i, (folder, sources) in enumerate(tracks):
-        before = cpu_seconds(proc.pid)
-        proc.stdin.write(p.encode(p.request(f"real#{i}", track={"folder": str(folder), "name": folder.name},
-                                            sources=sources)))
-        proc.stdin.flush()
-        while True:
-            reply = p.decode(proc.stdout.readline())
-            if reply["type"] == "result":
-                walls.append(reply["wall_seconds"])
-                cpus.append(cpu_seconds(proc.pid) - before)
-                break
-            if reply["type"] == "error":
-                raise SystemExit(f"{module} failed on {folder.name}: {reply}")
-    peak = peak_rss_bytes(proc.pid) / 2**20
-    proc.stdin.write(p.encode({"type": "shutdown"}))
-    proc.stdin.close()
-    proc.wait()
-    return walls, cpus, peak
+    return run_requests(module, tracks, "real")
 
 
 def main(argv=None) -> int:
