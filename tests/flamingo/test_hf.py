@@ -281,51 +281,16 @@ def test_question_tokens_match_the_processor_on_the_whole_prompt(af3):
     assert session.prefix_ids[0].tolist() + session.question_ids(question)[0].tolist() == whole
 
 
-def test_out_of_memory_names_track_and_prompt_writes_nothing_and_the_worker_goes_on(tmp_path, af3):
+def _out_of_memory_at(extractor, track, nth: int) -> str:
+    """Process ``track`` with the language model running out of GPU memory at its ``nth`` forward
+    call; the OutOfMemory error's message."""
     import torch
 
-    from backends.extractors.flamingo_hf import FlamingoHF
-
-    extractor = FlamingoHF()
-    options = {"model_dir": str(af3.folder), "prompts_file": str(small_prompts(tmp_path / "p.toml")),
-               "batch_questions": False}
-    track = _track(tmp_path, _tone(4.0), options, name="oom track")
-    extractor.process(track)  # loads the model
     calls = {"n": 0}
 
     def explode(module, args):
         calls["n"] += 1
-        if calls["n"] == 15:  # 1 prefix + 7 (full) + 5 (technical) + 2: inside genre_mood
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-
-    lm = extractor.loaded.model.model.language_model
-    handle = lm.register_forward_pre_hook(explode)
-    try:
-        with pytest.raises(OutOfMemory) as caught:
-            extractor.process(track)
-    finally:
-        handle.remove()
-    message = str(caught.value)
-    assert "oom track" in message and "genre_mood" in message and "nothing was written" in message
-    features = extractor.process(track).features  # same worker, same model: the next request works
-    assert set(features) == set(FEATURE_KEYS) | {MODEL_KEY}
-    assert extractor.model_loads == 1
-
-
-def test_out_of_memory_in_the_batch_names_the_track_and_the_worker_goes_on(tmp_path, af3):
-    import torch
-
-    from backends.extractors.flamingo_hf import FlamingoHF
-
-    extractor = FlamingoHF()
-    options = {"model_dir": str(af3.folder), "prompts_file": str(small_prompts(tmp_path / "p.toml"))}
-    track = _track(tmp_path, _tone(4.0), options, name="batch oom track")
-    first = extractor.process(track).features
-    calls = {"n": 0}
-
-    def explode(module, args):
-        calls["n"] += 1
-        if calls["n"] == 4:  # 1 prefix + 1 batch of questions + 1 step: inside the batch's decoding
+        if calls["n"] == nth:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     handle = extractor.loaded.model.model.language_model.register_forward_pre_hook(explode)
@@ -334,7 +299,36 @@ def test_out_of_memory_in_the_batch_names_the_track_and_the_worker_goes_on(tmp_p
             extractor.process(track)
     finally:
         handle.remove()
-    message = str(caught.value)
+    return str(caught.value)
+
+
+def test_out_of_memory_names_track_and_prompt_writes_nothing_and_the_worker_goes_on(tmp_path, af3):
+
+    from backends.extractors.flamingo_hf import FlamingoHF
+
+    extractor = FlamingoHF()
+    options = {"model_dir": str(af3.folder), "prompts_file": str(small_prompts(tmp_path / "p.toml")),
+               "batch_questions": False}
+    track = _track(tmp_path, _tone(4.0), options, name="oom track")
+    extractor.process(track)  # loads the model
+    # 1 prefix + 7 (full) + 5 (technical) + 2: inside genre_mood
+    message = _out_of_memory_at(extractor, track, 15)
+    assert "oom track" in message and "genre_mood" in message and "nothing was written" in message
+    features = extractor.process(track).features  # same worker, same model: the next request works
+    assert set(features) == set(FEATURE_KEYS) | {MODEL_KEY}
+    assert extractor.model_loads == 1
+
+
+def test_out_of_memory_in_the_batch_names_the_track_and_the_worker_goes_on(tmp_path, af3):
+
+    from backends.extractors.flamingo_hf import FlamingoHF
+
+    extractor = FlamingoHF()
+    options = {"model_dir": str(af3.folder), "prompts_file": str(small_prompts(tmp_path / "p.toml"))}
+    track = _track(tmp_path, _tone(4.0), options, name="batch oom track")
+    first = extractor.process(track).features
+    # 1 prefix + 1 batch of questions + 1 step: inside the batch's decoding
+    message = _out_of_memory_at(extractor, track, 4)
     assert "batch oom track" in message and "one batch" in message and "batch_questions = false" in message
     assert extractor.process(track).features == first
 
