@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
@@ -25,6 +26,7 @@ TRIM_THRESHOLD_BYTES = 2**31 - 1  # never trim by itself: give_back() does, betw
 TOP_PAD_BYTES = 64 * 2**20  # grow the heap in large steps: fewer brk calls as a track starts
 
 
+@functools.lru_cache(maxsize=1)
 def _libc():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
