@@ -287,6 +287,8 @@ class FlamingoGGUF(Extractor):
 
         The server's context is sized for the run's longest track when the engine could tell
         (``Track.run["longest_mix_seconds"]``), so a longer track later in the run needs no restart."""
+        from pathlib import Path
+
         from backends.flamingo.decode_rate import decode_record, llama_spans
         from backends.flamingo.llama_cli import TOKENS_PER_WINDOW, audio_windows, context_size
 
@@ -301,11 +303,7 @@ class FlamingoGGUF(Extractor):
         for track in tracks:
             track.progress(0.05, "questions in parallel slots" if per_track else "questions")
         questions = [(p.text, prompts.sampling(p)) for p in prompts.prompts]
-        audio = []
-        for _, _, wav, _ in clips:
-            with open(wav, "rb") as fh:
-                audio.append(fh.read())
-        replies_of = srv.ask_tracks([(questions, data, track.mix.path) for data, track in zip(audio, tracks)],
+        replies_of = srv.ask_tracks([(questions, Path(wav), track.mix.path) for _, track, wav, _ in clips],
                                     slots_per_track=s["parallel"], system=prompts.system)
         out = []
         for g, ((_, track, _, duration), replied) in enumerate(zip(clips, replies_of)):

@@ -371,3 +371,51 @@ def test_one_slot_and_parallel_slots_give_the_same_log_probabilities(tmp_path, s
     for alone, batched in zip(answers[1], answers[5]):
         assert [t for t, _ in alone] == [t for t, _ in batched]
         assert max(abs(a - b) for (_, a), (_, b) in zip(alone, batched)) < 1e-4
+
+
+def test_the_server_reads_each_clip_from_its_media_folder_once_linked_and_leaves_nothing(
+        tmp_path, standins, small_prompts, monkeypatch):
+    """Every request about a clip names it by URL instead of carrying it (a 7.5-minute track would be
+    38 MB of base64 in each of its six requests), answers as the base64 request does, and the
+    folder is empty after each track, whether it was answered or its audio was unreadable."""
+    import urllib.request
+
+    from backends.flamingo import llama_server
+    from backends.flamingo.llama_cli import Sampling, context_size, tool_path
+    from backends.protocol import BackendError
+
+    wav = tmp_path / "clip.wav"
+    soundfile.write(wav, sine(330.0, 4.0, rate=16000, channels=1), 16000, format="WAV", subtype="FLOAT")
+    model, mmproj = standins["random"]
+    srv = llama_server.LlamaServer(tool_path("llama-server"), model=model, mmproj=mmproj,
+                                   ctx_size=context_size(4.0, 12), gpu_layers=0, parallel=5, flash_attn="off")
+    bodies, seen = [], []
+    real_urlopen = urllib.request.urlopen
+
+    def urlopen(request, *args, **kwargs):
+        if getattr(request, "full_url", "").endswith("/v1/chat/completions"):
+            bodies.append(len(request.data))
+            seen.append(sorted((p.name, p.stat().st_ino) for p in srv.media_dir.iterdir()))
+        return real_urlopen(request, *args, **kwargs)
+
+    monkeypatch.setattr(llama_server.urllib.request, "urlopen", urlopen)
+    questions = [("Describe it.", Sampling(0.0, 1.0, 1, 12)), ("Tempo?", Sampling(0.0, 1.0, 1, 8))]
+    try:
+        answers, _ = srv.ask_all(questions, audio_wav=wav, audio_label="clip.wav", ignore_eos=True)
+        assert len(bodies) == 3 and max(bodies) < 2000 < wav.stat().st_size  # warm-up and two questions
+        assert all(len(files) == 1 for files in seen) and len(set(map(tuple, seen))) == 1
+        if wav.stat().st_dev == srv.media_dir.stat().st_dev:  # one file system: linked, not copied
+            assert seen[0][0][1] == wav.stat().st_ino
+        assert sorted(srv.media_dir.iterdir()) == []
+        monkeypatch.setattr(llama_server.urllib.request, "urlopen", real_urlopen)
+        inline = [_logprobs(srv, wav.read_bytes(), q, s.max_tokens) for q, s in questions]
+        assert [a.text for a in answers] == ["".join(t for t, _ in one) for one in inline]
+
+        junk = tmp_path / "junk.wav"
+        junk.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunk")
+        with pytest.raises(BackendError, match="junk.wav"):
+            srv.ask_all(questions, audio_wav=junk, audio_label=str(junk))
+        assert sorted(srv.media_dir.iterdir()) == []
+        assert srv.alive()
+    finally:
+        srv.close()
