@@ -43,3 +43,31 @@ def test_a_tampered_source_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("MIRDECK_LLAMA_SDIST", str(fake))
     with pytest.raises(lb.BuildError, match="does not match the pinned"):
         lb.fetch_source(log=lambda m: None)
+
+
+def _patch(tmp_path, name: str, old: str, new: str):
+    path = tmp_path / name
+    path.write_text(f"why: a test\n\n--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-{old}\n+{new}\n")
+    return path
+
+
+def test_patches_apply_where_the_cache_lies_inside_a_repository_and_key_the_build(tmp_path, monkeypatch):
+    """Inside a repository, ``git apply`` would read the patch's paths from the repository's top and
+    skip them without an error, building unpatched llama.cpp under the patched key."""
+    import subprocess
+
+    repo = tmp_path / "repo"
+    tree = repo / "cache" / "tree"
+    tree.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (tree / "a.txt").write_text("one\n")
+    before = lb.plan_for("cpu").key
+    monkeypatch.setattr(lb, "PATCHES", (_patch(tmp_path, "fix.patch", "one", "two"),))
+    lb.apply_patches(tree, log=lambda m: None)
+    assert (tree / "a.txt").read_text() == "two\n"
+    assert lb.plan_for("cpu").key != before  # a changed patch is a new build
+
+    monkeypatch.setattr(lb, "PATCHES", (_patch(tmp_path, "stale.patch", "three", "four"),))
+    with pytest.raises(lb.BuildError, match="stale.patch does not apply"):
+        lb.apply_patches(tree, log=lambda m: None)
+    assert (tree / "a.txt").read_text() == "two\n"

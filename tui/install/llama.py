@@ -2,7 +2,8 @@
 
 The source is the ``llama-cpp-python`` sdist from PyPI (it vendors llama.cpp with ``tools/mtmd``,
 audio input, the ``musicflamingo`` projector and ``convert_hf_to_gguf.py``), pinned by version and
-sha256. A build is keyed by (source version, source sha256, variant, cmake flags) and lands in
+sha256, with mirdeck's own patches (``tui/install/llama_patches/*.patch``, each saying why) applied to
+the extracted tree. A build is keyed by (source version, source sha256, patches, variant, cmake flags) and lands in
 ``<cache>/llama/<key>/`` with a ``stamp.json``; ``bin/llama/<variant>`` links to it. A second call
 with the same key reuses it, so CI runs on the same machine pay the ~10 minute CPU build once.
 
@@ -35,6 +36,7 @@ VENDOR_PREFIX = f"llama_cpp_python-{SOURCE_VERSION}/vendor/llama.cpp/"
 TARGETS = ("llama-mtmd-cli", "llama-server")
 VARIANTS = ("cpu", "rocm", "cuda")
 STAMP = "stamp.json"
+PATCHES = tuple(sorted((Path(__file__).parent / "llama_patches").glob("*.patch")))
 
 # Offline and small: static, no network code (curl, OpenSSL, the web UI download), nothing but
 # the two tools. GGML_NATIVE=OFF keeps the CPU code portable to other machines of the same arch.
@@ -58,6 +60,13 @@ class BuildError(RuntimeError):
     pass
 
 
+def patches_digest() -> str:
+    digest = hashlib.sha256()
+    for patch in PATCHES:
+        digest.update(patch.name.encode() + b"\0" + patch.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class BuildPlan:
     variant: str
@@ -66,7 +75,7 @@ class BuildPlan:
     @property
     def key(self) -> str:
         blob = json.dumps({"package": SOURCE_PACKAGE, "version": SOURCE_VERSION, "sha256": SOURCE_SHA256,
-                           "variant": self.variant, "flags": list(self.flags), "targets": list(TARGETS)},
+                           "patches": patches_digest(), "variant": self.variant, "flags": list(self.flags), "targets": list(TARGETS)},
                           sort_keys=True)
         return f"{self.variant}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
@@ -138,8 +147,8 @@ def fetch_source(log=print) -> Path:
 
 
 def source_tree(log=print) -> Path:
-    """The extracted llama.cpp tree of the pinned source (extracted once, then reused)."""
-    tree = llama_cache() / "src" / f"llama.cpp-{SOURCE_VERSION}-{SOURCE_SHA256[:12]}"
+    """The extracted, patched llama.cpp tree of the pinned source (made once, then reused)."""
+    tree = llama_cache() / "src" / f"llama.cpp-{SOURCE_VERSION}-{SOURCE_SHA256[:12]}-{patches_digest()[:8]}"
     if (tree / ".complete").is_file():
         return tree
     sdist = fetch_source(log)
@@ -150,17 +159,34 @@ def source_tree(log=print) -> Path:
     with tarfile.open(sdist) as tar:
         members = []
         for member in tar.getmembers():
-            if member.name.startswith(VENDOR_PREFIX) and member.name != VENDOR_PREFIX:
+            # (not the sdist's ".git" gitlink into its maker's checkout: git would follow it)
+            if member.name.startswith(VENDOR_PREFIX) and member.name not in (VENDOR_PREFIX, VENDOR_PREFIX + ".git"):
                 member.name = member.name[len(VENDOR_PREFIX):]
                 members.append(member)
         try:
             extract_all(tar, partial, members)
         except UnsafeArchive as exc:
             raise BuildError(f"{sdist}: refusing to extract: {exc}") from exc
+    apply_patches(partial, log)
     (partial / ".complete").write_text(SOURCE_SHA256 + "\n")
     shutil.rmtree(tree, ignore_errors=True)
     os.replace(partial, tree)
     return tree
+
+
+def apply_patches(tree: Path, log=print) -> None:
+    """``git apply`` each patch in ``tree``, which git must treat as a plain folder even where the
+    cache lies inside some repository: no repository is looked for above it."""
+    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(tree.parent)}
+    for patch in PATCHES:
+        log(f"build-llama: applying {patch.name}")
+        try:
+            done = subprocess.run(["git", "apply", "-p1", "--whitespace=nowarn", str(patch)], cwd=tree, env=env,
+                                  capture_output=True, text=True)
+        except FileNotFoundError:
+            raise BuildError("git is needed to apply mirdeck's patches to llama.cpp (apt-get install git)") from None
+        if done.returncode != 0:
+            raise BuildError(f"{patch} does not apply to llama.cpp {SOURCE_VERSION}: {done.stderr.strip()[-800:]}")
 
 
 def read_stamp(build_dir: Path) -> dict | None:
@@ -208,6 +234,7 @@ def build(plan: BuildPlan, *, jobs: int | None = None, log=print) -> Path:
         shutil.copy2(work / "bin" / name, bindir / name)
     stamp = {
         "key": plan.key, "package": SOURCE_PACKAGE, "version": SOURCE_VERSION, "sha256": SOURCE_SHA256,
+        "patches": [p.name for p in PATCHES], "patches_sha256": patches_digest(),
         "variant": plan.variant, "flags": list(plan.flags), "targets": list(TARGETS),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": round(time.monotonic() - started, 1), "jobs": jobs,
@@ -274,7 +301,8 @@ def describe(variant: str = "cpu") -> str:
     flags = " ".join(f for f in s["flags"] if f not in COMMON_FLAGS) or "(portable CPU)"
     return (f"llama.cpp ({s['variant']}): {info['dir']}\n"
             f"  source {s['package']} {s['version']} (sha256 {s['sha256'][:12]}...), built {s['built_at']} "
-            f"in {s['build_seconds']} s with {s['compiler']}\n  variant flags: {flags}")
+            f"in {s['build_seconds']} s with {s['compiler']}\n  variant flags: {flags}\n"
+            f"  mirdeck patches: {', '.join(s.get('patches') or []) or 'none'}")
 
 
 def describe_for_profile(name: str | None = None) -> str:
