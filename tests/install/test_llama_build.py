@@ -51,15 +51,16 @@ def _patch(tmp_path, name: str, old: str, new: str):
     return path
 
 
-def test_patches_apply_where_the_cache_lies_inside_a_repository_and_key_the_build(tmp_path, monkeypatch):
-    """Inside a repository, ``git apply`` would read the patch's paths from the repository's top and
-    skip them without an error, building unpatched llama.cpp under the patched key."""
+def test_patches_apply_to_a_tree_with_a_stray_git_link_inside_a_repository_and_key_the_build(tmp_path, monkeypatch):
+    """The pinned sdist's llama.cpp folder holds a ``.git`` file pointing into its maker's checkout
+    (git fails on it: "not a git repository"), and the cache may lie inside a repository."""
     import subprocess
 
     repo = tmp_path / "repo"
     tree = repo / "cache" / "tree"
     tree.mkdir(parents=True)
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (tree / ".git").write_text("gitdir: ../../.git/modules/vendor/llama.cpp\n")
     (tree / "a.txt").write_text("one\n")
     before = lb.plan_for("cpu").key
     monkeypatch.setattr(lb, "PATCHES", (_patch(tmp_path, "fix.patch", "one", "two"),))

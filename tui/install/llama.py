@@ -159,8 +159,7 @@ def source_tree(log=print) -> Path:
     with tarfile.open(sdist) as tar:
         members = []
         for member in tar.getmembers():
-            # (not the sdist's ".git" gitlink into its maker's checkout: git would follow it)
-            if member.name.startswith(VENDOR_PREFIX) and member.name not in (VENDOR_PREFIX, VENDOR_PREFIX + ".git"):
+            if member.name.startswith(VENDOR_PREFIX) and member.name != VENDOR_PREFIX:
                 member.name = member.name[len(VENDOR_PREFIX):]
                 members.append(member)
         try:
@@ -175,16 +174,21 @@ def source_tree(log=print) -> Path:
 
 
 def apply_patches(tree: Path, log=print) -> None:
-    """``git apply`` each patch in ``tree``, which git must treat as a plain folder even where the
-    cache lies inside some repository: no repository is looked for above it."""
-    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(tree.parent)}
+    """``git apply`` each patch to the files of ``tree``, with an empty repository of its own: the
+    sdist's tree holds a ``.git`` link into its maker's checkout, which git would follow and fail on,
+    and a repository around the cache must not count either."""
     for patch in PATCHES:
         log(f"build-llama: applying {patch.name}")
-        try:
-            done = subprocess.run(["git", "apply", "-p1", "--whitespace=nowarn", str(patch)], cwd=tree, env=env,
-                                  capture_output=True, text=True)
-        except FileNotFoundError:
-            raise BuildError("git is needed to apply mirdeck's patches to llama.cpp (apt-get install git)") from None
+        with tempfile.TemporaryDirectory(prefix="mirdeck-patch-git-") as git_dir:
+            try:
+                done = subprocess.run(["git", "init", "-q", "--bare", git_dir], capture_output=True, text=True)
+                if done.returncode == 0:
+                    done = subprocess.run(["git", "apply", "-p1", "--whitespace=nowarn", str(patch)], cwd=tree,
+                                          env={**os.environ, "GIT_DIR": git_dir, "GIT_WORK_TREE": str(tree)},
+                                          capture_output=True, text=True)
+            except FileNotFoundError:
+                raise BuildError("git is needed to apply mirdeck's patches to llama.cpp (apt-get install git)") \
+                    from None
         if done.returncode != 0:
             raise BuildError(f"{patch} does not apply to llama.cpp {SOURCE_VERSION}: {done.stderr.strip()[-800:]}")
 
