@@ -419,3 +419,42 @@ def test_the_server_reads_each_clip_from_its_media_folder_once_linked_and_leaves
         assert srv.alive()
     finally:
         srv.close()
+
+
+def test_a_clip_asked_about_again_reuses_its_mel_spectrogram_and_hears_the_same(tmp_path, standins):
+    """mirdeck's llama.cpp patch: the questions after a clip's first reuse its mel spectrogram
+    (7.5 minutes of audio: ~0.75 s of CPU per request otherwise). With the prompt cache off, so
+    each request encodes the audio again from that spectrogram: clip A asked after clip B gets A's
+    own log-probabilities, not B's."""
+    import json
+    import urllib.request
+
+    from backends.flamingo.llama_cli import Sampling, context_size, sampler_json, tool_path
+    from backends.flamingo.llama_server import LlamaServer, chat_messages
+
+    clips = {}
+    for name, freq in (("a", 330.0), ("b", 550.0)):
+        clips[name] = tmp_path / f"{name}.wav"
+        soundfile.write(clips[name], sine(freq, 4.0, rate=16000, channels=1), 16000, format="WAV", subtype="FLOAT")
+    model, mmproj = standins["random"]
+    srv = LlamaServer(tool_path("llama-server"), model=model, mmproj=mmproj, ctx_size=context_size(4.0, 8),
+                      gpu_layers=0, flash_attn="off")
+
+    def ask(url: str) -> tuple[list[float], int]:
+        body = {"messages": chat_messages(url, "Describe it."), "max_tokens": 8, "cache_prompt": False,
+                **sampler_json(Sampling(0.0, 1.0, 1, 8)), "logprobs": True, "top_logprobs": 1, "ignore_eos": True}
+        srv.new_log()
+        request = urllib.request.Request(srv._url("/v1/chat/completions"), data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=300) as resp:
+            content = json.loads(resp.read())["choices"][0]["logprobs"]["content"]
+        return [c["logprob"] for c in content], srv.new_log().count("mel spectrogram reused")
+
+    try:
+        with srv.clip_file(clips["a"]) as a, srv.clip_file(clips["b"]) as b:
+            first_a, second_a, first_b, third_a = ask(a), ask(a), ask(b), ask(a)
+    finally:
+        srv.close()
+    assert [reused for _, reused in (first_a, second_a, first_b, third_a)] == [0, 1, 0, 1]
+    assert first_b[0] != first_a[0]
+    assert max(abs(x - y) for x, y in zip(first_a[0], third_a[0])) < 1e-6

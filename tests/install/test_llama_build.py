@@ -72,3 +72,29 @@ def test_patches_apply_to_a_tree_with_a_stray_git_link_inside_a_repository_and_k
     with pytest.raises(lb.BuildError, match="stale.patch does not apply"):
         lb.apply_patches(tree, log=lambda m: None)
     assert (tree / "a.txt").read_text() == "two\n"
+
+
+def test_a_gpu_build_without_its_toolkit_says_what_to_install_before_fetching_anything(tmp_path, monkeypatch):
+    for var in ("CUDACXX", "CUDA_PATH", "CUDA_HOME", "CUDAToolkit_ROOT", "ROCM_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MIRDECK_LLAMA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(lb.shutil, "which", lambda name, path=None: None)
+    monkeypatch.setenv("ROCM_PATH", str(tmp_path / "no-rocm"))
+    with pytest.raises(lb.BuildError, match="CUDA toolkit.*no nvcc"):
+        lb.build(lb.plan_for("cuda"), log=lambda m: None)
+    with pytest.raises(lb.BuildError, match="ROCm HIP SDK"):
+        lb.build(lb.plan_for("rocm", "gfx1201"), log=lambda m: None)
+
+    # nvcc without cuBLAS (this machine's own toolkit is such a one)
+    toolkit = tmp_path / "cuda"
+    (toolkit / "bin").mkdir(parents=True)
+    (toolkit / "include").mkdir()
+    (toolkit / "bin" / "nvcc").write_text("#!/bin/sh\n")
+    monkeypatch.setenv("CUDACXX", str(toolkit / "bin" / "nvcc"))
+    monkeypatch.setattr(lb, "CUDA_SYSTEM_ROOTS", ())
+    with pytest.raises(lb.BuildError, match="no cublas_v2.h"):
+        lb.build(lb.plan_for("cuda"), log=lambda m: None)
+    (toolkit / "include" / "cublas_v2.h").write_text("")
+    assert lb.missing_toolkit("cuda") is None
+    assert not (tmp_path / "cache").exists()  # nothing fetched or extracted

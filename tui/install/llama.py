@@ -36,6 +36,7 @@ VENDOR_PREFIX = f"llama_cpp_python-{SOURCE_VERSION}/vendor/llama.cpp/"
 TARGETS = ("llama-mtmd-cli", "llama-server")
 VARIANTS = ("cpu", "rocm", "cuda")
 STAMP = "stamp.json"
+CUDA_SYSTEM_ROOTS = ("/usr/local/cuda", "/usr")
 PATCHES = tuple(sorted((Path(__file__).parent / "llama_patches").glob("*.patch")))
 
 # Offline and small: static, no network code (curl, OpenSSL, the web UI download), nothing but
@@ -75,7 +76,8 @@ class BuildPlan:
     @property
     def key(self) -> str:
         blob = json.dumps({"package": SOURCE_PACKAGE, "version": SOURCE_VERSION, "sha256": SOURCE_SHA256,
-                           "patches": patches_digest(), "variant": self.variant, "flags": list(self.flags), "targets": list(TARGETS)},
+                           "patches": patches_digest(), "variant": self.variant, "flags": list(self.flags),
+                           "targets": list(TARGETS)},
                           sort_keys=True)
         return f"{self.variant}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
@@ -222,6 +224,9 @@ def build(plan: BuildPlan, *, jobs: int | None = None, log=print) -> Path:
         log(f"build-llama: reusing {out} (stamp matches)")
         _link(plan, out)
         return out
+    missing = missing_toolkit(plan.variant)
+    if missing:
+        raise BuildError(missing)
     tree = source_tree(log)
     work = out / "build"
     jobs = jobs or os.cpu_count() or 1
@@ -252,6 +257,30 @@ def build(plan: BuildPlan, *, jobs: int | None = None, log=print) -> Path:
     _link(plan, out)
     log(f"build-llama: done in {stamp['build_seconds']} s -> {bindir}")
     return out
+
+
+def missing_toolkit(variant: str) -> str | None:
+    """What a GPU build lacks before it starts (CMake's own words come after minutes and name a target)."""
+    if variant == "cuda":
+        nvcc = os.environ.get("CUDACXX") or shutil.which("nvcc") or shutil.which("nvcc", path="/usr/local/cuda/bin")
+        if not nvcc:
+            return ("a CUDA build needs the CUDA toolkit (nvcc and cuBLAS), and no nvcc was found on PATH, in "
+                    "$CUDACXX or in /usr/local/cuda/bin: install the toolkit from NVIDIA (or Debian's "
+                    "nvidia-cuda-toolkit), or build --variant cpu")
+        roots = [os.environ.get(v) for v in ("CUDA_PATH", "CUDA_HOME", "CUDAToolkit_ROOT")]
+        roots += [str(Path(nvcc).resolve().parent.parent), *CUDA_SYSTEM_ROOTS]
+        headers = [Path(r) / sub / "cublas_v2.h" for r in roots if r
+                   for sub in ("include", "targets/x86_64-linux/include", "targets/sbsa-linux/include")]
+        if not any(h.is_file() for h in headers):
+            return (f"a CUDA build needs cuBLAS, and {nvcc}'s toolkit has no cublas_v2.h (looked in "
+                    f"{', '.join(sorted({str(h.parent) for h in headers if h.parent.is_dir()})) or 'none'}): install the toolkit's cuBLAS "
+                    "development files (libcublas-dev), or set CUDA_PATH to a toolkit that has them")
+    if variant == "rocm":
+        rocm = os.environ.get("ROCM_PATH") or "/opt/rocm"
+        if not (shutil.which("hipconfig") or (Path(rocm) / "bin" / "hipconfig").is_file()):
+            return (f"a ROCm build needs the ROCm HIP SDK (hipconfig, hipcc, hipBLAS), and none was found on PATH "
+                    f"or in {rocm}/bin: install ROCm (AMD's amdgpu-install --usecase=hip), or build --variant cpu")
+    return None
 
 
 def _run(cmd: list[str], logfile: Path) -> None:
