@@ -272,8 +272,9 @@ def missing_toolkit(variant: str) -> str | None:
         headers = [Path(r) / sub / "cublas_v2.h" for r in roots if r
                    for sub in ("include", "targets/x86_64-linux/include", "targets/sbsa-linux/include")]
         if not any(h.is_file() for h in headers):
+            looked = ", ".join(sorted({str(h.parent) for h in headers if h.parent.is_dir()})) or "none"
             return (f"a CUDA build needs cuBLAS, and {nvcc}'s toolkit has no cublas_v2.h (looked in "
-                    f"{', '.join(sorted({str(h.parent) for h in headers if h.parent.is_dir()})) or 'none'}): install the toolkit's cuBLAS "
+                    f"{looked}): install the toolkit's cuBLAS "
                     "development files (libcublas-dev), or set CUDA_PATH to a toolkit that has them")
     if variant == "rocm":
         rocm = os.environ.get("ROCM_PATH") or "/opt/rocm"
