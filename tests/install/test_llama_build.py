@@ -13,8 +13,11 @@ def test_variants_get_their_flags_and_distinct_keys():
         assert {"-DGGML_NATIVE=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DBUILD_SHARED_LIBS=OFF",
                 "-DLLAMA_USE_PREBUILT_UI=OFF"} <= set(plan.flags)
     assert "-DGGML_CUDA=ON" in cuda.flags and "-DGGML_HIP=ON" in rocm.flags and "-DGPU_TARGETS=gfx1201" in rocm.flags
-    keys = {cpu.key, cuda.key, rocm.key, lb.plan_for("rocm", "gfx1100").key}
-    assert len(keys) == 4
+    cuda_89 = lb.plan_for("cuda", "89,90")
+    assert "-DCMAKE_CUDA_ARCHITECTURES=89;90" in cuda_89.flags
+    assert not any(f.startswith("-DCMAKE_CUDA_ARCHITECTURES") for f in cuda.flags)  # ggml's own list
+    keys = {cpu.key, cuda.key, cuda_89.key, rocm.key, lb.plan_for("rocm", "gfx1100").key}
+    assert len(keys) == 5
     assert lb.plan_for("cpu").key == cpu.key  # stable, so a second build is reused
 
 
