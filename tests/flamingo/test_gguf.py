@@ -421,11 +421,10 @@ def test_the_server_reads_each_clip_from_its_media_folder_once_linked_and_leaves
         srv.close()
 
 
-def test_a_clip_asked_about_again_reuses_its_mel_spectrogram_and_hears_the_same(tmp_path, standins):
-    """mirdeck's llama.cpp patch: the questions after a clip's first reuse its mel spectrogram
-    (7.5 minutes of audio: ~0.75 s of CPU per request otherwise). With the prompt cache off, so
-    each request encodes the audio again from that spectrogram: clip A asked after clip B gets A's
-    own log-probabilities, not B's."""
+def _mel_reuse(tmp_path, standins, order: str) -> list[tuple[list[float], int]]:
+    """Clips "a" and "b" (4 s each) asked about in ``order`` with the prompt cache off, so each
+    request encodes the audio again from its spectrogram: per request, the answer's log-probabilities
+    and how often the server logged the spectrogram as reused."""
     import json
     import urllib.request
 
@@ -452,9 +451,25 @@ def test_a_clip_asked_about_again_reuses_its_mel_spectrogram_and_hears_the_same(
 
     try:
         with srv.clip_file(clips["a"]) as a, srv.clip_file(clips["b"]) as b:
-            first_a, second_a, first_b, third_a = ask(a), ask(a), ask(b), ask(a)
+            return [ask({"a": a, "b": b}[name]) for name in order]
     finally:
         srv.close()
+
+
+def test_a_clip_asked_about_again_reuses_its_mel_spectrogram_and_hears_the_same(tmp_path, standins):
+    """mirdeck's llama.cpp patch: the questions after a clip's first reuse its mel spectrogram
+    (7.5 minutes of audio: ~0.75 s of CPU per request otherwise), and clip A asked after clip B
+    gets A's own log-probabilities, not B's."""
+    first_a, second_a, first_b, third_a = _mel_reuse(tmp_path, standins, "aaba")
     assert [reused for _, reused in (first_a, second_a, first_b, third_a)] == [0, 1, 0, 1]
     assert first_b[0] != first_a[0]
     assert max(abs(x - y) for x, y in zip(first_a[0], third_a[0])) < 1e-6
+
+
+def test_the_mel_spectrogram_cache_keeps_within_its_budget(tmp_path, standins, monkeypatch):
+    """A 4 s clip's spectrogram (one 30 s window, 1.5 MB) is over a 1 MB budget: the newest is still
+    kept, and the next clip pushes it out, so the clip asked about a third time is computed again."""
+    monkeypatch.setenv("MIRDECK_MEL_CACHE_MB", "1")
+    asked = _mel_reuse(tmp_path, standins, "aaba")
+    assert [reused for _, reused in asked] == [0, 1, 0, 0]
+    assert max(abs(x - y) for x, y in zip(asked[0][0], asked[3][0])) < 1e-6
