@@ -316,8 +316,10 @@ def test_provenance_device_says_where_the_layers_ran():
     assert ran_on("cuda", 0) == "cpu" and ran_on(None, 99) == "cpu"
 
 
-def _logprobs(srv, wav: bytes, question: str, tokens: int, slot: int | None = None) -> list[tuple[str, float]]:
-    """The greedy answer's tokens with their log-probabilities, from llama-server itself."""
+def _logprobs(srv, wav: bytes | str, question: str, tokens: int, slot: int | None = None,
+              cache_prompt: bool = True) -> list[tuple[str, float]]:
+    """The greedy answer's tokens with their log-probabilities, from llama-server itself (``wav``:
+    the clip's bytes, or its URL in the server's media folder)."""
     import json
     import urllib.request
 
@@ -325,7 +327,7 @@ def _logprobs(srv, wav: bytes, question: str, tokens: int, slot: int | None = No
     from backends.flamingo.llama_server import chat_messages
 
     body = {"messages": chat_messages(wav, question), "max_tokens": tokens,
-            **sampler_json(Sampling(0.0, 1.0, 1, tokens)), "cache_prompt": True, "stream": False,
+            **sampler_json(Sampling(0.0, 1.0, 1, tokens)), "cache_prompt": cache_prompt, "stream": False,
             "logprobs": True, "top_logprobs": 1, "ignore_eos": True, **({"id_slot": slot} if slot is not None else {})}
     request = urllib.request.Request(srv._url("/v1/chat/completions"), data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
@@ -425,11 +427,8 @@ def _mel_reuse(tmp_path, standins, order: str) -> list[tuple[list[float], int]]:
     """Clips "a" and "b" (4 s each) asked about in ``order`` with the prompt cache off, so each
     request encodes the audio again from its spectrogram: per request, the answer's log-probabilities
     and how often the server logged the spectrogram as reused."""
-    import json
-    import urllib.request
-
-    from backends.flamingo.llama_cli import Sampling, context_size, sampler_json, tool_path
-    from backends.flamingo.llama_server import LlamaServer, chat_messages
+    from backends.flamingo.llama_cli import context_size, tool_path
+    from backends.flamingo.llama_server import LlamaServer
 
     clips = {}
     for name, freq in (("a", 330.0), ("b", 550.0)):
@@ -440,14 +439,9 @@ def _mel_reuse(tmp_path, standins, order: str) -> list[tuple[list[float], int]]:
                       gpu_layers=0, flash_attn="off")
 
     def ask(url: str) -> tuple[list[float], int]:
-        body = {"messages": chat_messages(url, "Describe it."), "max_tokens": 8, "cache_prompt": False,
-                **sampler_json(Sampling(0.0, 1.0, 1, 8)), "logprobs": True, "top_logprobs": 1, "ignore_eos": True}
         srv.new_log()
-        request = urllib.request.Request(srv._url("/v1/chat/completions"), data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=300) as resp:
-            content = json.loads(resp.read())["choices"][0]["logprobs"]["content"]
-        return [c["logprob"] for c in content], srv.new_log().count("mel spectrogram reused")
+        answer = _logprobs(srv, url, "Describe it.", 8, cache_prompt=False)
+        return [logprob for _, logprob in answer], srv.new_log().count("mel spectrogram reused")
 
     try:
         with srv.clip_file(clips["a"]) as a, srv.clip_file(clips["b"]) as b:
