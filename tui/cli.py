@@ -140,8 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--public", action="store_true",
-                   help="allow an address other than loopback: the page has no authentication, anyone "
-                        "who reaches it can watch the run and stop it")
+                   help="allow an address other than loopback (plain HTTP: the printed link's token keeps out "
+                        "who does not have it, not who can read the network)")
+    p.add_argument("--public-url", default=None, metavar="URL",
+                   help="the page's address as browsers reach it, when that is not the address they used "
+                        "(a reverse proxy with TLS: https://host/path)")
 
     p = sub.add_parser("export", help="write the .INFO features in a trainer's format (see docs/exports.md)")
     p.add_argument("dataset", type=Path)
@@ -482,7 +485,8 @@ def cmd_serve(args) -> int:
     from tui.dashboard.web import ServeRefused, serve
 
     try:
-        return serve(args.dataset, host=args.host, port=args.port, public=args.public)
+        return serve(args.dataset, host=args.host, port=args.port, public=args.public,
+                     public_url=args.public_url.rstrip("/") if args.public_url else None)
     except ServeRefused as exc:
         return _fail(str(exc))
 

@@ -9,8 +9,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -51,6 +53,36 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def start_serve(env, *args: str) -> tuple[subprocess.Popen, str]:
+    """``mirdeck serve ARGS`` and the link it printed (the one that carries the page's token)."""
+    server = subprocess.Popen(mirdeck("serve", *args), env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    found: list[str] = []
+
+    def read() -> None:
+        assert server.stdout is not None
+        for line in server.stdout:
+            if "serving the dashboard on " in line and not found:
+                found.append(line.split("serving the dashboard on ", 1)[1].strip())
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        url = wait_until(lambda: found and found[0], 60, "mirdeck serve to print its link")
+    except AssertionError:
+        stop_serve(server)
+        raise
+    return server, url
+
+
+def stop_serve(server: subprocess.Popen) -> None:
+    server.send_signal(signal.SIGINT)
+    try:
+        server.wait(30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(30)
+
+
 class DevTools:
     """The few Chrome DevTools Protocol calls the test needs, over the page's websocket."""
 
@@ -83,8 +115,7 @@ def test_served_dashboard_loads_in_headless_chromium_and_shows_the_live_run(tmp_
     service = start_detached(dataset, env, steps=100, step_seconds=0.2)  # 20 s a track: live for the whole test
     record = wait_until(lambda: registry.read_record(dataset), 30, "the run's record")
     port, devtools_port = free_port(), free_port()
-    server = subprocess.Popen(mirdeck("serve", str(dataset), "--port", str(port)), env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, link = start_serve(env, str(dataset), "--port", str(port))
     browser = None
     try:
         wait_until(lambda: listening(port), 60, "mirdeck serve to listen")
@@ -102,7 +133,7 @@ def test_served_dashboard_loads_in_headless_chromium_and_shows_the_live_run(tmp_
                     cdp = DevTools(ws)
                     await cdp("Page.enable")
                     await cdp("Page.addScriptToEvaluateOnNewDocument", source=HOOK)
-                    await cdp("Page.navigate", url=f"http://127.0.0.1:{port}/")
+                    await cdp("Page.navigate", url=link)  # the token is traded for a cookie on the way
                     deadline = time.monotonic() + 90
                     text = ""
                     while time.monotonic() < deadline:
@@ -114,20 +145,18 @@ def test_served_dashboard_loads_in_headless_chromium_and_shows_the_live_run(tmp_
                     await asyncio.sleep(2)  # let the canvas paint the frames it has received
                     painted = await cdp.evaluate("document.body.classList.contains('-first-byte')")
                     shot = base64.b64decode((await cdp("Page.captureScreenshot", format="png"))["data"])
-                    return text, shot, clients, painted
+                    address = await cdp.evaluate("location.href")
+                    return text, shot, clients, painted, address
 
-        text, shot, clients, painted = asyncio.run(look())
+        text, shot, clients, painted, address = asyncio.run(look())
     finally:
         if browser is not None:
             browser.terminate()
             browser.wait(30)
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_serve(server)
     assert "dash_slow" in text and "Track" in text, text[-2000:]
     assert painted and clients == 1  # the tab is one client of the service
+    assert address == f"http://127.0.0.1:{port}/"  # the token left the address bar
     assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 20_000
     (tmp_path / "serve.png").write_bytes(shot)
     if os.environ.get("MIRDECK_SCREENSHOT_DIR"):  # how docs/screenshots/serve.png is made
@@ -142,4 +171,62 @@ def test_served_dashboard_loads_in_headless_chromium_and_shows_the_live_run(tmp_
 def test_serve_refuses_an_address_beyond_loopback_without_public(tmp_path, env):
     done = subprocess.run(mirdeck("serve", "--host", "0.0.0.0", "--port", "1"), env=env, capture_output=True,
                           text=True, timeout=60)
-    assert done.returncode == 2 and "no authentication" in done.stderr and "--public" in done.stderr
+    assert done.returncode == 2 and "reachable from other machines" in done.stderr and "--public" in done.stderr
+
+
+def test_serve_refuses_a_short_token_from_the_environment(env):
+    done = subprocess.run(mirdeck("serve", "--port", "1"), env={**env, "MIRDECK_SERVE_TOKEN": "secret"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "MIRDECK_SERVE_TOKEN is 6 characters long" in done.stderr
+
+
+@pytest.mark.slow
+def test_nothing_is_served_without_the_printed_token(env):
+    aiohttp = pytest.importorskip("aiohttp")
+    pytest.importorskip("textual_serve", reason="textual-serve is not installed (the serve extra)")
+    port = free_port()
+    server, link = start_serve(env, "--port", str(port))
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    base = f"http://127.0.0.1:{port}"
+    assert link == f"{base}/?token={token}" and len(token) >= 32
+
+    async def probe():
+        seen = {}
+        async with aiohttp.ClientSession() as anonymous:
+            for name, path in [("page", "/"), ("static", "/static/js/textual.js"), ("ws", "/ws"),
+                               ("wrong", "/?token=" + "x" * len(token))]:
+                async with anonymous.get(base + path) as reply:
+                    seen[name] = (reply.status, await reply.text())
+        # An IP address is a host aiohttp keeps cookies for only when told to: a browser always does.
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as user:
+            async with user.get(link, allow_redirects=False) as reply:
+                seen["link"] = (reply.status, reply.headers.get("Location"), reply.headers.getall("Set-Cookie"))
+            async with user.get(base + "/") as reply:
+                seen["cookie"] = (reply.status, await reply.text())
+            async with user.get(base + "/", headers={"Host": f"localhost:{port}"}) as reply:
+                seen["by_name"] = await reply.text()
+            try:
+                async with user.ws_connect(base + "/ws", headers={"Origin": "http://evil.example"}):
+                    seen["foreign_ws"] = 101
+            except aiohttp.WSServerHandshakeError as exc:
+                seen["foreign_ws"] = exc.status
+            async with user.ws_connect(base + "/ws?width=80&height=24", headers={"Origin": base}) as ws:
+                seen["own_ws"] = (await ws.receive(timeout=60)).type
+        return seen
+
+    try:
+        seen = asyncio.run(probe())
+    finally:
+        stop_serve(server)
+    for name in ("page", "static", "ws"):
+        assert seen[name][0] == 403 and "needs its token" in seen[name][1], (name, seen[name])
+    assert seen["wrong"][0] == 403 and "wrong token" in seen["wrong"][1]
+    status_code, location, cookies = seen["link"]
+    assert status_code == 302 and location == "./"
+    assert any(c.startswith(f"mirdeck_serve_token={token}") and "HttpOnly" in c and "SameSite=Strict" in c
+               for c in cookies), cookies
+    assert seen["cookie"][0] == 200 and f"ws://127.0.0.1:{port}/ws" in seen["cookie"][1]
+    # The page sends the browser's websocket to the address the browser used, not the listening one.
+    assert f"ws://localhost:{port}/ws" in seen["by_name"]
+    assert seen["foreign_ws"] == 403
+    assert seen["own_ws"] in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT)

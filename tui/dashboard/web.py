@@ -2,15 +2,18 @@
 
 textual-serve starts one ``mirdeck attach`` process per browser tab, so every tab is one more
 client of the run service, never a second run; closing a tab closes that client only. The page
-has no authentication: it listens on loopback unless ``--public`` says otherwise.
+needs the token in the URL this prints (``web_token``), and listens on loopback unless ``--public``
+says otherwise.
 """
 from __future__ import annotations
 
 import ipaddress
 import os
 import shlex
+import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from tui import paths
 
@@ -35,21 +38,63 @@ def attach_command(dataset: Path | None) -> str:
     return shlex.join(argv)
 
 
-def serve(dataset: Path | None, *, host: str = "127.0.0.1", port: int = 8000, public: bool = False) -> int:
+def browser_host(host: str) -> str:
+    """The address to print for the user's browser: a wildcard listens everywhere but opens nowhere."""
+    if host in ("0.0.0.0", "::", ""):
+        return socket.gethostname()
+    return f"[{host}]" if ":" in host else host
+
+
+def token_server(command: str, *, host: str, port: int, token: str, public_url: str | None = None) -> Any:
+    """textual-serve's server with the token check, and the page's websocket URL taken from the address
+    the browser used (textual-serve's own is the listening address: 0.0.0.0 would send a remote
+    browser to itself)."""
+    from textual_serve.server import Server
+
+    from tui.dashboard.web_token import token_middleware
+
+    class TokenServer(Server):  # type: ignore[misc]
+        async def _make_app(self) -> Any:
+            app = await super()._make_app()
+            app.middlewares.append(token_middleware(token))
+            return app
+
+        async def handle_index(self, request: Any) -> Any:
+            if public_url is None:
+                self.public_url = f"{request.scheme}://{request.host}"
+            return await super().handle_index(request)
+
+        async def on_startup(self, app: Any) -> None:
+            base = public_url or f"http://{browser_host(host)}:{port}"
+            # Flushed at once: whoever started us (a script, a test) reads it before the first tab opens.
+            print(f"mirdeck: serving the dashboard on {base}/?token={token}", flush=True)
+            print("mirdeck: the link carries the page's token; Ctrl-C stops serving (the run goes on)", flush=True)
+
+    return TokenServer(command, host=host, port=port, title="mirdeck", public_url=public_url)
+
+
+def serve(dataset: Path | None, *, host: str = "127.0.0.1", port: int = 8000, public: bool = False,
+          public_url: str | None = None) -> int:
     if not is_loopback(host) and not public:
-        raise ServeRefused(f"--host {host} is reachable from other machines, and the served dashboard has no "
-                           "authentication: anyone who reaches it can watch the run and stop it. Add --public "
-                           "to serve it there anyway (or keep 127.0.0.1 and use an SSH tunnel: "
+        raise ServeRefused(f"--host {host} is reachable from other machines: anyone there who gets the page's "
+                           "link can watch the run and stop it, over plain HTTP. Add --public to serve it there "
+                           "anyway (or keep 127.0.0.1 and use an SSH tunnel: "
                            f"ssh -L {port}:127.0.0.1:{port} THIS-MACHINE)")
     try:
-        from textual_serve.server import Server
+        import textual_serve.server  # noqa: F401
     except ImportError:
         raise ServeRefused("textual-serve is not installed: pip install 'mirdeck[serve]' "
                            "(bin/setup installs it)") from None
+    from tui.dashboard.web_token import new_token
+
+    try:
+        token = new_token()
+    except ValueError as exc:
+        raise ServeRefused(str(exc)) from None
     if not is_loopback(host):
-        print(f"mirdeck: WARNING: serving on {host}:{port} without authentication; anyone who can reach it "
-              "can watch and stop the run", file=sys.stderr)
+        print(f"mirdeck: WARNING: serving on {host}:{port} over plain HTTP: the token keeps out who does not "
+              "have the link, not who can read the network", file=sys.stderr)
     # The tabs' processes import this checkout whatever the caller's sys.path was.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.ROOT), os.environ.get("PYTHONPATH", "")]))
-    Server(attach_command(dataset), host=host, port=port, title="mirdeck").serve()
+    token_server(attach_command(dataset), host=host, port=port, token=token, public_url=public_url).serve()
     return 0
