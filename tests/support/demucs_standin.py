@@ -97,14 +97,17 @@ def __getattr__(name):  # lets torch.load find the class by its module path with
     raise AttributeError(name)
 
 
-def install_scaled_copies(weights: Path, name: str = "htdemucs") -> list[Path]:
+def install_scaled_copies(weights: Path, name: str = "htdemucs", gain: float | None = None) -> list[Path]:
     """Known-answer checkpoints for every signature of ``name``. In a bag (``htdemucs_ft``: one
     model per stem, weighted 1 for its stem and 0 for the others) model k answers GAINS[k] for every
-    stem, so the bag's stem k is still GAINS[k] x mix only if the weights pick the right model."""
+    stem, so the bag's stem k is still GAINS[k] x mix only if the weights pick the right model.
+    With ``gain``, every stem of every model is ``gain`` x mix (a model that answers differently)."""
     from backends.extractors.stems import checkpoint
 
     sigs = checkpoint.signatures(name)
     cls = __getattr__("ScaledCopiesModel")
+    if gain is not None:
+        return [save(cls(gains=(gain,) * 4), weights / checkpoint.FOLDER, sig) for sig in sigs]
     if len(sigs) == 1:
         return [save(cls(), weights / checkpoint.FOLDER, sigs[0])]
     return [save(cls(gains=(gain,) * 4), weights / checkpoint.FOLDER, sig)

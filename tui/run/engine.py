@@ -912,6 +912,11 @@ class Engine:
                 prov["files"] = {k: os.path.basename(v) for k, v in result.files.items()}
             if spec.stems_read():
                 prov["stems"] = dict(sorted((stem_origins or {}).items()))
+                if track_plan is not None:
+                    # Which files these were, so that a stem separated again or replaced later is noticed.
+                    paths = {stem: track_plan.stem_path(stem) for stem in prov["stems"]}
+                    prov["stem_bytes"] = {stem: size for stem, path in sorted(paths.items())
+                                          if path is not None and (size := stems._size(path)) is not None}
             try:
                 outcome = await asyncio.to_thread(store.merge, folder, name, features=result.features,
                                                   provenance=prov)

@@ -23,6 +23,13 @@ class TrackPlan:
     stem_outputs: dict[str, dict[str, Path]] = field(default_factory=dict)
     """Provider -> the stems it writes on this track, each with its target file."""
 
+    def stem_path(self, stem: str) -> Path | None:
+        """The file a reader of ``stem`` reads in this run: the one its provider writes, else the track's."""
+        provider = self.coming.get(stem)
+        if provider is not None:
+            return self.stem_outputs[provider][stem]
+        return self.track.stems.get(stem)
+
     @property
     def coming(self) -> dict[str, str]:
         """Stem -> the provider that writes it in this run."""
@@ -135,7 +142,9 @@ def make_plan(tracks: list[TrackFolder], specs: dict[str, BackendSpec], modules:
     A module that provides stems runs where one of them is missing (a folder with all four needs
     nothing) and, with ``--overwrite``, where it separated them itself; never over a supplied one.
     A module that reads stems is not done while a stem it would read now (or one separated in this
-    run) is not among those it read last time: the stems of this run reach it in this run.
+    run) is not among those it read last time, while one it read is separated again in this run,
+    or while one it read has been replaced since (``stems.changed_since_read``): the stems of this
+    run reach it in this run, and features never describe stems the track no longer has.
     """
     options = options or {}
     overwrite = set(overwrite)
@@ -176,9 +185,8 @@ def make_plan(tracks: list[TrackFolder], specs: dict[str, BackendSpec], modules:
                     coming |= set(wanted)
             elif redo or not is_done(spec, info, options.get(name)):
                 chosen.add(name)
-            elif not ({s for s in spec.stems_read() if s in track.stems or s in coming}
-                      <= stems.stems_used(spec, info)):
-                chosen.add(name)  # done, but without stems it can read now
+            elif stems.changed_since_read(spec, info, track, coming):
+                chosen.add(name)  # done, but not from the stems the track has (or gets in this run)
             else:
                 plan.skipped[name] += 1
         if chosen:

@@ -114,3 +114,30 @@ def stems_used(spec: BackendSpec, info: dict[str, Any]) -> set[str]:
         return set(prov["stems"])
     return {stem for stem in spec.stems_read()
             if any(key.endswith(f"_{stem}") and spec.produces(key) for key in info)}
+
+
+def changed_since_read(spec: BackendSpec, info: dict[str, Any], track: TrackFolder,
+                       coming: Iterable[str] = ()) -> bool:
+    """Whether a done stem reader is out of date with the stems: one it can read now is not among
+    those it read, one it read is separated again in this run (``coming``), or one it read is
+    another file now (its size differs from the one recorded: separated again by an earlier run,
+    or replaced by the user). A stem that went away does not count: what the reader wrote from it
+    stays until the reader runs again."""
+    used = stems_used(spec, info)
+    readable = set(spec.stems_read())
+    if not ({s for s in readable if s in track.stems or s in set(coming)} <= used):
+        return True
+    if readable & used & set(coming):
+        return True
+    block = info.get(PROVENANCE_KEY)
+    prov = block.get(spec.name) if isinstance(block, dict) else None
+    recorded = prov.get("stem_bytes") if isinstance(prov, dict) else None
+    if not isinstance(recorded, dict):
+        return False  # recorded before sizes were: trusted, as it was before
+    for stem, size in recorded.items():
+        path = track.stems.get(stem)
+        now = _size(path) if path is not None else None
+        if now is not None and now != size:
+            return True
+    return False
+

@@ -177,6 +177,47 @@ def test_readers_done_before_stems_existed_run_again_when_they_arrive(tmp_path, 
     assert third["loudness"].planned == 0 and third["stems"].planned == 0
 
 
+def test_stems_separated_again_by_another_model_bring_their_readers_along(tmp_path, monkeypatch):
+    weights = tmp_path / "weights"
+    standin.install_scaled_copies(weights)  # htdemucs: vocals = 0.4 x mix
+    standin.install_scaled_copies(weights, "htdemucs_ft", gain=0.25)  # every stem = 0.25 x mix
+    monkeypatch.setenv("MIRDECK_MODELS_DIR", str(weights))
+    # In the same run: loudness waits for the new stems and reads them.
+    same, later = tmp_path / "same-run", tmp_path / "later-run"
+    for ds in (same, later):
+        write_track(ds, "A", sine(330, 4.0))
+        run_engine(ds, only=["stems", "loudness"])
+    lufs = info_of(same / "A")["lufs"]
+    assert info_of(same / "A")["lufs_vocals"] == pytest.approx(lufs + 20 * np.log10(0.4), abs=0.05)
+    ft = {"stems": {"model": "htdemucs_ft", "shifts": 0}}
+    _, stats = run_engine(same, only=["stems", "loudness"], overwrite=["stems"], module_options=ft)
+    assert stats["stems"].done == 1 and stats["loudness"].done == 1
+    assert info_of(same / "A")["lufs_vocals"] == pytest.approx(lufs + 20 * np.log10(0.25), abs=0.05)
+    # In a run without the readers: the next run notices that the files changed.
+    run_engine(later, only=["stems"], overwrite=["stems"], module_options=ft)
+    assert info_of(later / "A")["lufs_vocals"] == pytest.approx(lufs + 20 * np.log10(0.4), abs=0.05)
+    _, next_run = run_engine(later, only=["stems", "loudness"], module_options=ft)
+    assert next_run["loudness"].planned == 1 and next_run["loudness"].done == 1
+    assert next_run["stems"].planned == 0
+    assert info_of(later / "A")["lufs_vocals"] == pytest.approx(lufs + 20 * np.log10(0.25), abs=0.05)
+    for ds in (same, later):
+        _, settled = run_engine(ds, only=["stems", "loudness"], module_options=ft)
+        assert sum(s.planned for s in settled.values()) == 0
+
+
+def test_a_supplied_stem_replaced_by_the_user_is_read_again(tmp_path):
+    ds = tmp_path / "ds"
+    write_track(ds, "A", sine(220, 3.0), stems={"drums": sine(110, 3.0, amplitude=0.5)})
+    run_engine(ds, only=["loudness"])
+    before = info_of(ds / "A")["lufs_drums"]
+    soundfile.write(ds / "A" / "drums.flac", sine(110, 3.0, amplitude=0.05), 44100)
+    _, stats = run_engine(ds, only=["loudness"])
+    assert stats["loudness"].planned == 1 and stats["loudness"].done == 1
+    assert info_of(ds / "A")["lufs_drums"] == pytest.approx(before - 20, abs=0.1)  # a tenth of the amplitude
+    _, again = run_engine(ds, only=["loudness"])
+    assert again["loudness"].planned == 0
+
+
 def test_a_folder_with_all_four_stems_needs_nothing_and_a_missing_model_costs_one_try(tmp_path, monkeypatch):
     monkeypatch.setenv("MIRDECK_MODELS_DIR", str(tmp_path / "no-weights"))
     ds = tmp_path / "ds"
