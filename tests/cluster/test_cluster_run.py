@@ -251,3 +251,20 @@ def slowaudio_workers() -> list[int]:
     return [p.pid for p in psutil.process_iter(["cmdline", "cwd"])
             if "tests.support.fake_backends.slowaudio" in " ".join(p.info["cmdline"] or [])
             and "backends.worker" in " ".join(p.info["cmdline"] or []) and p.info["cwd"] == str(ROOT)]
+
+
+def test_progress_of_a_track_on_a_node_reaches_the_driver_while_the_node_computes(ray_cluster, tmp_path):
+    dataset = synth_dataset(tmp_path / "ds", 1)
+    log_dir = tmp_path / "log"
+    done = mirdeck_run(dataset, log_dir, "--only", "slowaudio", "--set", "slowaudio.seconds=3",
+                       "--cluster", ray_cluster.address,
+                       env={"MIRDECK_EXTRA_BACKENDS": "tests.support.fake_backends.slowaudio"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    seen = events(log_dir)
+    finished = next(e["time"] for e in seen if e["event"] == "module_finished" and e["module"] == "slowaudio")
+    progress = [e for e in seen if e["event"] == "module_progress" and e["module"] == "slowaudio"]
+    # The worker reports every 0.5 s of its 3 s (fractions 0 to 5/6). Handed over with the answer,
+    # every report would reach the driver when the track is done; followed, the early ones come early.
+    assert [round(e["fraction"], 2) for e in progress] == [0.0, 0.17, 0.33, 0.5, 0.67, 0.83]
+    early = [e for e in progress if finished - e["time"] > 1.0]
+    assert len(early) >= 3, [(e["fraction"], round(finished - e["time"], 2)) for e in progress]

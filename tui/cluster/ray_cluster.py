@@ -21,6 +21,8 @@ from tui.run.supervisor import NodeLost, WorkerDied, WorkerTimeout
 GPU_MEMORY_RESOURCE = "mirdeck_gpu_memory_gb"
 ACTOR_START_MARGIN_S = 120.0  # placing and starting an actor, on top of the worker's own start-up
 CALL_MARGIN_S = 30.0  # the relay enforces the request timeout; this covers the hop
+POLL_S = 0.5  # how often a request in flight hands over its progress and stderr
+POLL_TIMEOUT_S = 10.0
 LOST_CHECKS = (0.0, 1.0, 2.0, 4.0)  # seconds to wait before asking again whether a node is gone
 
 
@@ -256,7 +258,7 @@ class RayWorker:
     async def start(self, timeout: float = 300.0) -> dict[str, Any]:
         self.node_info.workers += 1
         self.actor = self.cluster._remote_relay.options(
-            num_cpus=0, num_gpus=self.num_gpus, max_concurrency=2, max_restarts=0,
+            num_cpus=0, num_gpus=self.num_gpus, max_concurrency=3, max_restarts=0,
             scheduling_strategy=self.cluster._on(self.node_info)).remote(
                 self.module, self.entry, self.env, self.cwd, self.device)
         answer = await self._answer(self.actor.start.remote(timeout), timeout + ACTOR_START_MARGIN_S)
@@ -272,12 +274,38 @@ class RayWorker:
                    on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         if self.actor is None:
             raise WorkerDied(None, f"{self.module} worker is not running")
-        answer = await self._answer(self.actor.call.remote(message, timeout), timeout + CALL_MARGIN_S)
+        answered = asyncio.Event()
+        follower = asyncio.create_task(self._follow(on_progress, answered))
+        try:
+            answer = await self._answer(self.actor.call.remote(message, timeout), timeout + CALL_MARGIN_S)
+        except BaseException:
+            follower.cancel()
+            raise
+        answered.set()
+        await follower  # its last poll's lines come before the answer's own
         if on_progress:
             for progress in answer.get("progress", []):
                 on_progress(progress)
         self.requests_done += 1
         return dict(answer["reply"])
+
+    async def _follow(self, on_progress: Callable[[dict[str, Any]], None] | None, answered: asyncio.Event) -> None:
+        """While a request is in flight: its progress and the worker's stderr, twice a second."""
+        while not answered.is_set():
+            try:
+                await asyncio.wait_for(answered.wait(), POLL_S)
+                return
+            except asyncio.TimeoutError:
+                pass
+            try:
+                live = await asyncio.wait_for(asyncio.wrap_future(self.actor.poll.remote().future()), POLL_TIMEOUT_S)
+            except Exception:
+                return  # a dead actor or a lost node: the call's answer says which
+            for line in live.get("stderr", []):
+                self.on_stderr(self.module, self._pid, line)
+            if on_progress:
+                for progress in live.get("progress", []):
+                    on_progress(progress)
 
     def kill(self) -> None:
         self._killed = True

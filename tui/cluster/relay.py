@@ -2,8 +2,9 @@
 on this node with the run's environment, and relay protocol lines between it and the driver.
 
 The subprocess is the same one the local scheduler starts, so isolation, error kinds and the
-protocol are unchanged; the actor only adds the hop over Ray. Its stderr is kept and handed back
-with each answer, for the driver's ``workers.log``.
+protocol are unchanged; the actor only adds the hop over Ray. The worker's progress messages and
+stderr lines are kept until the driver asks for them (``poll``, twice a second while a request is
+in flight, so the dashboard moves while a node computes) or the answer takes the rest along.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class Relay:
         self.proc: subprocess.Popen[bytes] | None = None
         self.lines: queue.Queue[bytes | None] = queue.Queue()
         self.stderr: list[str] = []
+        self.progress: list[dict[str, Any]] = []  # of the request in flight, not yet handed over
         self.lock = threading.Lock()
 
     def environment(self) -> dict[str, str]:
@@ -77,21 +79,31 @@ class Relay:
             lines, self.stderr = self.stderr, []
         return lines
 
+    def _drain(self) -> dict[str, Any]:
+        """What the driver has not been handed yet, in the order it came (each line exactly once)."""
+        with self.lock:
+            progress, self.progress = self.progress, []
+            lines, self.stderr = self.stderr, []
+        return {"progress": progress, "stderr": lines}
+
+    def poll(self) -> dict[str, Any]:
+        """Called by the driver while a request is in flight (the actor serves it beside ``call``)."""
+        return self._drain()
+
     def _answer(self, timeout: float) -> dict[str, Any]:
         """The next message that is not progress: {"reply"}, or {"died": returncode}, or {"timeout"}."""
         deadline = time.monotonic() + timeout
-        progress: list[dict[str, Any]] = []
         while True:
             try:
                 line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self.kill()
-                return {"timeout": True, "progress": progress, "stderr": self._drain_stderr()}
+                return {"timeout": True, **self._drain()}
             if line is None:
                 assert self.proc
                 returncode = self.proc.wait()
                 time.sleep(0.05)  # the stderr thread's last lines (a traceback) come with the answer
-                return {"died": returncode, "progress": progress, "stderr": self._drain_stderr()}
+                return {"died": returncode, **self._drain()}
             try:
                 message = p.decode(line)
             except ValueError as exc:
@@ -99,9 +111,10 @@ class Relay:
                     self.stderr.append(f"[mirdeck] protocol garbage: {exc}")
                 continue
             if message["type"] == "progress":
-                progress.append(message)
+                with self.lock:
+                    self.progress.append(message)
                 continue
-            return {"reply": message, "progress": progress, "stderr": self._drain_stderr()}
+            return {"reply": message, **self._drain()}
 
     def call(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
         assert self.proc and self.proc.stdin
