@@ -43,20 +43,30 @@ def summary_table(summary: dict[str, dict], title: str = "mirdeck run") -> Table
     return table
 
 
-def node_table(nodes: list[ev.NodeStatus]) -> Table:
-    """One row per cluster node: what it is and what it did in this run."""
+def node_table(nodes: list[ev.NodeStatus], gpu_peaks: dict[str, float] | None = None) -> Table:
+    """One row per cluster node: what it is and what it did in this run (GPU memory: the most it
+    held at any reading, of its total; at the end of a run the latest reading says little)."""
     from rich import box
 
     table = Table(title="nodes", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
                   show_edge=False)
-    for column in ("node", "address", "state", "CPU", "CPU %", "RAM GB", "GPU", "workers", "in flight", "tracks"):
+    gpu_peaks = gpu_peaks or {}
+    for column in ("node", "address", "state", "CPU", "CPU %", "RAM GB", "GPU", "GPU GiB peak", "workers",
+                   "in flight", "tracks"):
         table.add_column(column, justify="left" if column in ("node", "address", "state") else "right", no_wrap=True)
     for n in nodes:
         ram = f"{n.ram_used_gb:,.1f}/{n.ram_total_gb:,.1f}" if n.ram_used_gb is not None and n.ram_total_gb else "–"
         table.add_row(n.node, n.address, ("alive" if n.alive else "lost") + (" (driver)" if n.driver else ""),
                       f"{n.cpus:g}", "–" if n.cpu_percent is None else f"{n.cpu_percent:.0f}", ram, f"{n.gpus:g}",
-                      str(n.workers), str(n.tracks_in_flight), str(n.tracks_done))
+                      gpu_memory(gpu_peaks.get(n.node), n.gpu_memory_total_gb), str(n.workers),
+                      str(n.tracks_in_flight), str(n.tracks_done))
     return table
+
+
+def gpu_memory(used: float | None, total: float | None) -> str:
+    if used is None:
+        return "–"
+    return f"{used:,.1f}/{total:,.1f}" if total else f"{used:,.1f}"
 
 
 class HeadlessPrinter:
@@ -73,6 +83,7 @@ class HeadlessPrinter:
         self.failures: list[str] = []
         self.log_dir = ""
         self.nodes: dict[str, ev.NodeStatus] = {}  # --cluster: each node as last reported
+        self.gpu_peaks: dict[str, float] = {}  # --cluster: the most GPU memory each node held, GiB
 
     def __call__(self, event: ev.Event) -> None:
         handler = getattr(self, f"on_{event.name}", None)
@@ -127,6 +138,8 @@ class HeadlessPrinter:
         """A line when a node joins the run or is lost; the table of nodes at the end."""
         before = self.nodes.get(e.node)
         self.nodes[e.node] = e
+        if e.gpu_memory_used_gb is not None:
+            self.gpu_peaks[e.node] = max(self.gpu_peaks.get(e.node, 0.0), e.gpu_memory_used_gb)
         if before is None:
             self.console.print(f"  node {e.node} ({e.address}{', driver' if e.driver else ''}): {e.cpus:g} CPU"
                                + (f", {e.gpus:g} GPU" if e.gpus else "")
@@ -142,7 +155,7 @@ class HeadlessPrinter:
         title = f"mirdeck run {'stopped' if e.stopped else 'finished'} in {e.wall_seconds:,.1f} s"
         self.console.print(summary_table(e.summary, title))
         if self.nodes:
-            self.console.print(node_table(list(self.nodes.values())))
+            self.console.print(node_table(list(self.nodes.values()), self.gpu_peaks))
         if e.left:
             self.print_left(e.left)
         sys.stdout.flush()

@@ -342,5 +342,13 @@ def status_of(node: Node, facts: dict[str, Any] | None, driver_node: str = "") -
             "cpu_percent": facts.get("cpu_percent"),
             "ram_used_gb": round(facts["ram_used_gb"], 2) if "ram_used_gb" in facts else None,
             "ram_total_gb": round(facts["ram_total_gb"], 2) if "ram_total_gb" in facts else None,
-            "gpus": node.gpus, "workers": node.workers, "tracks_in_flight": node.in_flight,
+            "gpus": node.gpus,
+            "gpu_memory_used_gb": _rounded(facts.get("gpu_memory_used_gb")),
+            "gpu_memory_total_gb": _rounded(facts.get("gpu_memory_total_gb")),
+            "workers": node.workers, "tracks_in_flight": node.in_flight,
             "tracks_done": node.done, "driver": node.id == driver_node, "time": time.time()}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+

@@ -154,15 +154,35 @@ class Relay:
         return {"returncode": self.proc.returncode, "stderr": self._drain_stderr()}
 
 
+_gpu_probe: Any = None  # opened once per Ray worker process: the facts are asked for every few seconds
+
+
+def gpu_memory_gb(snapshot: Any) -> tuple[float | None, float | None]:
+    """GPU memory used and total over the node's devices, in GiB (None where no device tells)."""
+    used = [d.vram_used for d in snapshot.devices if d.vram_used is not None]
+    total = [d.vram_total for d in snapshot.devices if d.vram_total is not None]
+    return (sum(used) / 2 ** 30 if used else None), (sum(total) / 2 ** 30 if total else None)
+
+
 def node_facts(paths: list[str]) -> dict[str, Any]:
     """Run on a node (a Ray task): which of ``paths`` it sees, and its load, for the driver."""
     import psutil
 
+    from tui.gpu import open_probe
+
+    global _gpu_probe
+    if _gpu_probe is None:
+        _gpu_probe = open_probe()  # the dashboard's own probe: NVML, amdsmi or sysfs, else none
+    try:
+        gpu_used, gpu_total = gpu_memory_gb(_gpu_probe.read())
+    except Exception:  # a driver that went away: no reading, never a made-up one
+        gpu_used = gpu_total = None
     memory = psutil.virtual_memory()
     used_gb = (memory.total - memory.available) / 2 ** 30
     return {"host": socket.gethostname(), "missing": [path for path in paths if not os.path.exists(path)],
             "cpu_percent": psutil.cpu_percent(interval=0.2), "ram_used_gb": used_gb,
-            "ram_total_gb": memory.total / 2 ** 30}
+            "ram_total_gb": memory.total / 2 ** 30, "gpu_memory_used_gb": gpu_used,
+            "gpu_memory_total_gb": gpu_total}
 
 
 def remove_tree(path: str) -> None:

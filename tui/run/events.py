@@ -173,7 +173,8 @@ class NodeStatus(Event):
     ram_used_gb: float | None = None
     ram_total_gb: float | None = None
     gpus: float = 0.0
-    gpu_memory_used_gb: float | None = None
+    gpu_memory_used_gb: float | None = None  # over the node's devices, GiB (None: no GPU reading there)
+    gpu_memory_total_gb: float | None = None
     workers: int = 0
     tracks_in_flight: int = 0
     tracks_done: int = 0

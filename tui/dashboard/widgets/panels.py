@@ -179,6 +179,19 @@ class GpuPanel(Panel):
 NODES_SHOWN = 6
 
 
+def node_lines(node) -> list[Text]:
+    """A cluster node in the host panel: its CPU use, workers and tracks; its GPU memory below."""
+    cpu_use = fmt.DASH if node.cpu_percent is None else f"{node.cpu_percent:.0f}%"
+    state = cpu_use if node.alive else "lost"
+    style = "" if node.alive else "yellow"
+    lines = [Text(f"node {node.node} {state:>5} {node.workers:>2}w {node.tracks_in_flight:>2} now "
+                  f"{node.tracks_done:>5} done", style=style)]
+    if node.alive and node.gpu_memory_used_gb is not None:
+        total = f"/{node.gpu_memory_total_gb:.1f}" if node.gpu_memory_total_gb else ""
+        lines.append(Text(f"  {node.gpus:g} GPU {node.gpu_memory_used_gb:.1f}{total} GiB", style="dim"))
+    return lines
+
+
 class HostPanel(Panel):
     DEFAULT_CSS = "HostPanel { height: auto; border: round $primary; padding: 0 1; }"
 
@@ -194,11 +207,8 @@ class HostPanel(Panel):
         for pid, value in rss:
             module = view.worker_module.get(pid, "?")
             lines.append(Text(f"{fmt.shorten(module, 13):<13} {pid:>7} {fmt.short_size(value):>6}", style="dim"))
-        for node in list(view.nodes.values())[:NODES_SHOWN]:  # --cluster: one line per node
-            cpu_use = fmt.DASH if node.cpu_percent is None else f"{node.cpu_percent:.0f}%"
-            state = cpu_use if node.alive else "lost"
-            lines.append(Text(f"node {node.node} {state:>5} {node.workers:>2}w {node.tracks_in_flight:>2} now "
-                              f"{node.tracks_done:>5} done", style="" if node.alive else "yellow"))
+        for node in list(view.nodes.values())[:NODES_SHOWN]:  # --cluster: a line per node (two with a GPU)
+            lines.extend(node_lines(node))
         if len(view.nodes) > NODES_SHOWN:
             lines.append(Text(f"… {len(view.nodes) - NODES_SHOWN} more nodes", style="dim"))
         self.show(joined(lines), len(lines))
