@@ -101,3 +101,72 @@ def test_a_gpu_build_without_its_toolkit_says_what_to_install_before_fetching_an
     (toolkit / "include" / "cublas_v2.h").write_text("")
     assert lb.missing_toolkit("cuda") is None
     assert not (tmp_path / "cache").exists()  # nothing fetched or extracted
+
+
+def _fake_build(cache, plan_key: str, *, sha256: str | None, patches: str | None, age_s: float = 0.0):
+    import json
+    import os
+    import time
+
+    folder = cache / plan_key
+    (folder / "bin").mkdir(parents=True)
+    for name in lb.TARGETS:
+        (folder / "bin" / name).write_bytes(b"\0" * 1000)
+    if sha256 is not None:
+        (folder / lb.STAMP).write_text(json.dumps({"key": plan_key, "version": lb.SOURCE_VERSION,
+                                                   "sha256": sha256, "patches_sha256": patches}))
+    then = time.time() - age_s
+    for path in [*folder.rglob("*"), folder]:
+        os.utime(path, (then, then))
+    return folder
+
+
+def test_prune_removes_only_what_this_checkout_can_never_reuse(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MIRDECK_LLAMA_CACHE", str(cache))
+    current = (lb.SOURCE_SHA256, lb.patches_digest())
+    keep_cpu = _fake_build(cache, lb.plan_for("cpu").key, sha256=current[0], patches=current[1])
+    keep_cuda = _fake_build(cache, "cuda-1111111111111111", sha256=current[0], patches=current[1])  # other flags
+    old_patch = _fake_build(cache, "cpu-2222222222222222", sha256=current[0], patches="0" * 64)
+    old_source = _fake_build(cache, "cpu-3333333333333333", sha256="f" * 64, patches=current[1])
+    abandoned = _fake_build(cache, "cpu-4444444444444444", sha256=None, patches=None, age_s=2 * lb.BUSY_S)
+    building = _fake_build(cache, "cpu-5555555555555555", sha256=None, patches=None)  # another build, now
+    tree = cache / "src" / f"llama.cpp-{lb.SOURCE_VERSION}-{lb.SOURCE_SHA256[:12]}-{lb.patches_digest()[:8]}"
+    stale_tree = cache / "src" / f"llama.cpp-{lb.SOURCE_VERSION}-{lb.SOURCE_SHA256[:12]}-00000000"
+    for folder in (tree, stale_tree):
+        folder.mkdir(parents=True)
+        (folder / "CMakeLists.txt").write_bytes(b"x" * 500)
+    (cache / "src" / lb.SOURCE_FILE).write_bytes(b"the sdist")
+    gone = (old_patch, old_source, abandoned, stale_tree)
+    expected = sum(f.stat().st_size for folder in gone for f in folder.rglob("*") if f.is_file())
+    said = []
+    freed = lb.prune(log=said.append)
+    assert all(p.exists() for p in (keep_cpu, keep_cuda, building, tree, cache / "src" / lb.SOURCE_FILE))
+    assert not any(p.exists() for p in gone)
+    assert freed == expected > 0
+    assert any("cpu-5555555555555555: unfinished, but written to in the last hour" in line for line in said)
+    assert lb.prune(log=said.append) == 0  # nothing left to remove
+
+
+def test_a_new_source_tree_replaces_the_trees_of_other_patch_sets(tmp_path, monkeypatch):
+    import io
+    import tarfile
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MIRDECK_LLAMA_CACHE", str(cache))
+    sdist = tmp_path / lb.SOURCE_FILE
+    with tarfile.open(sdist, "w:gz") as tar:
+        data = b"project(llama.cpp)\n"
+        member = tarfile.TarInfo(lb.VENDOR_PREFIX + "CMakeLists.txt")
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+    monkeypatch.setattr(lb, "fetch_source", lambda log=print: sdist)
+    monkeypatch.setattr(lb, "PATCHES", ())
+    older = cache / "src" / f"llama.cpp-{lb.SOURCE_VERSION}-{lb.SOURCE_SHA256[:12]}-00000000"
+    older.mkdir(parents=True)
+    (older / ".complete").write_text("")
+    said = []
+    tree = lb.source_tree(log=said.append)
+    assert (tree / "CMakeLists.txt").read_bytes() == b"project(llama.cpp)\n"
+    assert not older.exists() and any("removing the source tree of another" in line for line in said)
+    assert sorted(p.name for p in (cache / "src").iterdir()) == [tree.name]

@@ -153,10 +153,18 @@ def fetch_source(log=print) -> Path:
 
 
 def source_tree(log=print) -> Path:
-    """The extracted, patched llama.cpp tree of the pinned source (made once, then reused)."""
+    """The extracted, patched llama.cpp tree of the pinned source (made once, then reused).
+
+    Making a new one (another source or patch) removes the trees of other sources and patches:
+    about 180 MB each, and made again in seconds from the cached sdist where an older checkout
+    sharing the cache still wants one."""
     tree = llama_cache() / "src" / f"llama.cpp-{SOURCE_VERSION}-{SOURCE_SHA256[:12]}-{patches_digest()[:8]}"
     if (tree / ".complete").is_file():
         return tree
+    for stale in sorted(tree.parent.glob("llama.cpp-*")):
+        if stale.is_dir() and stale.name not in (tree.name, tree.name + ".part"):
+            log(f"build-llama: removing the source tree of another source or patch set, {stale.name}")
+            shutil.rmtree(stale, ignore_errors=True)
     sdist = fetch_source(log)
     log(f"build-llama: extracting llama.cpp from {sdist.name}")
     partial = tree.with_name(tree.name + ".part")
@@ -263,6 +271,49 @@ def build(plan: BuildPlan, *, jobs: int | None = None, log=print) -> Path:
     return out
 
 
+BUSY_S = 3600.0
+
+
+def _newest_mtime(path: Path) -> float:
+    return max([path.stat().st_mtime] + [f.stat().st_mtime for f in path.iterdir()])
+
+
+def _size_of(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def prune(log=print) -> int:
+    """Remove the builds this checkout can never reuse: those of another llama.cpp source or patch
+    set (their stamp says which), and unfinished ones (no stamp). Builds of this source with other
+    flags (another variant, other GPU targets) stay. Returns the bytes freed."""
+    cache = llama_cache()
+    freed = 0
+    if not cache.is_dir():
+        return 0
+    for build_dir in sorted(p for p in cache.iterdir() if p.is_dir() and p.name.split("-", 1)[0] in VARIANTS):
+        stamp = read_stamp(build_dir)
+        if stamp is not None and (stamp.get("sha256"), stamp.get("patches_sha256")) == (SOURCE_SHA256,
+                                                                                        patches_digest()):
+            continue
+        if stamp is None and time.time() - _newest_mtime(build_dir) < BUSY_S:
+            log(f"build-llama: keeping {build_dir.name}: unfinished, but written to in the last hour "
+                "(another build may be running)")
+            continue
+        why = "unfinished" if stamp is None else f"llama.cpp {stamp.get('version')} with other patches"
+        size = _size_of(build_dir)
+        log(f"build-llama: removing {build_dir.name} ({why}, {size / 2 ** 20:,.0f} MiB)")
+        shutil.rmtree(build_dir, ignore_errors=True)
+        freed += size
+    current = f"llama.cpp-{SOURCE_VERSION}-{SOURCE_SHA256[:12]}-{patches_digest()[:8]}"
+    for tree in sorted((cache / "src").glob("llama.cpp-*")):
+        if tree.is_dir() and tree.name != current:
+            size = _size_of(tree)
+            log(f"build-llama: removing the source tree {tree.name} ({size / 2 ** 20:,.0f} MiB)")
+            shutil.rmtree(tree, ignore_errors=True)
+            freed += size
+    return freed
+
+
 def missing_toolkit(variant: str) -> str | None:
     """What a GPU build lacks before it starts (CMake's own words come after minutes and name a target)."""
     if variant == "cuda":
@@ -364,8 +415,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source-only", action="store_true",
                         help="only fetch, verify and extract the source; print its folder")
     parser.add_argument("--print-dir", action="store_true", help="print the build folder and exit 0 if built")
+    parser.add_argument("--prune", action="store_true",
+                        help="remove cached builds and source trees of other llama.cpp sources or patch sets "
+                             "(and unfinished builds); builds of this source with other flags stay")
     args = parser.parse_args(argv)
     try:
+        if args.prune:
+            freed = prune()
+            print(f"build-llama: freed {freed / 2 ** 20:,.0f} MiB in {llama_cache()}")
+            return 0
         if args.source_only:
             print(source_tree(log=lambda m: print(m, file=sys.stderr)))
             return 0
