@@ -304,3 +304,45 @@ def test_a_changed_template_rewrites_everything_and_a_foreign_folder_is_refused(
         run_export(analysed, "jsonl", foreign)
     with pytest.raises(ExportError, match="holds a 'jsonl' export"):
         run_export(analysed, "parquet", out)
+
+
+def test_a_track_added_or_removed_rewrites_one_shard_and_every_track_keeps_its_key(analysed, tmp_path):
+    import shutil
+
+    import webdataset as wds
+
+    dataset = tmp_path / "ds"
+    shutil.copytree(analysed, dataset, ignore=shutil.ignore_patterns(".mirdeck"))
+    out = tmp_path / "out"
+    options = ExportOptions(shards=True, shard_size=2)
+
+    def shards() -> dict[str, tuple[int, dict[str, str]]]:
+        """Each shard: its inode-independent identity (mtime) and its tracks by key."""
+        found = {}
+        for path in sorted((out / "shards").glob("*.tar")):
+            samples = wds.WebDataset([str(path)], shardshuffle=False).decode()
+            found[path.name] = (path.stat().st_mtime_ns, {s["__key__"]: s["json"]["track"] for s in samples})
+        return found
+
+    run_export(dataset, "stable-audio", out, options)
+    before = shards()
+    assert [len(tracks) for _, tracks in before.values()] == [2, 2, 1]
+    keys = {track: key for _, tracks in before.values() for key, track in tracks.items()}
+    # A track that sorts first: by position it would shift every sample of every shard.
+    shutil.copytree(dataset / PULSE, dataset / "AAA First - New Track")
+    (dataset / "AAA First - New Track" / f"{PULSE}.INFO").rename(
+        dataset / "AAA First - New Track" / "AAA First - New Track.INFO")
+    summary = run_export(dataset, "stable-audio", out, options)
+    after = shards()
+    assert [name for name in before if before[name][0] != after[name][0]] == ["000002.tar"]
+    assert "shards/000002.tar" in summary.written and "shards/000000.tar" not in summary.written
+    assert after["000002.tar"][1] == {**before["000002.tar"][1], "000005": "AAA First - New Track"}
+    # A track that leaves rewrites only its own shard; the others and every key stay.
+    shutil.rmtree(dataset / GROOVE)
+    run_export(dataset, "stable-audio", out, options)
+    last = shards()
+    changed = [name for name in after if after[name][0] != last.get(name, (None,))[0]]
+    assert changed == [name for name, (_, tracks) in after.items() if GROOVE in tracks.values()]
+    for _, tracks in last.values():
+        for key, track in tracks.items():
+            assert keys.get(track, "000005") == key

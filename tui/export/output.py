@@ -47,6 +47,8 @@ class Output:
         self.format = fmt
         self.options_digest = digest(f"{SCHEMA_VERSION}\n{fmt}\n{options_text}".encode())
         self.previous: dict[str, str] = {}
+        self.previous_state: dict[str, Any] = {}  # the last run's record, when its options were these
+        self.extra: dict[str, Any] = {}  # what a format keeps for its next run (the shards' placement)
         self.current: dict[str, str] = {}
         self.written: list[str] = []
         self.unchanged = 0
@@ -66,6 +68,7 @@ class Output:
                                       "choose another --out")
                 if state.get("options_digest") == self.options_digest:
                     self.previous = dict(state.get("files", {}))
+                    self.previous_state = state
                 else:  # schema, template or options changed: every file is rewritten
                     self.previous = {k: "" for k in state.get("files", {})}
             elif any(self.root.iterdir()):
@@ -133,5 +136,5 @@ class Output:
                 parent.rmdir()
                 parent = parent.parent
         state = {"schema_version": SCHEMA_VERSION, "format": self.format, "options_digest": self.options_digest,
-                 **extra, "files": dict(sorted(self.current.items()))}
+                 **extra, **self.extra, "files": dict(sorted(self.current.items()))}
         write_atomic(self.root / STATE_FILE, orjson.dumps(state, option=orjson.OPT_INDENT_2) + b"\n")

@@ -9,7 +9,9 @@ never trained on with its mix's prompt.
 
 With ``--shards``, ``shards/NNNNNN.tar`` hold ``<key>.flac`` + ``<key>.json`` pairs (WebDataset's
 layout; the json holds the same prompt and features). A mix that is not FLAC is converted with
-ffmpeg; the original file is never changed.
+ffmpeg; the original file is never changed. A track keeps its shard and key from one export to
+the next (the placement is kept in the export's state file), so a track added to the dataset
+rewrites one shard, the last, not every shard after its place in the order.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import os
 import subprocess
 import tarfile
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -100,25 +103,57 @@ def _write_shard(out: Output, rel: str, members: list[tuple[str, TrackRecord, by
     os.replace(partial, target)
 
 
+def place(names: list[str], previous: dict[str, list[int]], size: int) -> dict[str, list[int]]:
+    """Each track's ``[shard, key]``: where it was last time, else in the last shard while it has
+    room, then in new shards; keys are never reused (a sample key names one track for good)."""
+    placed = {name: list(previous[name]) for name in names if name in previous}
+    counts = Counter(shard for shard, _ in placed.values())
+    next_key = max((key for _, key in previous.values()), default=-1) + 1
+    shard = max((s for s, _ in previous.values()), default=0)
+    for name in names:
+        if name in placed:
+            continue
+        while counts[shard] >= size:
+            shard += 1
+        placed[name] = [shard, next_key]
+        counts[shard] += 1
+        next_key += 1
+    return placed
+
+
+def _lean(record: TrackRecord) -> TrackRecord:
+    """What a shard needs of a track until it is written: its folder and mix, not its features."""
+    return TrackRecord(record.track, {}, {})
+
+
+def _write_shards(records: dict[str, TrackRecord], entries: list[dict[str, Any]], index_of: dict[str, int],
+                  out: Output, options: ExportOptions) -> None:
+    previous = out.previous_state.get("shard_placement", {})
+    placement = place(list(records), previous if isinstance(previous, dict) else {}, options.shard_size)
+    by_shard: dict[int, list[tuple[int, str]]] = {}
+    for name, (shard, key) in placement.items():
+        by_shard.setdefault(shard, []).append((key, name))
+    for shard in sorted(by_shard):
+        members, shard_key = [], []
+        for key_number, name in sorted(by_shard[shard]):
+            record, key = records[name], f"{key_number:06d}"
+            meta = orjson.dumps({**entries[index_of[name]], "track": name, "mirdeck_export_schema": SCHEMA_VERSION})
+            stat = record.audio.stat()
+            members.append((key, record, meta))
+            shard_key.append(f"{key}\0{record.audio}\0{stat.st_size}\0{stat.st_mtime_ns}\0{digest(meta)}")
+        rel = f"{SHARDS}/{shard:06d}.tar"
+        if not out.is_current(rel, digest("\n".join(shard_key).encode())):
+            _write_shard(out, rel, members)
+    out.extra["shard_placement"] = dict(sorted(placement.items()))
+
+
 def export(records: Iterable[TrackRecord], out: Output, options: ExportOptions, summary: ExportSummary,
            root: Path) -> None:
     entries: list[dict[str, Any]] = []
     by_relpath: dict[str, int] = {}
     by_path: dict[str, int] = {}
-    shard: list[tuple[str, TrackRecord, bytes]] = []
-    shard_key: list[str] = []
-    shard_index = 0
-
-    def close_shard() -> None:
-        nonlocal shard_index
-        if shard:
-            rel = f"{SHARDS}/{shard_index:06d}.tar"
-            if not out.is_current(rel, digest("\n".join(shard_key).encode())):
-                _write_shard(out, rel, shard)
-            shard_index += 1
-            shard.clear()
-            shard_key.clear()
-
+    sharded: dict[str, TrackRecord] = {}  # the records only (their entries are in ``entries``)
+    index_of: dict[str, int] = {}
     for record in records:
         summary.tracks += 1
         if not exportable(record, summary):
@@ -127,17 +162,13 @@ def export(records: Iterable[TrackRecord], out: Output, options: ExportOptions, 
         by_path[os.path.abspath(record.audio)] = len(entries)
         if record.audio.is_relative_to(root):
             by_relpath[record.audio.relative_to(root).as_posix()] = len(entries)
+        if options.shards:
+            sharded[record.name] = _lean(record)
+            index_of[record.name] = len(entries)
         entries.append(entry)
         summary.exported += 1
-        if options.shards:
-            key = f"{summary.exported - 1:06d}"
-            meta = orjson.dumps({**entry, "track": record.name, "mirdeck_export_schema": SCHEMA_VERSION})
-            stat = record.audio.stat()
-            shard.append((key, record, meta))
-            shard_key.append(f"{key}\0{record.audio}\0{stat.st_size}\0{stat.st_mtime_ns}\0{digest(meta)}")
-            if len(shard) >= options.shard_size:
-                close_shard()
-    close_shard()
+    if options.shards:
+        _write_shards(sharded, entries, index_of, out, options)
     table = {"mirdeck_export_schema": SCHEMA_VERSION, "entries": entries, "by_relpath": by_relpath,
              "by_path": by_path}
     out.write(METADATA, orjson.dumps(table, option=orjson.OPT_INDENT_2))
