@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("modules", help="list the extractors, their keys and needs")
 
     p = sub.add_parser("ab", help="compare the two Music Flamingo back ends (GGUF vs transformers) on tracks")
-    p.add_argument("tracks", nargs="+", type=Path, help="track folders, or dataset folders (every track in them)")
+    p.add_argument("tracks", nargs="*", type=Path, help="track folders, or dataset folders (every track in them)")
     p.add_argument("--profile", "-p", default=None, help="environment profile (default: cpu)")
     p.add_argument("--out", type=Path, default=None, help="report folder (default: ./mirdeck-ab/<time>)")
     p.add_argument("--prompts", type=Path, default=None,
@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an option for flamingo_hf only (model_dir, dtype, attn_implementation, ...)")
     p.add_argument("--winner", choices=["gguf", "hf"], default=None,
                    help="write this back end's answers into the tracks' .INFO (otherwise nothing is written there)")
+    p.add_argument("--apply", type=Path, default=None, metavar="REPORT",
+                   help="with --winner: write that back end's answers from an earlier A/B report folder "
+                        "(no new comparison)")
     p.add_argument("--jobs", "-j", type=int, default=1)
 
     p = sub.add_parser("attach", help="open the dashboard on a run in progress (started with --detach, or in "
@@ -666,9 +669,23 @@ def _option_pairs(items: list[str]) -> dict:
 def cmd_ab(args) -> int:
     import time
 
-    from tui.ab.run import ABOptions, WinnerRefused, run_ab, track_folders
+    from tui.ab.run import ABOptions, WinnerRefused, apply_winner_from_report, run_ab, track_folders
     from tui.run.profiles import ProfileError, default_name, load
 
+    if args.apply is not None:
+        if not args.winner or args.tracks:
+            return _fail("--apply REPORT takes --winner gguf|hf and no tracks (the report names them)")
+        try:
+            written, left = apply_winner_from_report(args.apply, args.winner,
+                                                     f"mirdeck ab --apply --winner {args.winner}")
+        except WinnerRefused as exc:
+            return _fail(str(exc))
+        for line in left:
+            print(f"left out: {line}", file=sys.stderr)
+        print(f"wrote the {args.winner} answers into {len(written)} tracks' .INFO files")
+        return 0 if not left else 1
+    if not args.tracks:
+        return _fail("give track or dataset folders to compare (or --apply REPORT --winner gguf|hf)")
     try:
         profile = load(args.profile or default_name())
     except ProfileError as exc:

@@ -223,3 +223,49 @@ def test_ab_with_both_back_ends_answering_on_the_standins(tmp_path):
             assert report["backends"][side]["sampling"] == {"temperature": 0.0, **SMALL_PROMPTS_SAMPLING}
     assert (tmp_path / "ab" / "summary.md").is_file() and (tmp_path / "ab" / "summary.json").is_file()
 
+
+
+def test_a_winner_chosen_after_reading_the_report_goes_into_the_real_info(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.support.ab_reports import write_report_with_mirrors
+    from tui.run.store import read_info
+
+    dataset = tmp_path / "ds"
+    report = write_report_with_mirrors(tmp_path / "ab", dataset)
+    # The user's own key stays; the Flamingo keys become the chosen back end's.
+    (dataset / "Alpha" / "Alpha.INFO").write_text(json.dumps({"my_caption": "mine"}))
+    done = subprocess.run([sys.executable, "-m", "tui.cli", "ab", "--apply", str(report), "--winner", "gguf"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "wrote the gguf answers into 2 tracks' .INFO files" in done.stdout
+    for name in ("Alpha", "Beta"):
+        info = read_info(dataset / name / f"{name}.INFO")
+        assert info["music_flamingo_full"] == f"{name}: gguf says full"
+        assert info["music_flamingo_model"] == "gguf_Q8_0"
+        prov = info["_mirdeck"]["flamingo_gguf"]
+        assert prov["chosen_by"] == "mirdeck ab --apply --winner gguf" and prov["ab_report"].startswith(str(report))
+    assert read_info(dataset / "Alpha" / "Alpha.INFO")["my_caption"] == "mine"
+    # Changing one's mind replaces them again, with the other side's.
+    from tui.ab.run import apply_winner_from_report
+
+    written, left = apply_winner_from_report(report, "hf", "test")
+    assert len(written) == 2 and not left
+    assert read_info(dataset / "Beta" / "Beta.INFO")["music_flamingo_full"] == "Beta: hf says full"
+
+
+def test_no_winner_is_applied_from_an_unfair_or_damaged_report(tmp_path):
+    from tests.support.ab_reports import write_report_with_mirrors
+    from tui.ab.reports import report_name
+    from tui.ab.run import apply_winner_from_report
+
+    unfair = write_report_with_mirrors(tmp_path / "unfair", tmp_path / "ds1", unfair=True)
+    with pytest.raises(WinnerRefused, match="not fair"):
+        apply_winner_from_report(unfair, "gguf", "test")
+    damaged = write_report_with_mirrors(tmp_path / "damaged", tmp_path / "ds2")
+    (damaged / f"{report_name('Beta')}.json").write_text("{not json")
+    with pytest.raises(WinnerRefused, match="fairness is unknown"):
+        apply_winner_from_report(damaged, "hf", "test")
+    for dataset in (tmp_path / "ds1", tmp_path / "ds2"):
+        assert not list(dataset.glob("*/*.INFO"))  # nothing written anywhere

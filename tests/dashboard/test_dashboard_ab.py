@@ -90,6 +90,42 @@ async def test_ab_view_shows_both_texts_per_prompt_and_switches_track_and_report
 
 
 @sync
+async def test_the_winner_is_chosen_in_the_ab_view_after_a_question_and_written_into_the_dataset(tmp_path,
+                                                                                                 monkeypatch):
+    from tests.support.ab_reports import write_report_with_mirrors
+    from tui.dashboard.screens.ab import WinnerScreen
+    from tui.run.store import read_info
+
+    monkeypatch.chdir(tmp_path)
+    dataset = tmp_path / "ds"
+    write_report_with_mirrors(dataset_ab_dir(dataset) / "20260103-000000", dataset)
+    infos = [dataset / name / f"{name}.INFO" for name in ("Alpha", "Beta")]
+    app = MirdeckApp(dataset=dataset)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.action_ab()
+        await wait_for(pilot, lambda: isinstance(app.screen, ABScreen), what="the A/B view")
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, WinnerScreen), what="the question")
+        question = plain(app.screen.query_one("Static"), 90)
+        assert "GGUF (llama.cpp): 2 of 2 tracks answered" in question and "cancel: nothing is written" in question
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, ABScreen), what="the A/B view again")
+        assert not any(path.exists() for path in infos)  # cancelled: nothing written
+        await pilot.press("w")
+        await wait_for(pilot, lambda: isinstance(app.screen, WinnerScreen), what="the question")
+        await pilot.press("h")
+        await wait_for(pilot, lambda: all(path.exists() for path in infos), what="the .INFO files")
+        await pilot.pause()
+        notes = [str(n.message) for n in app._notifications]
+    assert any("wrote the transformers answers into 2 tracks' .INFO files" in n for n in notes), notes
+    for path, name in zip(infos, ("Alpha", "Beta")):
+        info = read_info(path)
+        assert info["music_flamingo_full"] == f"{name}: hf says full"
+        assert info["_mirdeck"]["flamingo_hf"]["chosen_by"] == "mirdeck dashboard A/B view, winner hf"
+
+
+@sync
 async def test_ab_view_without_reports_says_how_to_make_one(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     app = MirdeckApp(dataset=tmp_path)

@@ -35,3 +35,34 @@ def write_report(folder: Path, *, tracks=("Alpha", "Beta"), gguf_fails: str | No
             "gguf": gguf, "hf": recorded("hf", {"full": f"{name}: a deep house groove, 124 bpm, A minor."})}))
     write_reports(folder, runs)
     return folder
+
+
+def write_report_with_mirrors(folder: Path, dataset: Path, *, tracks=("Alpha", "Beta"), unfair: bool = False) -> Path:
+    """A report as ``mirdeck ab`` leaves it: real track folders in ``dataset``, and beside the report
+    each back end's mirror of them holding its answers in a real .INFO (written by the store)."""
+    from backends.flamingo.prompts import KEY_PREFIX
+    from tests.support.helpers import sine, write_track
+    from tui.ab.reports import BACKENDS
+    from tui.ab.run import mirror
+    from tui.run import store
+    from tui.run.dataset import scan
+
+    for name in tracks:
+        write_track(dataset, name, sine(220.0, 1.0))
+    found = {t.folder.name: t for t in scan(dataset).tracks}
+    runs = []
+    for name in tracks:
+        sides = {side: recorded(side, {n: f"{name}: {side} says {n}" for n in PROMPT_NAMES},
+                                **({"temperature": 0.2} if unfair and side == "hf" else {}))
+                 for side in BACKENDS}
+        runs.append(track_report(name, str(found[name].folder), sides))
+    for side, module in BACKENDS.items():
+        work = folder / "tracks" / side
+        for mirror_name, track in mirror([found[n] for n in tracks], work).items():
+            run = next(r for r in runs if r["track"] == track.folder.name)
+            features = {KEY_PREFIX + n: run["prompts"][n][side]["text"] for n in PROMPT_NAMES}
+            features[MODEL_KEY] = run["backends"][side]["model"]
+            store.merge(work / mirror_name, module, features=features,
+                        provenance={"status": "ok", "version": "test", **SAMPLING})
+    write_reports(folder, runs)
+    return folder

@@ -203,6 +203,13 @@ class WinnerRefused(Exception):
     pass
 
 
+def _merge_answers(real: Path, mirrored: Path, module: str, chosen_by: str, report_md: Path) -> None:
+    info = store.read_info_lenient(store.info_path(mirrored))[0]
+    keys = [KEY_PREFIX + p for p in PROMPT_NAMES] + [MODEL_KEY]
+    prov = {**info[store.PROVENANCE_KEY][module], "chosen_by": chosen_by, "ab_report": str(report_md)}
+    store.merge(real, module, features={k: info.get(k) for k in keys}, provenance=prov)
+
+
 def apply_winner(reports: list[dict], tracks, mirrors, winner: str, out_dir: Path) -> list[str]:
     """Merge the winner's keys and provenance into each real .INFO where it succeeded and the run was fair."""
     if winner not in BACKENDS:
@@ -215,10 +222,58 @@ def apply_winner(reports: list[dict], tracks, mirrors, winner: str, out_dir: Pat
     for index, (track, report) in enumerate(zip(tracks, reports)):
         if not report["backends"][winner]["ok"]:
             continue
-        info = store.read_info_lenient(store.info_path(work / list(names)[index]))[0]
-        keys = [KEY_PREFIX + p for p in PROMPT_NAMES] + [MODEL_KEY]
-        prov = {**info[store.PROVENANCE_KEY][module], "chosen_by": "mirdeck ab --winner " + winner,
-                "ab_report": str(out_dir / (report_name(report["track"]) + ".md"))}
-        store.merge(track.folder, module, features={k: info.get(k) for k in keys}, provenance=prov)
+        _merge_answers(track.folder, work / list(names)[index], module, "mirdeck ab --winner " + winner,
+                       out_dir / (report_name(report["track"]) + ".md"))
         written.append(str(track.folder))
     return written
+
+
+def _mirror_of(work: Path) -> dict[str, Path]:
+    """Real track folder (resolved) -> its mirror under ``work``: by where the mirror's link points,
+    else by name (a mix that is itself a link elsewhere)."""
+    found: dict[str, Path] = {}
+    for folder in sorted(p for p in work.iterdir() if p.is_dir()):
+        for link in folder.iterdir():
+            if link.is_symlink():
+                found[str(Path(os.path.realpath(link)).parent)] = folder
+        found.setdefault(f"name:{folder.name}", folder)
+    return found
+
+
+def apply_winner_from_report(folder: Path, winner: str, chosen_by: str) -> tuple[list[str], list[str]]:
+    """Write ``winner``'s answers from an A/B report folder (``mirdeck ab``'s output, kept with its
+    mirrors) into the real tracks' .INFO; returns (tracks written, tracks left out with why).
+
+    Refused (nothing written) when the comparison was not fair, a track report cannot be read (its
+    fairness is unknown) or the winner's mirror is gone."""
+    from tui.ab.reports import ReportError, load_report
+
+    if winner not in BACKENDS:
+        raise WinnerRefused(f"the winner must be one of {', '.join(BACKENDS)}, not {winner!r}")
+    try:
+        report = load_report(folder)
+    except ReportError as exc:
+        raise WinnerRefused(str(exc)) from None
+    if report.problems:
+        raise WinnerRefused(f"{report.problems[0]}: a track report cannot be read, so the comparison's "
+                            "fairness is unknown; no .INFO was changed")
+    if not report.summary.get("fair", True) or not all(t.get("fair", True) for t in report.tracks):
+        raise WinnerRefused("the comparison was not fair (see the reports); no .INFO was changed")
+    work = Path(folder) / "tracks" / winner
+    if not work.is_dir():
+        raise WinnerRefused(f"{work}: the {winner} answers of this report are gone; no .INFO was changed")
+    mirrors = _mirror_of(work)
+    module = BACKENDS[winner]
+    written, left = [], []
+    for track in report.tracks:
+        real = Path(track.get("folder", ""))
+        if not track.get("backends", {}).get(winner, {}).get("ok"):
+            left.append(f"{real}: {winner} did not answer there")
+            continue
+        mirrored = mirrors.get(str(real.resolve())) or mirrors.get(f"name:{real.name}")
+        if mirrored is None or not real.is_dir():
+            left.append(f"{real}: {'no such track folder' if not real.is_dir() else 'no mirror in the report'}")
+            continue
+        _merge_answers(real, mirrored, module, chosen_by, Path(folder) / (report_name(track["track"]) + ".md"))
+        written.append(str(real))
+    return written, left

@@ -13,7 +13,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -138,12 +138,47 @@ def track_renderable(track: dict) -> Group:
     return Group(*parts)
 
 
+class WinnerScreen(ModalScreen):
+    """Which back end's answers go into the tracks' .INFO files: asked, never assumed (it replaces
+    the Flamingo keys there). Dismissed with the side chosen, or None."""
+
+    BINDINGS = [Binding("g", "choose('gguf')", "GGUF"), Binding("h", "choose('hf')", "transformers"),
+                Binding("escape,q", "choose(None)", "cancel")]
+    DEFAULT_CSS = """
+    WinnerScreen { align: center middle; }
+    WinnerScreen > Static { width: 80; max-width: 100%; height: auto; border: thick $primary;
+                            background: $surface; padding: 1 2; }
+    """
+
+    def __init__(self, report: ABReport):
+        super().__init__()
+        self.report = report
+
+    def compose(self) -> ComposeResult:
+        ok = {side: sum(1 for t in self.report.tracks if t.get("backends", {}).get(side, {}).get("ok"))
+              for side in SIDES}
+        text = Text.assemble(("Write a winner's answers into the dataset\n\n", "bold"),
+                             f"The Music Flamingo keys of the {len(self.report.tracks)} tracks of this report are "
+                             "replaced in their .INFO files by the chosen back end's answers (where it answered; "
+                             "its provenance points at this report).\n\n")
+        for key, side in (("g", "gguf"), ("h", "hf")):
+            text.append(f"  {key}", style="bold cyan")
+            text.append(f"  {SIDE_LABEL[side]}: {ok[side]} of {len(self.report.tracks)} tracks answered\n")
+        text.append("  escape", style="bold cyan")
+        text.append("  cancel: nothing is written")
+        yield Static(text)
+
+    def action_choose(self, side: str | None) -> None:
+        self.dismiss(side)
+
+
 class ABScreen(Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "back"),
         Binding("left_square_bracket", "older", "older report"),
         Binding("right_square_bracket", "newer", "newer report"),
         Binding("r", "reload", "reload"),
+        Binding("w", "winner", "choose winner"),
         Binding("question_mark", "app.help", "help"),
     ]
 
@@ -205,6 +240,37 @@ class ABScreen(Screen):
             self.index -= 1
             self.wanted = self.reports[self.index]
             self.show_report()
+
+    def action_winner(self) -> None:
+        report = self.report
+        if report is None:
+            self.app.notify("no A/B report shown", severity="warning")
+            return
+        if self.progress is not None and self.progress.running:
+            self.app.notify("the A/B is still running: choose a winner when its report is written", severity="warning")
+            return
+        if not report.summary.get("fair", True) or not all(t.get("fair", True) for t in report.tracks):
+            self.app.notify("this comparison was not fair (prompts or sampling differ): no winner can be applied",
+                            severity="error", timeout=8)
+            return
+
+        def chosen(side: str | None) -> None:
+            if side is None:
+                return
+            from tui.ab.run import WinnerRefused, apply_winner_from_report
+
+            try:
+                written, left = apply_winner_from_report(report.folder, side,
+                                                         f"mirdeck dashboard A/B view, winner {side}")
+            except WinnerRefused as exc:
+                self.app.notify(str(exc), severity="error", timeout=10)
+                return
+            message = f"wrote the {SIDE_LABEL[side]} answers into {len(written)} tracks' .INFO files"
+            if left:
+                message += f"; left out {len(left)}: " + "; ".join(left[:3])
+            self.app.notify(message, severity="warning" if left else "information", timeout=10)
+
+        self.app.push_screen(WinnerScreen(report), chosen)
 
     def show_report(self) -> None:
         head = self.query_one("#ab-head", Static)

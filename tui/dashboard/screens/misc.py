@@ -30,6 +30,7 @@ KEYS = [
     ("up / down", "choose the track"),
     ("[ / ]", "older / newer A/B report"),
     ("r", "look for new reports"),
+    ("w", "choose the winner: its answers go into the tracks' .INFO (asked first; refused if unfair)"),
     ("everywhere", ""),
     ("ctrl+p", "command palette (every action by name)"),
     ("?", "this help; escape closes it"),
