@@ -125,17 +125,38 @@ class Stems(Extractor):
         # so digital silence gives silent stems instead of dividing by zero).
         ref = wav.mean(0)
         mean, std = ref.mean(), ref.std() + 1e-8
-        normalised = (wav - mean) / std
+        del ref  # the mix is now the largest thing held: one copy of it more, not two
+        normalised = (wav - mean).div_(std)
 
         def progress(done: int, total: int, stage: str) -> None:
             track.progress(done / total, stage)
 
+        wanted = [stem for stem in model.sources if stem in targets]
         while True:
+            writers: dict[str, output.StemWriter] = {}
             try:
-                sources = separate.separate(model, normalised, segment=segment, overlap=overlap, shifts=shifts,
-                                            batch=batch, device=self.torch_device, seed=seed, on_progress=progress)
+                for stem in wanted:
+                    writers[stem] = output.StemWriter(Path(targets[stem]), rate=mix.sample_rate,
+                                                      channels=mix.channels, frames=mix.frames,
+                                                      model_rate=MODEL_RATE, replace=stem in replace)
+            except BaseException:
+                for writer in writers.values():
+                    writer.abort()
+                raise
+
+            def sink(part: torch.Tensor) -> None:
+                part = part * std + mean  # Demucs' normalisation undone, frames as they come
+                for index, stem in enumerate(model.sources):
+                    if stem in writers:
+                        writers[stem].write(part[index].numpy().T)
+
+            try:
+                separate.stream(model, normalised, sink=sink, segment=segment, overlap=overlap, shifts=shifts,
+                                batch=batch, device=self.torch_device, seed=seed, on_progress=progress)
                 break
             except torch.OutOfMemoryError:
+                for writer in writers.values():
+                    writer.abort()
                 # The stems do not depend on how many segments share a pass: a smaller batch is a safe retry.
                 if self.torch_device != "cpu":
                     torch.cuda.empty_cache()
@@ -144,21 +165,18 @@ class Stems(Extractor):
                                       f"{segment:g} s segment per pass") from None
                 batch //= 2
                 track.progress(0.0, f"out of memory: retrying with {batch} segment(s) per pass")
-        sources.mul_(std).add_(mean)  # in place: the four stems are the largest thing held
+            except BaseException:
+                for writer in writers.values():
+                    writer.abort()
+                raise
         written, clipped = {}, {}
-        for index, stem in enumerate(model.sources):
-            if stem not in targets:
-                continue
-            stem_pcm = sources[index].numpy().T
-            fitted = output.fit_to_mix(stem_pcm, model_rate=MODEL_RATE, rate=mix.sample_rate,
-                                       channels=mix.channels, frames=mix.frames)
-            target = Path(targets[stem])
+        for stem, writer in writers.items():
             try:
-                over = output.write_flac(target, fitted, mix.sample_rate, replace=stem in replace)
+                over = writer.finish()
             except FileExistsError:
-                track.note(stem, f"{target} appeared during separation; left as it is")
+                track.note(stem, f"{writer.target} appeared during separation; left as it is")
                 continue
-            written[stem] = str(target)
+            written[stem] = str(writer.target)
             if over:
                 clipped[stem] = over
         prov = {**loaded.provenance(), "segment": round(segment, 4), "overlap": overlap, "shifts": shifts,

@@ -1,5 +1,6 @@
 """Writing separated stems like the user's own: the mix's rate, channel count and length, as FLAC,
-atomically, and never over a file that is already there unless the engine says it is ours."""
+streamed as the separation goes, published atomically, and never over a file that is already there
+unless the engine says it is ours."""
 from __future__ import annotations
 
 import os
@@ -13,61 +14,99 @@ from backends.protocol import BackendError, BadInput
 SUBTYPE = "PCM_24"
 
 
-def fit_to_mix(stem: np.ndarray, *, model_rate: int, rate: int, channels: int, frames: int) -> np.ndarray:
-    """A stem ``[frames, 2]`` at the model's rate as ``[frames, channels]`` at the mix's rate and
-    exact length (resampling may leave a frame more or less)."""
-    from backends.audio import resample
+class StemWriter:
+    """One stem's FLAC, written as the separation hands its frames on: at the mix's rate (resampled
+    as it streams), channel count and exact length, into a temporary file in the target's folder
+    that :meth:`finish` fsyncs and publishes, so a reader sees no file or the whole one.
 
-    data = stem.mean(axis=1, keepdims=True) if channels == 1 else stem
-    data = resample(np.ascontiguousarray(data, dtype=np.float32), model_rate, rate)
-    if data.shape[0] >= frames:
-        return np.ascontiguousarray(data[:frames])
-    return np.concatenate([data, np.zeros((frames - data.shape[0], data.shape[1]), np.float32)])
+    Without ``replace`` an existing target is never touched (``FileExistsError`` from ``finish``):
+    the file is published by a hard link, which fails instead of overwriting a file that appeared
+    meanwhile. Samples beyond full scale, which FLAC cannot hold, are written at full scale and
+    counted (``over``)."""
 
+    def __init__(self, target: Path, *, rate: int, channels: int, frames: int, model_rate: int, replace: bool):
+        import soundfile
 
-def write_flac(target: Path, data: np.ndarray, rate: int, *, replace: bool) -> int:
-    """Write ``data`` to ``target`` through a temporary file in the same folder (fsynced, then
-    renamed), so a reader sees no file or the whole one. Returns the number of samples beyond full
-    scale, which FLAC cannot hold and are written at full scale.
+        self.target, self.rate, self.channels, self.frames, self.replace = target, rate, channels, frames, replace
+        folder = target.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        except OSError as exc:
+            raise BadInput(f"{folder}: cannot write stems here ({exc.strerror}); write them to a cache folder "
+                           "instead: --set stems.cache_dir=PATH") from None
+        self.handle = os.fdopen(fd, "wb")
+        self.file = soundfile.SoundFile(self.handle, mode="w", samplerate=rate, channels=channels, format="FLAC",
+                                        subtype=SUBTYPE)
+        self.resampler = None
+        if model_rate != rate:
+            import soxr
 
-    Without ``replace`` an existing ``target`` is never touched (``FileExistsError``); the file is
-    published by a hard link, which fails instead of overwriting when a file appeared meanwhile.
-    """
-    import soundfile
+            self.resampler = soxr.ResampleStream(model_rate, rate, channels, dtype="float32", quality="HQ")
+        self.written = 0
+        self.over = 0
 
-    folder = target.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise BadInput(f"{folder}: cannot write stems here ({exc.strerror}); write them to a cache folder "
-                       "instead: --set stems.cache_dir=PATH") from None
-    over = int(np.count_nonzero(np.abs(data) > 1.0))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            soundfile.write(fh, np.clip(data, -1.0, 1.0), rate, format="FLAC", subtype=SUBTYPE)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if replace:
-            os.replace(tmp, target)
-        else:
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                raise
-            except OSError:  # a file system without hard links: check, then rename
-                if target.exists():
-                    raise FileExistsError(str(target)) from None
-                os.replace(tmp, target)
-    except FileExistsError:
-        raise
-    except OSError as exc:
-        raise BackendError(f"{target}: cannot write the stem ({exc.strerror})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    _fsync_folder(folder)
-    return over
+    def write(self, stem: np.ndarray) -> None:
+        """The next frames, ``[frames, 2]`` at the model's rate."""
+        data = stem.mean(axis=1, keepdims=True) if self.channels == 1 else stem
+        data = np.ascontiguousarray(data, dtype=np.float32)
+        if self.resampler is not None:
+            data = self.resampler.resample_chunk(data, last=False)
+        self._put(data)
+
+    def _put(self, data: np.ndarray) -> None:
+        data = data[:max(0, self.frames - self.written)]  # resampling may give a frame more in all
+        if not len(data):
+            return
+        self.over += int(np.count_nonzero(np.abs(data) > 1.0))
+        try:
+            self.file.write(np.clip(data, -1.0, 1.0))
+        except Exception as exc:  # soundfile raises its own error type for a full disk
+            raise BackendError(f"{self.target}: cannot write the stem ({exc})") from None
+        self.written += len(data)
+
+    def finish(self) -> int:
+        """Close, fsync and publish; returns the samples beyond full scale."""
+        try:
+            if self.resampler is not None:
+                self._put(self.resampler.resample_chunk(np.zeros((0, self.channels), np.float32), last=True))
+            if self.written < self.frames:  # or a frame less
+                self._put(np.zeros((self.frames - self.written, self.channels), np.float32))
+            self.file.close()
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            self.handle.close()
+            if self.replace:
+                os.replace(self.tmp, self.target)
+            else:
+                try:
+                    os.link(self.tmp, self.target)
+                except FileExistsError:
+                    raise
+                except OSError:  # a file system without hard links: check, then rename
+                    if self.target.exists():
+                        raise FileExistsError(str(self.target)) from None
+                    os.replace(self.tmp, self.target)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise BackendError(f"{self.target}: cannot write the stem ({exc.strerror})") from None
+        finally:
+            self.abort()
+        _fsync_folder(self.target.parent)
+        return self.over
+
+    def abort(self) -> None:
+        """Drop what was written (a retry, a failure); the target is untouched."""
+        try:
+            if not self.file.closed:
+                self.file.close()
+        except Exception:
+            pass
+        if not self.handle.closed:
+            self.handle.close()
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)
 
 
 def _fsync_folder(folder: Path) -> None:

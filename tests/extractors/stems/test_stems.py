@@ -312,16 +312,19 @@ def test_out_of_memory_halves_the_batch_then_gives_up(tmp_path, monkeypatch):
     from backends.protocol import OutOfMemory
     from backends.track import Source, Track
 
-    real = separate.separate
+    real = separate.stream
     calls = []
 
-    def tight(model, mix, *, batch, **kw):
+    def tight(model, mix, *, batch, sink, **kw):
         calls.append(batch)
-        if batch > limit:
-            raise torch.OutOfMemoryError("stand-in: batch too large")
-        return real(model, mix, batch=batch, **kw)
 
-    monkeypatch.setattr(separate, "separate", tight)
+        def sink_then_fail(part):  # out of memory midway: the frames written so far are dropped
+            sink(part)
+            if batch > limit:
+                raise torch.OutOfMemoryError("stand-in: batch too large")
+        return real(model, mix, batch=batch, sink=sink_then_fail, **kw)
+
+    monkeypatch.setattr(separate, "stream", tight)
     weights = tmp_path / "w"
     standin.install_scaled_copies(weights)
     monkeypatch.setenv("MIRDECK_MODELS_DIR", str(weights))
@@ -340,6 +343,9 @@ def test_out_of_memory_halves_the_batch_then_gives_up(tmp_path, monkeypatch):
     limit = 2
     result = extractor.process(request("drums.flac"))
     assert calls == [8, 4, 2] and result.provenance["batch"] == 2
+    data, _ = soundfile.read(folder / "drums.flac", always_2d=True)
+    assert data.shape == (3 * 44100, 2)  # the retries' partial frames are not in the file
+    assert sorted(p.name for p in folder.iterdir()) == ["drums.flac"]  # no temporary file left
     limit = 0
     calls.clear()
     with pytest.raises(OutOfMemory, match="one 7.8 s segment per pass"):
