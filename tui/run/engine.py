@@ -134,6 +134,8 @@ class Engine:
         self._tracks_per_call: dict[str, int] = {}  # module -> tracks one call carries (sized once per run)
         self.batchers: dict[str, TrackBatcher] = {}  # pool key -> its batcher (modules that batch tracks)
         self._yet_to_submit: dict[str, int] = {}  # batching module -> its requests still to come this sweep
+        self.vram_budget_gb = profile.vram_budget_gb  # lowered at the start when the GPU has less free
+        self.gpu_probe: Callable[[], Any] | None = None  # tests give a probe; None: tui.gpu.open_probe
 
     def connect_cluster(self) -> None:
         """With --cluster: connect to Ray and check that every node sees the dataset and this
@@ -254,13 +256,32 @@ class Engine:
             self.pools[key] = ModulePool(self, name, entry, limit, make_worker=make_worker)
         return self.pools[key]
 
+    def _check_free_vram(self) -> None:
+        """Lower the VRAM budget to what the profile's GPU has free now (``tui.run.vram``)."""
+        if self.profile.device == "cpu" or self.vram_budget_gb <= 0:
+            return
+        from tui.gpu import open_probe
+        from tui.run.vram import device_index, effective_budget
+
+        try:
+            probe = (self.gpu_probe or open_probe)()
+            snapshot = probe.read()
+            probe.close()
+        except Exception:  # no reading is no reason to stop a run
+            return
+        budget, warning = effective_budget(self.vram_budget_gb, snapshot,
+                                           device_index({**os.environ, **self.profile.profile_env()}))
+        if warning:
+            self.vram_budget_gb = budget
+            self.emit(ev.Warning(message=warning))
+
     def passes(self, modules: list[str]) -> list[list[str]]:
         """Split modules into sweeps whose GPU models fit the VRAM budget together.
 
         Usually one sweep; a GPU module that does not fit beside the others gets a later sweep
         (its tracks are then decoded again: the price of not holding every model at once).
         """
-        budget = self.profile.vram_budget_gb
+        budget = self.vram_budget_gb
         gpu = [m for m in modules if self.specs[m].device == "gpu" and self.profile.device != "cpu"]
         if budget <= 0 or sum(self.specs[m].vram_gb for m in gpu) <= budget:
             return [modules]
@@ -323,6 +344,8 @@ class Engine:
             for name in modules:
                 if plan.skipped[name]:
                     self.emit(ev.ModuleSkipped(module=name, count=plan.skipped[name]))
+            if self.cluster is None and any(plan.planned()[m] for m in modules if self.specs[m].device == "gpu"):
+                self._check_free_vram()
             for sweep in self.passes(modules):
                 await self._sweep(plan, sweep)
                 if self._stopping:
@@ -740,7 +763,7 @@ class Engine:
         if name not in self._tracks_per_call:
             spec = self.specs[name]
             on_gpu = spec.device == "gpu" and self.profile.device != "cpu"
-            budget = self.profile.vram_budget_gb
+            budget = self.vram_budget_gb
             if budget > 0 and on_gpu:
                 others = sum(self.specs[m].vram_gb for m in (sweep or [])
                              if m != name and self.specs[m].device == "gpu")
