@@ -169,4 +169,38 @@ def test_a_new_source_tree_replaces_the_trees_of_other_patch_sets(tmp_path, monk
     tree = lb.source_tree(log=said.append)
     assert (tree / "CMakeLists.txt").read_bytes() == b"project(llama.cpp)\n"
     assert not older.exists() and any("removing the source tree of another" in line for line in said)
-    assert sorted(p.name for p in (cache / "src").iterdir()) == [tree.name]
+    assert sorted(p.name for p in (cache / "src").iterdir() if not p.name.startswith(".")) == [tree.name]
+
+
+def test_two_builds_of_one_key_at_once_build_it_once(tmp_path, monkeypatch):
+    """Two test workers (pytest -n 2) asked for the CPU build at the same moment; the one that
+    finished first removed the build folder the other was compiling in."""
+    import json
+    import threading
+    import time
+
+    monkeypatch.setenv("MIRDECK_LLAMA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(lb, "bin_link_dir", lambda: tmp_path / "links")
+    monkeypatch.setattr(lb, "source_tree", lambda log=print: tmp_path / "tree")
+    plan = lb.plan_for("cpu")
+    builds = []
+
+    def fake_build(plan, out, jobs, log=print):
+        builds.append(threading.get_ident())
+        time.sleep(0.3)  # long enough for the second caller to arrive while this one builds
+        (out / "bin").mkdir(parents=True)
+        for name in lb.TARGETS:
+            (out / "bin" / name).write_text("")
+        (out / lb.STAMP).write_text(json.dumps({"key": plan.key}))
+        return out
+
+    monkeypatch.setattr(lb, "_build", fake_build)
+    said: list[str] = []
+    threads = [threading.Thread(target=lb.build, args=(plan,), kwargs={"log": said.append}) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(builds) == 1
+    assert any("waiting for another process to finish building" in line for line in said)
+    assert any("built meanwhile" in line for line in said)

@@ -12,6 +12,8 @@ Stdlib only: ``bin/build-llama`` runs this before any virtual environment exists
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -22,6 +24,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,6 +155,23 @@ def fetch_source(log=print) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _exclusive(lock: Path, what: str, log=print) -> Iterator[None]:
+    """Hold ``lock`` (an advisory file lock) for ``what``: two test workers, two CI jobs or two
+    checkouts that want the same build build it once, the second waiting and then reusing it."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"build-llama: waiting for another process to finish {what}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def source_tree(log=print) -> Path:
     """The extracted, patched llama.cpp tree of the pinned source (made once, then reused).
 
@@ -161,6 +181,13 @@ def source_tree(log=print) -> Path:
     tree = llama_cache() / "src" / f"llama.cpp-{SOURCE_VERSION}-{SOURCE_SHA256[:12]}-{patches_digest()[:8]}"
     if (tree / ".complete").is_file():
         return tree
+    with _exclusive(tree.parent / ".extract.lock", "extracting the llama.cpp source", log):
+        if (tree / ".complete").is_file():
+            return tree
+        return _extract(tree, log)
+
+
+def _extract(tree: Path, log=print) -> Path:
     for stale in sorted(tree.parent.glob("llama.cpp-*")):
         if stale.is_dir() and stale.name not in (tree.name, tree.name + ".part"):
             log(f"build-llama: removing the source tree of another source or patch set, {stale.name}")
@@ -232,13 +259,22 @@ def _link(plan: BuildPlan, build_dir: Path) -> Path:
 def build(plan: BuildPlan, *, jobs: int | None = None, log=print) -> Path:
     """Build (or reuse) ``plan``; returns the folder holding ``bin/`` and ``stamp.json``."""
     out = llama_cache() / plan.key
-    if read_stamp(out) and (read_stamp(out) or {}).get("key") == plan.key:
+    if (read_stamp(out) or {}).get("key") == plan.key:
         log(f"build-llama: reusing {out} (stamp matches)")
         _link(plan, out)
         return out
-    missing = missing_toolkit(plan.variant)
+    missing = missing_toolkit(plan.variant)  # before anything is written, the lock included
     if missing:
         raise BuildError(missing)
+    with _exclusive(llama_cache() / f".{plan.key}.lock", f"building {plan.key}", log):
+        if (read_stamp(out) or {}).get("key") == plan.key:  # the other process built it meanwhile
+            log(f"build-llama: reusing {out} (built meanwhile)")
+            _link(plan, out)
+            return out
+        return _build(plan, out, jobs, log)
+
+
+def _build(plan: BuildPlan, out: Path, jobs: int | None, log=print) -> Path:
     tree = source_tree(log)
     work = out / "build"
     jobs = jobs or os.cpu_count() or 1
