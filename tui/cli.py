@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--public-url", default=None, metavar="URL",
                    help="the page's address as browsers reach it, when that is not the address they used "
                         "(a reverse proxy with TLS: https://host/path)")
+    p.add_argument("--certfile", type=Path, default=None, metavar="PEM",
+                   help="serve over HTTPS with this certificate (and its key, unless --keyfile gives it)")
+    p.add_argument("--keyfile", type=Path, default=None, metavar="PEM", help="the certificate's private key")
 
     p = sub.add_parser("export", help="write the .INFO features in a trainer's format (see docs/exports.md)")
     p.add_argument("dataset", type=Path)
@@ -489,7 +492,8 @@ def cmd_serve(args) -> int:
 
     try:
         return serve(args.dataset, host=args.host, port=args.port, public=args.public,
-                     public_url=args.public_url.rstrip("/") if args.public_url else None)
+                     public_url=args.public_url.rstrip("/") if args.public_url else None,
+                     certfile=args.certfile, keyfile=args.keyfile)
     except ServeRefused as exc:
         return _fail(str(exc))
 

@@ -230,3 +230,47 @@ def test_nothing_is_served_without_the_printed_token(env):
     assert f"ws://localhost:{port}/ws" in seen["by_name"]
     assert seen["foreign_ws"] == 403
     assert seen["own_ws"] in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT)
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed (Debian's openssl package makes the test certificate)")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+@pytest.mark.slow
+def test_serve_over_tls_with_a_given_certificate(tmp_path, env):
+    aiohttp = pytest.importorskip("aiohttp")
+    pytest.importorskip("textual_serve", reason="textual-serve is not installed (the serve extra)")
+    cert, key = self_signed(tmp_path)
+    port = free_port()
+    server, link = start_serve(env, "--port", str(port), "--certfile", str(cert), "--keyfile", str(key))
+    base = f"https://127.0.0.1:{port}"
+
+    async def probe():
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                         connector=aiohttp.TCPConnector(ssl=False)) as user:
+            async with user.get(base + "/") as reply:
+                anonymous = reply.status
+            async with user.get(link) as reply:  # the redirect is followed with the cookie
+                return anonymous, reply.status, await reply.text()
+
+    try:
+        assert link.startswith(f"{base}/?token=")
+        anonymous, status_code, page = asyncio.run(probe())
+    finally:
+        stop_serve(server)
+    assert anonymous == 403 and status_code == 200
+    assert f"wss://127.0.0.1:{port}/ws" in page  # the browser's websocket is encrypted too
+
+
+def test_serve_refuses_a_certificate_it_cannot_use(tmp_path, env):
+    bad = tmp_path / "cert.pem"
+    bad.write_text("not a certificate\n")
+    done = subprocess.run(mirdeck("serve", "--port", "1", "--certfile", str(bad)), env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and f"{bad}: cannot use it for TLS" in done.stderr

@@ -7,10 +7,13 @@ says otherwise.
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import shlex
+import signal
 import socket
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,7 +48,18 @@ def browser_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def token_server(command: str, *, host: str, port: int, token: str, public_url: str | None = None) -> Any:
+def tls_context(certfile: Path, keyfile: Path | None) -> ssl.SSLContext:
+    """The server's TLS context from a PEM certificate (and its key, when in another file)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(certfile), str(keyfile) if keyfile else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ServeRefused(f"{certfile}{f' / {keyfile}' if keyfile else ''}: cannot use it for TLS ({exc})") from None
+    return context
+
+
+def token_server(command: str, *, host: str, port: int, token: str, public_url: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> Any:
     """textual-serve's server with the token check, and the page's websocket URL taken from the address
     the browser used (textual-serve's own is the listening address: 0.0.0.0 would send a remote
     browser to itself)."""
@@ -65,16 +79,29 @@ def token_server(command: str, *, host: str, port: int, token: str, public_url: 
             return await super().handle_index(request)
 
         async def on_startup(self, app: Any) -> None:
-            base = public_url or f"http://{browser_host(host)}:{port}"
+            base = public_url or f"{'https' if tls else 'http'}://{browser_host(host)}:{port}"
             # Flushed at once: whoever started us (a script, a test) reads it before the first tab opens.
             print(f"mirdeck: serving the dashboard on {base}/?token={token}", flush=True)
             print("mirdeck: the link carries the page's token; Ctrl-C stops serving (the run goes on)", flush=True)
+
+        def serve(self, debug: bool = False) -> None:
+            """textual-serve's own loop, with the TLS context given to aiohttp (it takes none)."""
+            from aiohttp import web
+
+            self.debug = debug
+            self.initialize_logging()
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, self.request_exit)
+            web.run_app(self._make_app(), host=self.host, port=self.port, handle_signals=False, loop=loop,
+                        ssl_context=tls, print=lambda *args: None)
 
     return TokenServer(command, host=host, port=port, title="mirdeck", public_url=public_url)
 
 
 def serve(dataset: Path | None, *, host: str = "127.0.0.1", port: int = 8000, public: bool = False,
-          public_url: str | None = None) -> int:
+          public_url: str | None = None, certfile: Path | None = None, keyfile: Path | None = None) -> int:
     if not is_loopback(host) and not public:
         raise ServeRefused(f"--host {host} is reachable from other machines: anyone there who gets the page's "
                            "link can watch the run and stop it, over plain HTTP. Add --public to serve it there "
@@ -87,14 +114,17 @@ def serve(dataset: Path | None, *, host: str = "127.0.0.1", port: int = 8000, pu
                            "(bin/setup installs it)") from None
     from tui.dashboard.web_token import new_token
 
+    if keyfile and not certfile:
+        raise ServeRefused("--keyfile needs --certfile")
+    tls = tls_context(certfile, keyfile) if certfile else None
     try:
         token = new_token()
     except ValueError as exc:
         raise ServeRefused(str(exc)) from None
-    if not is_loopback(host):
+    if not is_loopback(host) and tls is None:
         print(f"mirdeck: WARNING: serving on {host}:{port} over plain HTTP: the token keeps out who does not "
-              "have the link, not who can read the network", file=sys.stderr)
+              "have the link, not who can read the network (--certfile for TLS)", file=sys.stderr)
     # The tabs' processes import this checkout whatever the caller's sys.path was.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.ROOT), os.environ.get("PYTHONPATH", "")]))
-    token_server(attach_command(dataset), host=host, port=port, token=token, public_url=public_url).serve()
+    token_server(attach_command(dataset), host=host, port=port, token=token, public_url=public_url, tls=tls).serve()
     return 0
