@@ -66,7 +66,8 @@ def token_middleware(token: str) -> Any:
                 response: web.StreamResponse = web.Response(status=302, headers={"Location": location})
             else:
                 response = await handler(request)
-            response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
+            if not response.prepared:  # a websocket has sent its headers long before it returns
+                response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
             return response
         if not _matches(request.cookies.get(COOKIE), token):
             return refusal("this page needs its token" if "token" not in request.query else "wrong token")
