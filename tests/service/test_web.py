@@ -197,6 +197,9 @@ def test_nothing_is_served_without_the_printed_token(env):
                                ("wrong", "/?token=" + "x" * len(token))]:
                 async with anonymous.get(base + path) as reply:
                     seen[name] = (reply.status, await reply.text())
+            # A script may bring the token itself instead of a cookie.
+            async with anonymous.ws_connect(f"{base}/ws?width=80&height=24&token={token}") as ws:
+                seen["script_ws"] = (await ws.receive(timeout=60)).type
         # An IP address is a host aiohttp keeps cookies for only when told to: a browser always does.
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as user:
             async with user.get(link, allow_redirects=False) as reply:
@@ -230,6 +233,7 @@ def test_nothing_is_served_without_the_printed_token(env):
     assert f"ws://localhost:{port}/ws" in seen["by_name"]
     assert seen["foreign_ws"] == 403
     assert seen["own_ws"] in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT)
+    assert seen["script_ws"] in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT)
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
