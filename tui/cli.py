@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", "-d", action="store_true",
                    help="run in a background service that outlives this terminal; "
                         "watch it with 'mirdeck attach', 'mirdeck status' or 'mirdeck serve'")
+    p.add_argument("--dry-run", "-n", action="store_true",
+                   help="print what the run would do (per module: tracks to run, done, n/a and why; sweeps, "
+                        "tracks per call, the VRAM budget) and start nothing")
 
     p = sub.add_parser("demo", help="synthesise the built-in demo dataset and run on it (the default job)")
     p.add_argument("--dir", type=Path, default=Path(DEFAULT_DEMO_DIR),
@@ -251,6 +254,8 @@ def _profile_and_options(args):
 def _run(dataset: Path, args) -> int:
     if not dataset.is_dir():
         return _fail(f"{dataset}: dataset folder does not exist")
+    if getattr(args, "dry_run", False):
+        return _dry_run(dataset, args)
     if getattr(args, "detach", False):
         return _detach(dataset, args)
     from tui.run.engine import Engine
@@ -283,6 +288,17 @@ def _run(dataset: Path, args) -> int:
         if server is not None:
             server.close()  # the socket goes, the lock is released
         lock.release()
+
+
+def _dry_run(dataset: Path, args) -> int:
+    from tui.dry_run import print_plan
+    from tui.run.engine import Engine
+
+    profile, options, specs = _profile_and_options(args)
+    if options.cluster:
+        print("mirdeck: --dry-run plans as on this machine; the cluster is not contacted", file=sys.stderr)
+    print_plan(Engine(dataset, profile, options, specs=specs))
+    return 0
 
 
 def _run_here(engine, args) -> int:

@@ -256,6 +256,19 @@ class Engine:
             self.pools[key] = ModulePool(self, name, entry, limit, make_worker=make_worker)
         return self.pools[key]
 
+    def make_plan(self) -> tuple[Any, list[str], Plan]:
+        """Scan the dataset and plan the run (what ``run`` starts with; ``mirdeck run --dry-run`` stops
+        here): the scan, the modules in order, and the plan, which is kept as ``self.plan``."""
+        scanned = scan(self.dataset)
+        modules = resolve_modules(self.specs, self.options.only, self.options.skip)
+        caches = self.stem_caches()
+        for track in scanned.tracks:
+            for cache in caches.values():
+                stems.attach_cached(track, cache)
+        self.plan = make_plan(scanned.tracks, self.specs, modules, self.options.overwrite,
+                              {name: self.options_for(name) for name in modules}, stem_caches=caches)
+        return scanned, modules, self.plan
+
     def _check_free_vram(self) -> None:
         """Lower the VRAM budget to what the profile's GPU has free now (``tui.run.vram``)."""
         if self.profile.device == "cpu" or self.vram_budget_gb <= 0:
@@ -319,14 +332,7 @@ class Engine:
                 self.connect_cluster()  # in the main thread, where Ray wants its driver; nothing else runs yet
             if self.cluster is not None:
                 status_task = asyncio.create_task(self._node_status_loop())
-            scanned = scan(self.dataset)
-            modules = resolve_modules(self.specs, self.options.only, self.options.skip)
-            caches = self.stem_caches()
-            for track in scanned.tracks:
-                for cache in caches.values():
-                    stems.attach_cached(track, cache)
-            self.plan = plan = make_plan(scanned.tracks, self.specs, modules, self.options.overwrite,
-                                         {name: self.options_for(name) for name in modules}, stem_caches=caches)
+            scanned, modules, plan = self.make_plan()
             planned = plan.planned()
             for name in modules:
                 self.stats[name] = ModuleStats(planned=planned[name], skipped=plan.skipped[name],
