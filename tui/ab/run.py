@@ -181,7 +181,9 @@ def run_ab(tracks, profile, out_dir: Path, options: ABOptions, on_event=None,
                                     error=None if ok else error,
                                     peak_rss_bytes=sampler.peak_rss.get(module),
                                     peak_gpu_bytes=sampler.peak_gpu.get(module))
-        reports.append(track_report(track.name, str(track.folder), runs))
+        report = track_report(track.name, str(track.folder.resolve()), runs)
+        report["mirror"] = list(mirrors["gguf"][1])[index]  # the same name under every side's mirror
+        reports.append(report)
     s = write_reports(out_dir, reports)
     if options.winner:
         apply_winner(reports, tracks, mirrors, options.winner, out_dir)
@@ -203,11 +205,21 @@ class WinnerRefused(Exception):
     pass
 
 
-def _merge_answers(real: Path, mirrored: Path, module: str, chosen_by: str, report_md: Path) -> None:
-    info = store.read_info_lenient(store.info_path(mirrored))[0]
+def _answers(mirrored: Path, module: str) -> tuple[dict[str, Any], dict[str, Any]] | str:
+    """The keys and provenance a back end wrote in its mirror of a track, or why they cannot be used."""
+    info, problem = store.read_info_lenient(store.info_path(mirrored))
+    prov = info.get(store.PROVENANCE_KEY, {}).get(module)
+    if problem or not isinstance(prov, dict) or prov.get("status") != "ok":
+        return f"{store.info_path(mirrored)}: {problem or f'holds no answer of {module}'}"
     keys = [KEY_PREFIX + p for p in PROMPT_NAMES] + [MODEL_KEY]
-    prov = {**info[store.PROVENANCE_KEY][module], "chosen_by": chosen_by, "ab_report": str(report_md)}
-    store.merge(real, module, features={k: info.get(k) for k in keys}, provenance=prov)
+    return {k: info.get(k) for k in keys}, prov
+
+
+def _merge_answers(real: Path, answers: tuple[dict[str, Any], dict[str, Any]], chosen_by: str, report_md: Path,
+                   module: str) -> None:
+    features, prov = answers
+    store.merge(real, module, features=features,
+                provenance={**prov, "chosen_by": chosen_by, "ab_report": str(report_md)})
 
 
 def apply_winner(reports: list[dict], tracks, mirrors, winner: str, out_dir: Path) -> list[str]:
@@ -222,22 +234,27 @@ def apply_winner(reports: list[dict], tracks, mirrors, winner: str, out_dir: Pat
     for index, (track, report) in enumerate(zip(tracks, reports)):
         if not report["backends"][winner]["ok"]:
             continue
-        _merge_answers(track.folder, work / list(names)[index], module, "mirdeck ab --winner " + winner,
-                       out_dir / (report_name(report["track"]) + ".md"))
+        answers = _answers(work / list(names)[index], module)
+        if isinstance(answers, str):
+            continue
+        _merge_answers(track.folder, answers, "mirdeck ab --winner " + winner,
+                       out_dir / (report_name(report["track"]) + ".md"), module)
         written.append(str(track.folder))
     return written
 
 
-def _mirror_of(work: Path) -> dict[str, Path]:
-    """Real track folder (resolved) -> its mirror under ``work``: by where the mirror's link points,
-    else by name (a mix that is itself a link elsewhere)."""
-    found: dict[str, Path] = {}
+def _mirror_of(work: Path, track: dict[str, Any]) -> Path | None:
+    """The mirror of a track report's track under ``work``: by the name the report recorded, else
+    (a report written before it recorded one) the mirror whose link points into the track's folder.
+    Never by the folder's name alone: two datasets may both hold an ``Intro``."""
+    if track.get("mirror"):
+        folder = work / str(track["mirror"])
+        return folder if folder.is_dir() else None
+    real = os.path.realpath(track.get("folder", ""))
     for folder in sorted(p for p in work.iterdir() if p.is_dir()):
-        for link in folder.iterdir():
-            if link.is_symlink():
-                found[str(Path(os.path.realpath(link)).parent)] = folder
-        found.setdefault(f"name:{folder.name}", folder)
-    return found
+        if any(link.is_symlink() and os.path.dirname(os.path.realpath(link)) == real for link in folder.iterdir()):
+            return folder
+    return None
 
 
 def apply_winner_from_report(folder: Path, winner: str, chosen_by: str) -> tuple[list[str], list[str]]:
@@ -262,18 +279,25 @@ def apply_winner_from_report(folder: Path, winner: str, chosen_by: str) -> tuple
     work = Path(folder) / "tracks" / winner
     if not work.is_dir():
         raise WinnerRefused(f"{work}: the {winner} answers of this report are gone; no .INFO was changed")
-    mirrors = _mirror_of(work)
     module = BACKENDS[winner]
-    written, left = [], []
-    for track in report.tracks:
+    chosen, left = [], []
+    for track in report.tracks:  # everything checked before the first .INFO changes
         real = Path(track.get("folder", ""))
+        if not real.is_absolute():
+            left.append(f"{real}: the report names it relative to where the A/B ran; left alone")
+            continue
         if not track.get("backends", {}).get(winner, {}).get("ok"):
             left.append(f"{real}: {winner} did not answer there")
             continue
-        mirrored = mirrors.get(str(real.resolve())) or mirrors.get(f"name:{real.name}")
-        if mirrored is None or not real.is_dir():
-            left.append(f"{real}: {'no such track folder' if not real.is_dir() else 'no mirror in the report'}")
+        if not real.is_dir():
+            left.append(f"{real}: no such track folder")
             continue
-        _merge_answers(real, mirrored, module, chosen_by, Path(folder) / (report_name(track["track"]) + ".md"))
-        written.append(str(real))
-    return written, left
+        mirrored = _mirror_of(work, track)
+        answers = _answers(mirrored, module) if mirrored is not None else f"{real}: no mirror in the report"
+        if isinstance(answers, str):
+            left.append(answers)
+            continue
+        chosen.append((real, answers, Path(folder) / (report_name(track["track"]) + ".md")))
+    for real, answers, report_md in chosen:
+        _merge_answers(real, answers, chosen_by, report_md, module)
+    return [str(real) for real, _, _ in chosen], left

@@ -170,15 +170,19 @@ class Stems(Extractor):
                     writer.abort()
                 raise
         written, clipped = {}, {}
-        for stem, writer in writers.items():
-            try:
-                over = writer.finish()
-            except FileExistsError:
-                track.note(stem, f"{writer.target} appeared during separation; left as it is")
-                continue
-            written[stem] = str(writer.target)
-            if over:
-                clipped[stem] = over
+        try:
+            for stem, writer in writers.items():
+                try:
+                    over = writer.finish()
+                except FileExistsError:
+                    track.note(stem, f"{writer.target} appeared during separation; left as it is")
+                    continue
+                written[stem] = str(writer.target)
+                if over:
+                    clipped[stem] = over
+        finally:  # one that cannot be published (a full disk) leaves no partial file of the others
+            for writer in writers.values():
+                writer.abort()
         prov = {**loaded.provenance(), "segment": round(segment, 4), "overlap": overlap, "shifts": shifts,
                 "seed": seed, "batch": batch}
         if clipped:  # FLAC holds full scale at most: never a silent change of the signal

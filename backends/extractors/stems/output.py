@@ -14,6 +14,32 @@ from backends.protocol import BackendError, BadInput
 SUBTYPE = "PCM_24"
 
 
+PARTIAL = ".partial"
+
+
+def remove_stale_partials(target: Path) -> None:
+    """Remove the partial files of ``target`` left by a worker that was killed while it separated
+    (a timeout, ``mirdeck stop --now``, the OOM killer): their names carry the writer's pid, and a
+    pid that is no longer alive wrote its last byte."""
+    for path in target.parent.glob(f".{target.name}.*{PARTIAL}"):
+        pid = path.name[len(target.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class StemWriter:
     """One stem's FLAC, written as the separation hands its frames on: at the mix's rate (resampled
     as it streams), channel count and exact length, into a temporary file in the target's folder
@@ -31,18 +57,24 @@ class StemWriter:
         folder = target.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd, self.tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+            remove_stale_partials(target)
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=PARTIAL, dir=folder)
         except OSError as exc:
             raise BadInput(f"{folder}: cannot write stems here ({exc.strerror}); write them to a cache folder "
                            "instead: --set stems.cache_dir=PATH") from None
         self.handle = os.fdopen(fd, "wb")
-        self.file = soundfile.SoundFile(self.handle, mode="w", samplerate=rate, channels=channels, format="FLAC",
-                                        subtype=SUBTYPE)
-        self.resampler = None
-        if model_rate != rate:
-            import soxr
+        self.file = None
+        try:
+            self.file = soundfile.SoundFile(self.handle, mode="w", samplerate=rate, channels=channels,
+                                            format="FLAC", subtype=SUBTYPE)
+            self.resampler = None
+            if model_rate != rate:
+                import soxr
 
-            self.resampler = soxr.ResampleStream(model_rate, rate, channels, dtype="float32", quality="HQ")
+                self.resampler = soxr.ResampleStream(model_rate, rate, channels, dtype="float32", quality="HQ")
+        except BaseException:
+            self.abort()
+            raise
         self.written = 0
         self.over = 0
 
@@ -97,9 +129,9 @@ class StemWriter:
         return self.over
 
     def abort(self) -> None:
-        """Drop what was written (a retry, a failure); the target is untouched."""
+        """Drop what was written (a retry, a failure); the target is untouched. Idempotent."""
         try:
-            if not self.file.closed:
+            if self.file is not None and not self.file.closed:
                 self.file.close()
         except Exception:
             pass

@@ -393,3 +393,21 @@ def test_a_stems_only_module_says_why_when_the_separation_it_waited_for_failed(t
     # Next time the separation is retried, but harmonic is n/a (no stems, none to count on), not failed again.
     _, again = run_engine(ds, only=["stems", "harmonic"])
     assert again["stems"].planned == 1 and again["harmonic"].planned == 0 and again["harmonic"].not_applicable == 1
+
+
+def test_a_killed_workers_partial_stem_files_are_removed_by_the_next_writer(tmp_path):
+    from backends.extractors.stems import output
+
+    dead = subprocess.Popen(["true"])  # a pid that has exited
+    dead.wait()
+    target = tmp_path / "drums.flac"
+    stale = tmp_path / f".drums.flac.{dead.pid}.k2j3{output.PARTIAL}"
+    live = tmp_path / f".drums.flac.{os.getppid()}.x9y8{output.PARTIAL}"  # a writer still at work
+    other = tmp_path / f".bass.flac.{dead.pid}.aaaa{output.PARTIAL}"  # another stem's: not this writer's
+    for path in (stale, live, other):
+        path.write_bytes(b"half a flac")
+    writer = output.StemWriter(target, rate=44100, channels=2, frames=10, model_rate=44100, replace=False)
+    writer.write(np.zeros((10, 2), np.float32))
+    writer.finish()
+    assert not stale.exists() and live.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["drums.flac", live.name, other.name])
