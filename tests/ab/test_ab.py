@@ -269,3 +269,23 @@ def test_no_winner_is_applied_from_an_unfair_or_damaged_report(tmp_path):
         apply_winner_from_report(damaged, "hf", "test")
     for dataset in (tmp_path / "ds1", tmp_path / "ds2"):
         assert not list(dataset.glob("*/*.INFO"))  # nothing written anywhere
+
+
+def test_apply_leaves_out_tracks_it_cannot_place_and_writes_the_others(tmp_path, monkeypatch):
+    from tests.support.ab_reports import write_report_with_mirrors
+    from tui.ab.reports import report_name
+    from tui.ab.run import apply_winner_from_report
+
+    dataset = tmp_path / "ds"
+    report = write_report_with_mirrors(tmp_path / "ab", dataset, tracks=("Alpha", "Beta", "Gamma"))
+    # A report that named a folder relative to where the A/B ran: from elsewhere it would be another track.
+    beta = report / f"{report_name('Beta')}.json"
+    beta.write_text(beta.read_text().replace(str(dataset / "Beta"), "ds/Beta"))
+    monkeypatch.chdir(tmp_path)  # where a relative ds/Beta would (wrongly) be found
+    # A mirror whose .INFO is damaged.
+    (report / "tracks" / "gguf" / "Gamma" / "Gamma.INFO").write_text("{broken")
+    written, left = apply_winner_from_report(report, "gguf", "test")
+    assert written == [str((dataset / "Alpha").resolve())]
+    assert any("relative to where the A/B ran" in line for line in left)
+    assert any("Gamma.INFO" in line for line in left)
+    assert not (dataset / "Beta" / "Beta.INFO").exists() and not (dataset / "Gamma" / "Gamma.INFO").exists()
