@@ -144,7 +144,7 @@ def test_prune_removes_only_what_this_checkout_can_never_reuse(tmp_path, monkeyp
     assert all(p.exists() for p in (keep_cpu, keep_cuda, building, tree, cache / "src" / lb.SOURCE_FILE))
     assert not any(p.exists() for p in gone)
     assert freed == expected > 0
-    assert any("cpu-5555555555555555: unfinished, but written to in the last hour" in line for line in said)
+    assert any("cpu-5555555555555555: unfinished, and being built or written to" in line for line in said)
     assert lb.prune(log=said.append) == 0  # nothing left to remove
 
 
@@ -204,3 +204,18 @@ def test_two_builds_of_one_key_at_once_build_it_once(tmp_path, monkeypatch):
     assert len(builds) == 1
     assert any("waiting for another process to finish building" in line for line in said)
     assert any("built meanwhile" in line for line in said)
+
+
+def test_a_source_tree_a_build_is_reading_is_never_removed(tmp_path, monkeypatch):
+    import fcntl
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MIRDECK_LLAMA_CACHE", str(cache))
+    other = cache / "src" / f"llama.cpp-{lb.SOURCE_VERSION}-{lb.SOURCE_SHA256[:12]}-11111111"
+    other.mkdir(parents=True)
+    with open(lb._tree_lock(other), "a") as handle:  # another checkout compiling from it
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        lb.prune(log=lambda m: None)
+        assert other.is_dir()
+    lb.prune(log=lambda m: None)
+    assert not other.exists()  # its build ended: now it goes

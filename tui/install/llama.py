@@ -156,20 +156,40 @@ def fetch_source(log=print) -> Path:
 
 
 @contextlib.contextmanager
-def _exclusive(lock: Path, what: str, log=print) -> Iterator[None]:
+def _exclusive(lock: Path, what: str, log=print, *, shared: bool = False) -> Iterator[None]:
     """Hold ``lock`` (an advisory file lock) for ``what``: two test workers, two CI jobs or two
-    checkouts that want the same build build it once, the second waiting and then reusing it."""
+    checkouts that want the same build build it once, the second waiting and then reusing it.
+    ``shared``: readers of a source tree, which may build side by side but keep it from removal."""
     lock.parent.mkdir(parents=True, exist_ok=True)
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     with open(lock, "a") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             log(f"build-llama: waiting for another process to finish {what}")
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            fcntl.flock(handle, mode)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _unused(lock: Path) -> bool:
+    """True when nobody holds ``lock`` (no build at work on what it guards): then it is taken and
+    dropped at once, and what it guards may go."""
+    if not lock.exists():
+        return True
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return True
+
+
+def _tree_lock(tree: Path) -> Path:
+    return tree.parent / f".{tree.name}.lock"
 
 
 def source_tree(log=print) -> Path:
@@ -189,7 +209,7 @@ def source_tree(log=print) -> Path:
 
 def _extract(tree: Path, log=print) -> Path:
     for stale in sorted(tree.parent.glob("llama.cpp-*")):
-        if stale.is_dir() and stale.name not in (tree.name, tree.name + ".part"):
+        if stale.is_dir() and stale.name not in (tree.name, tree.name + ".part") and _unused(_tree_lock(stale)):
             log(f"build-llama: removing the source tree of another source or patch set, {stale.name}")
             shutil.rmtree(stale, ignore_errors=True)
     sdist = fetch_source(log)
@@ -276,6 +296,11 @@ def build(plan: BuildPlan, *, jobs: int | None = None, log=print) -> Path:
 
 def _build(plan: BuildPlan, out: Path, jobs: int | None, log=print) -> Path:
     tree = source_tree(log)
+    with _exclusive(_tree_lock(tree), "removing this source tree", log, shared=True):  # not removed under us
+        return _compile(plan, out, tree, jobs, log)
+
+
+def _compile(plan: BuildPlan, out: Path, tree: Path, jobs: int | None, log=print) -> Path:
     work = out / "build"
     jobs = jobs or os.cpu_count() or 1
     started = time.monotonic()
@@ -331,9 +356,10 @@ def prune(log=print) -> int:
         if stamp is not None and (stamp.get("sha256"), stamp.get("patches_sha256")) == (SOURCE_SHA256,
                                                                                         patches_digest()):
             continue
-        if stamp is None and time.time() - _newest_mtime(build_dir) < BUSY_S:
-            log(f"build-llama: keeping {build_dir.name}: unfinished, but written to in the last hour "
-                "(another build may be running)")
+        if stamp is None and (not _unused(cache / f".{build_dir.name}.lock")
+                              or time.time() - _newest_mtime(build_dir) < BUSY_S):
+            log(f"build-llama: keeping {build_dir.name}: unfinished, and being built or written to in the last "
+                "hour (another build may be running)")
             continue
         why = "unfinished" if stamp is None else f"llama.cpp {stamp.get('version')} with other patches"
         size = _size_of(build_dir)
@@ -342,7 +368,7 @@ def prune(log=print) -> int:
         freed += size
     current = f"llama.cpp-{SOURCE_VERSION}-{SOURCE_SHA256[:12]}-{patches_digest()[:8]}"
     for tree in sorted((cache / "src").glob("llama.cpp-*")):
-        if tree.is_dir() and tree.name != current:
+        if tree.is_dir() and tree.name != current and _unused(_tree_lock(tree)):
             size = _size_of(tree)
             log(f"build-llama: removing the source tree {tree.name} ({size / 2 ** 20:,.0f} MiB)")
             shutil.rmtree(tree, ignore_errors=True)
