@@ -226,7 +226,7 @@ def test_nothing_is_served_without_the_printed_token(env):
     assert seen["wrong"][0] == 403 and "wrong token" in seen["wrong"][1]
     status_code, location, cookies = seen["link"]
     assert status_code == 302 and location == "./"
-    assert any(c.startswith(f"mirdeck_serve_token={token}") and "HttpOnly" in c and "SameSite=Strict" in c
+    assert any(c.startswith(f"mirdeck_serve_token_{port}={token}") and "HttpOnly" in c and "SameSite=Lax" in c
                for c in cookies), cookies
     assert seen["cookie"][0] == 200 and f"ws://127.0.0.1:{port}/ws" in seen["cookie"][1]
     # The page sends the browser's websocket to the address the browser used, not the listening one.
@@ -260,16 +260,46 @@ def test_serve_over_tls_with_a_given_certificate(tmp_path, env):
                                          connector=aiohttp.TCPConnector(ssl=False)) as user:
             async with user.get(base + "/") as reply:
                 anonymous = reply.status
-            async with user.get(link) as reply:  # the redirect is followed with the cookie
-                return anonymous, reply.status, await reply.text()
+            async with user.get(link, allow_redirects=False) as reply:
+                cookies = reply.headers.getall("Set-Cookie")
+            async with user.get(base + "/") as reply:
+                return anonymous, cookies, reply.status, await reply.text()
 
     try:
         assert link.startswith(f"{base}/?token=")
-        anonymous, status_code, page = asyncio.run(probe())
+        anonymous, cookies, status_code, page = asyncio.run(probe())
     finally:
         stop_serve(server)
     assert anonymous == 403 and status_code == 200
+    assert any("Secure" in c for c in cookies), cookies  # never sent back over plain HTTP
     assert f"wss://127.0.0.1:{port}/ws" in page  # the browser's websocket is encrypted too
+
+
+@pytest.mark.slow
+def test_behind_a_proxy_the_public_urls_origin_is_the_pages_own(env):
+    aiohttp = pytest.importorskip("aiohttp")
+    pytest.importorskip("textual_serve", reason="textual-serve is not installed (the serve extra)")
+    port = free_port()
+    server, link = start_serve(env, "--port", str(port), "--public-url", "https://dash.example.org/mirdeck")
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    assert link == f"https://dash.example.org/mirdeck/?token={token}"
+
+    async def probe():
+        async with aiohttp.ClientSession() as proxy:  # what the proxy forwards, Host rewritten to ours
+            url = f"http://127.0.0.1:{port}/ws?width=80&height=24&token={token}"
+            async with proxy.ws_connect(url, headers={"Origin": "https://dash.example.org"}) as ws:
+                kind = (await ws.receive(timeout=60)).type
+            try:
+                async with proxy.ws_connect(url, headers={"Origin": "https://evil.example"}):
+                    return kind, 101
+            except aiohttp.WSServerHandshakeError as exc:
+                return kind, exc.status
+
+    try:
+        kind, foreign = asyncio.run(probe())
+    finally:
+        stop_serve(server)
+    assert kind in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT) and foreign == 403
 
 
 def test_serve_refuses_a_certificate_it_cannot_use(tmp_path, env):

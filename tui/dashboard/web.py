@@ -65,12 +65,13 @@ def token_server(command: str, *, host: str, port: int, token: str, public_url: 
     browser to itself)."""
     from textual_serve.server import Server
 
-    from tui.dashboard.web_token import token_middleware
+    from tui.dashboard.web_token import cookie_name, token_middleware
 
     class TokenServer(Server):  # type: ignore[misc]
         async def _make_app(self) -> Any:
             app = await super()._make_app()
-            app.middlewares.append(token_middleware(token))
+            app.middlewares.append(token_middleware(token, cookie=cookie_name(port), public_url=public_url,
+                                                    secure=tls is not None))
             return app
 
         async def handle_index(self, request: Any) -> Any:
@@ -104,7 +105,7 @@ def serve(dataset: Path | None, *, host: str = "127.0.0.1", port: int = 8000, pu
           public_url: str | None = None, certfile: Path | None = None, keyfile: Path | None = None) -> int:
     if not is_loopback(host) and not public:
         raise ServeRefused(f"--host {host} is reachable from other machines: anyone there who gets the page's "
-                           "link can watch the run and stop it, over plain HTTP. Add --public to serve it there "
+                           "link can watch the run and stop it. Add --public to serve it there "
                            "anyway (or keep 127.0.0.1 and use an SSH tunnel: "
                            f"ssh -L {port}:127.0.0.1:{port} THIS-MACHINE)")
     try:

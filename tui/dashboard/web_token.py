@@ -4,9 +4,13 @@ Every ``mirdeck serve`` starts with a fresh random token and prints the one URL 
 Opening that URL once trades the token for a cookie and drops it from the address bar; every
 later request (the page, its static files, the websocket that drives the ``attach`` process)
 must bring the cookie or the token. That covers what loopback alone does not: other users of a
-shared machine, a page on another site probing ``localhost`` (a SameSite=Strict cookie is never
-sent from it, and its websocket's Origin is refused), and DNS rebinding (the cookie belongs to
-the address the user opened, not to the attacker's name).
+shared machine, a page on another site probing ``localhost`` (a SameSite=Lax cookie is not sent
+with its requests, and its websocket's Origin is refused), and DNS rebinding (the cookie belongs
+to the address the user opened, not to the attacker's name).
+
+Lax, not Strict: a link to the page clicked in a web mail or chat is a cross-site navigation,
+after which a Strict cookie would not come with the redirect. The cookie's name carries the port:
+cookies ignore ports, and two servers on one machine would otherwise overwrite each other's.
 """
 from __future__ import annotations
 
@@ -20,6 +24,10 @@ from urllib.parse import urlencode, urlsplit
 from aiohttp import web
 
 COOKIE = "mirdeck_serve_token"
+
+
+def cookie_name(port: int) -> str:
+    return f"{COOKIE}_{port}"
 TOKEN_ENV = "MIRDECK_SERVE_TOKEN"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -40,12 +48,14 @@ def _matches(given: str | None, token: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), token.encode())
 
 
-def _same_origin(request: web.Request) -> bool:
-    """A browser always sends Origin on a websocket; it must be the page's own address."""
+def _same_origin(request: web.Request, public_netloc: str | None) -> bool:
+    """A browser always sends Origin on a websocket; it must be the page's own address (as this
+    server sees it, or as ``--public-url`` says browsers reach it through a proxy)."""
     origin = request.headers.get("Origin")
     if origin is None:
         return True  # not a browser (a script that has the token anyway)
-    return urlsplit(origin).netloc.lower() == (request.host or "").lower()
+    netloc = urlsplit(origin).netloc.lower()
+    return netloc == (request.host or "").lower() or (public_netloc is not None and netloc == public_netloc.lower())
 
 
 def refusal(why: str) -> web.Response:
@@ -54,9 +64,14 @@ def refusal(why: str) -> web.Response:
                              "(it carries ?token=...).\n")
 
 
-def token_middleware(token: str) -> Any:
+def token_middleware(token: str, *, cookie: str = COOKIE, public_url: str | None = None,
+                     secure: bool = False) -> Any:
+    public_netloc = urlsplit(public_url).netloc if public_url else None
+
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == "/ws" and not _same_origin(request, public_netloc):  # token or not
+            return refusal(f"a websocket from {request.headers.get('Origin')} is not this page's")
         if _matches(request.query.get("token"), token):
             if request.path == "/" and request.method == "GET":
                 # Trade the token for the cookie and leave it out of the address bar and history.
@@ -67,12 +82,10 @@ def token_middleware(token: str) -> Any:
             else:
                 response = await handler(request)
             if not response.prepared:  # a websocket has sent its headers long before it returns
-                response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
+                response.set_cookie(cookie, token, httponly=True, samesite="Lax", path="/", secure=secure)
             return response
-        if not _matches(request.cookies.get(COOKIE), token):
+        if not _matches(request.cookies.get(cookie), token):
             return refusal("this page needs its token" if "token" not in request.query else "wrong token")
-        if request.path == "/ws" and not _same_origin(request):
-            return refusal(f"a websocket from {request.headers.get('Origin')} is not this page's")
         return await handler(request)
 
     return check
