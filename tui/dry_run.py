@@ -22,8 +22,9 @@ def plan_table(engine: Any) -> tuple[Table, list[str]]:
     gpu_planned = any(planned[m] for m in modules if engine.specs[m].device == "gpu")
     if engine.cluster is None and gpu_planned:
         engine._check_free_vram()
-    sweeps = engine.passes([m for m in modules if planned[m]])
+    sweeps = engine.passes(modules)  # as the run splits them: every module, planned or not
     sweep_of = {m: i + 1 for i, sweep in enumerate(sweeps) for m in sweep}
+    sweep_with = {m: sweep for sweep in sweeps for m in sweep}
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for column in ("module", "to run", "done", "n/a", "why n/a", "notes"):
         table.add_column(column, justify="right" if column in ("to run", "done", "n/a") else "left")
@@ -31,8 +32,9 @@ def plan_table(engine: Any) -> tuple[Table, list[str]]:
         reasons = plan.not_applicable_reasons.get(name, {})
         why = ", ".join(f"{reason} ({count})" for reason, count in reasons.items())
         notes = []
-        if planned[name] and engine.tracks_per_call(name) > 1:
-            notes.append(f"{engine.tracks_per_call(name)} tracks per call")
+        per_call = engine.tracks_per_call(name, sweep=sweep_with.get(name)) if planned[name] else 1
+        if per_call > 1:
+            notes.append(f"{per_call} tracks per call")
         if len(sweeps) > 1 and name in sweep_of:
             notes.append(f"sweep {sweep_of[name]} of {len(sweeps)}")
         table.add_row(name, str(planned[name]), str(plan.skipped[name]), str(plan.not_applicable[name]), why,

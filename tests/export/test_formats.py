@@ -346,3 +346,10 @@ def test_a_track_added_or_removed_rewrites_one_shard_and_every_track_keeps_its_k
     for _, tracks in last.values():
         for key, track in tracks.items():
             assert keys.get(track, "000005") == key
+    # A track added after one left gets a key never given, not the one that left with GROOVE.
+    shutil.copytree(dataset / PULSE, dataset / "ZZZ Last - Newer Track")
+    (dataset / "ZZZ Last - Newer Track" / f"{PULSE}.INFO").rename(
+        dataset / "ZZZ Last - Newer Track" / "ZZZ Last - Newer Track.INFO")
+    run_export(dataset, "stable-audio", out, options)
+    newest = {track: key for _, tracks in shards().values() for key, track in tracks.items()}
+    assert newest["ZZZ Last - Newer Track"] == "000006" and keys[GROOVE] not in newest.values()

@@ -171,9 +171,9 @@ def node_facts(paths: list[str]) -> dict[str, Any]:
     from tui.gpu import open_probe
 
     global _gpu_probe
-    if _gpu_probe is None:
-        _gpu_probe = open_probe()  # the dashboard's own probe: NVML, amdsmi or sysfs, else none
     try:
+        if _gpu_probe is None:
+            _gpu_probe = open_probe()  # the dashboard's own probe: NVML, amdsmi or sysfs, else none
         gpu_used, gpu_total = gpu_memory_gb(_gpu_probe.read())
     except Exception:  # a driver that went away: no reading, never a made-up one
         gpu_used = gpu_total = None

@@ -103,12 +103,14 @@ def _write_shard(out: Output, rel: str, members: list[tuple[str, TrackRecord, by
     os.replace(partial, target)
 
 
-def place(names: list[str], previous: dict[str, list[int]], size: int) -> dict[str, list[int]]:
+def place(names: list[str], previous: dict[str, list[int]], size: int,
+          next_key: int = 0) -> tuple[dict[str, list[int]], int]:
     """Each track's ``[shard, key]``: where it was last time, else in the last shard while it has
-    room, then in new shards; keys are never reused (a sample key names one track for good)."""
+    room, then in new shards; and the next key to give. Keys are never reused (a sample key names
+    one track for good): ``next_key`` is the last export's, which remembers tracks that left."""
     placed = {name: list(previous[name]) for name in names if name in previous}
     counts = Counter(shard for shard, _ in placed.values())
-    next_key = max((key for _, key in previous.values()), default=-1) + 1
+    next_key = max([next_key] + [key + 1 for _, key in previous.values()])
     shard = max((s for s, _ in previous.values()), default=0)
     for name in names:
         if name in placed:
@@ -118,7 +120,7 @@ def place(names: list[str], previous: dict[str, list[int]], size: int) -> dict[s
         placed[name] = [shard, next_key]
         counts[shard] += 1
         next_key += 1
-    return placed
+    return placed, next_key
 
 
 def _lean(record: TrackRecord) -> TrackRecord:
@@ -129,7 +131,8 @@ def _lean(record: TrackRecord) -> TrackRecord:
 def _write_shards(records: dict[str, TrackRecord], entries: list[dict[str, Any]], index_of: dict[str, int],
                   out: Output, options: ExportOptions) -> None:
     previous = out.previous_state.get("shard_placement", {})
-    placement = place(list(records), previous if isinstance(previous, dict) else {}, options.shard_size)
+    placement, next_key = place(list(records), previous if isinstance(previous, dict) else {}, options.shard_size,
+                                int(out.previous_state.get("shard_next_key", 0)))
     by_shard: dict[int, list[tuple[int, str]]] = {}
     for name, (shard, key) in placement.items():
         by_shard.setdefault(shard, []).append((key, name))
@@ -145,6 +148,7 @@ def _write_shards(records: dict[str, TrackRecord], entries: list[dict[str, Any]]
         if not out.is_current(rel, digest("\n".join(shard_key).encode())):
             _write_shard(out, rel, members)
     out.extra["shard_placement"] = dict(sorted(placement.items()))
+    out.extra["shard_next_key"] = next_key
 
 
 def export(records: Iterable[TrackRecord], out: Output, options: ExportOptions, summary: ExportSummary,

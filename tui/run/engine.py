@@ -278,10 +278,14 @@ class Engine:
 
         try:
             probe = (self.gpu_probe or open_probe)()
-            snapshot = probe.read()
-            probe.close()
         except Exception:  # no reading is no reason to stop a run
             return
+        try:
+            snapshot = probe.read()
+        except Exception:
+            return
+        finally:
+            probe.close()
         budget, warning = effective_budget(self.vram_budget_gb, snapshot,
                                            device_index({**os.environ, **self.profile.profile_env()}))
         if warning:

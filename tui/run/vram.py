@@ -18,7 +18,11 @@ VISIBLE = ("HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES"
 
 
 def device_index(env: Mapping[str, str]) -> int:
-    """The device a profile's workers see first (its visible-devices variable), else 0."""
+    """The device a profile's workers see first (its visible-devices variable), else 0.
+
+    As the probe numbers them (NVML's, or the amdgpu cards in order): the same as CUDA's and HIP's
+    on a machine with one GPU or with the default device order, not with CUDA_DEVICE_ORDER=
+    FASTEST_FIRST on mixed cards (then the budget may be checked against another card)."""
     for name in VISIBLE:
         first = env.get(name, "").split(",")[0].strip()
         if first.isdigit():
