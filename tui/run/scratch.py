@@ -13,6 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from backends.pids import pid_alive
+
 PREFIX = "mirdeck-"
 OWNER_FILE = "owner"
 # Folders written before the owner file existed end in the engine's pid: <date>-<time>-<pid>.
@@ -53,12 +55,8 @@ def owner_alive(folder: Path) -> bool:
     if owner is None:
         return True
     pid, started = owner
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        return True  # another user's process: alive, and its folder is not ours to judge
     if started is not None:
         now = process_start_time(pid)
         if now is not None and now != started:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from backends.pids import pid_alive
 from tui import paths
 
 LOCK_NAME = "service.lock"
@@ -155,17 +156,7 @@ def read_record(dataset: Path) -> ServiceRecord | None:
         record = ServiceRecord.from_dict(_read(state_dir(dataset) / RECORD_NAME))
     except (OSError, ValueError, TypeError, KeyError):
         return None
-    return record if lock_is_held(dataset) and _alive(record.pid) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return record if lock_is_held(dataset) and pid_alive(record.pid) else None
 
 
 def runs_in_progress() -> list[ServiceRecord]:
@@ -176,7 +167,7 @@ def runs_in_progress() -> list[ServiceRecord]:
             record = ServiceRecord.from_dict(_read(path))
         except (OSError, ValueError, TypeError, KeyError):
             continue
-        if lock_is_held(Path(record.dataset)) and _alive(record.pid):
+        if lock_is_held(Path(record.dataset)) and pid_alive(record.pid):
             found.append(record)
         elif time.time() - path.stat().st_mtime > 5:  # not one being written right now
             path.unlink(missing_ok=True)

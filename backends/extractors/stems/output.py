@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backends.pids import pid_alive
 from backends.protocol import BackendError, BadInput
 
 SUBTYPE = "PCM_24"
@@ -23,21 +24,11 @@ def remove_stale_partials(target: Path) -> None:
     pid that is no longer alive wrote its last byte."""
     for path in target.parent.glob(f".{target.name}.*{PARTIAL}"):
         pid = path.name[len(target.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             try:
                 path.unlink()
             except OSError:
                 pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class StemWriter:
