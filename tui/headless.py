@@ -3,7 +3,6 @@ summary table per module at the end."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 from rich.console import Console
@@ -80,7 +79,8 @@ class HeadlessPrinter:
         self.task = None
         self.total = 0
         self.finished = 0
-        self.failures: list[str] = []
+        # A broken file fails every module that reads it with the same message: said once per track.
+        self.said: dict[tuple[str, str, str], list[str]] = {}
         self.log_dir = ""
         self.nodes: dict[str, ev.NodeStatus] = {}  # --cluster: each node as last reported
         self.gpu_peaks: dict[str, float] = {}  # --cluster: the most GPU memory each node held, GiB
@@ -114,9 +114,15 @@ class HeadlessPrinter:
             self.progress.start()
 
     def on_track_finished(self, e: ev.TrackFinished) -> None:
+        folded = [(key, self.said.pop(key)) for key in [key for key in self.said if key[0] == e.track]]
         if e.not_run and not e.ok and not e.failed:
             return  # a stop came first: it is in the "not processed" list at the end
         self.finished += 1
+        if self.progress is not None:  # without the bar the track's own line below names them all
+            for (_, kind, _), modules in folded:
+                if len(modules) > 1:
+                    self.console.print(f"  {e.track}: {kind} also in {', '.join(modules[1:])}",
+                                       highlight=False, markup=False)
         if self.progress is not None:
             self.progress.update(self.task, advance=1, last=e.track[-40:])
         elif self.verbose or e.failed:
@@ -124,9 +130,10 @@ class HeadlessPrinter:
             print(f"[{self.finished}/{self.total}] {e.track}: {state}", flush=True)
 
     def on_module_failed(self, e: ev.ModuleFailed) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {e.module:<12} {e.kind:<13} {e.message}"
-        self.failures.append(line)
-        self.console.print(f"[red]{e.kind}[/] [bold]{e.module}[/] {e.message}", highlight=False)
+        modules = self.said.setdefault((e.track, e.kind, e.message), [])
+        modules.append(e.module)
+        if len(modules) == 1:
+            self.console.print(f"[red]{e.kind}[/] [bold]{e.module}[/] {e.message}", highlight=False)
 
     def on_store_problem(self, e: ev.StoreProblem) -> None:
         self.console.print(f"[yellow]store[/] {e.message}", highlight=False)
