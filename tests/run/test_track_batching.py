@@ -40,10 +40,13 @@ def test_five_tracks_go_in_calls_of_three_and_each_keeps_its_own_result(tmp_path
         assert info_of(root / name)["batchy_frames"] == int(8000 * (1.0 + 0.25 * i))
         assert provs[name]["status"] == "ok" and name in provs[name]["call_tracks"]
         assert provs[name]["tracks_per_call"] == len(provs[name]["call_tracks"])
-    # Tracks are planned in order and a call leaves when full or when no more are to come: 3, then 2.
-    assert sorted({tuple(p["call_tracks"]) for p in provs.values()}) == [("t0", "t1", "t2"), ("t3", "t4")]
+    # A call leaves when full or when no more are to come: 3, then 2. Which tracks share a call is
+    # the order their audio was decoded in (two decode workers), not fixed.
+    calls = sorted({tuple(p["call_tracks"]) for p in provs.values()}, key=len, reverse=True)
+    assert [len(call) for call in calls] == [3, 2]
+    assert sorted(name for call in calls for name in call) == names
     # Each track's time is its share of the call's, split by audio length: the shares add up to the call.
-    for call in ({"t0", "t1", "t2"}, {"t3", "t4"}):
+    for call in calls:
         walls = {provs[n]["call_wall_s"] for n in call}
         assert len(walls) == 1
         assert sum(provs[n]["elapsed_s"] for n in call) == pytest.approx(walls.pop(), abs=1e-3)
@@ -66,12 +69,16 @@ def test_a_bad_track_and_a_crashing_track_fail_alone(tmp_path):
     crashed = prov(root / "d crash")
     assert crashed["status"] == "error" and crashed["error"]["kind"] == "crash"
     assert "batchy_frames" not in info_of(root / "d crash")
-    # The crash took down the call of d and e: both were retried alone, and only d failed again.
+    # The crash took down d's call (which tracks shared it is the order their audio was decoded in):
+    # each of them was retried alone, and only d failed again.
     final = {e.track: e for e in events_named(events, "module_failed") if e.attempt == 2}
     assert set(final) == {"d crash"}
     retried = {e.track for e in events_named(events, "module_failed") if e.attempt == 1 and "retrying" in e.message}
-    assert retried == {"d crash", "e"}
-    assert prov(root / "e")["tracks_per_call"] == 1
+    assert "d crash" in retried and len(retried) in (2, 3)  # a call of 3, or the last one, of 2
+    for name in retried - {"d crash", "b bad"}:
+        assert prov(root / name)["tracks_per_call"] == 1
+    for name in {"a", "c", "e"} - retried:
+        assert prov(root / name)["tracks_per_call"] == len(prov(root / name)["call_tracks"]) > 1
 
 
 def test_a_graceful_stop_finishes_the_call_in_flight_and_sends_no_other(tmp_path):
@@ -87,10 +94,10 @@ def test_a_graceful_stop_finishes_the_call_in_flight_and_sends_no_other(tmp_path
     events, stats = run_engine(root, only=[MODULE], on_event=stop_at_first_start,
                                module_options={MODULE: {"tracks_per_call": 2, "sleep": 1.0}})
     finished = sorted(e.track for e in events_named(events, "module_finished"))
-    assert finished == ["s0", "s1"]  # the call being computed when the stop came
+    assert len(finished) == 2 and stopped[0] in finished  # the call being computed when the stop came
     assert stats[MODULE].done == 2 and stats[MODULE].failed == 0
     left = events_named(events, "run_finished")[0].left
-    assert sorted(left) == ["s2", "s3", "s4", "s5"]
+    assert sorted(left) == sorted(set(names) - set(finished))
     for name in left:  # never recorded as failed: the next run does them
         assert MODULE not in info_of(root / name).get("_mirdeck", {})
 

@@ -17,7 +17,10 @@ SPEC = BackendSpec(name="batchy", version="1", description="test: several tracks
 
 class Batchy(Extractor):
     def process(self, track: Track) -> Result:
-        return self.process_batch([track])[0]
+        result = self.process_batch([track])[0]
+        if isinstance(result, Exception):
+            raise result  # alone, a track's failure is raised as any backend's is
+        return result
 
     def process_batch(self, tracks: list[Track]) -> list:
         if any("crash" in t.name for t in tracks):
