@@ -69,7 +69,9 @@ def scripted_view(pids: list[int]):
     return view
 
 
-async def capture(view, out: Path, size: tuple[int, int], seconds: float) -> str:
+async def capture(view, out: Path, size: tuple[int, int], seconds: float):
+    """The panel's text and the probe's last reading (the app's own, credited to each worker's
+    process tree), after the live screen has read the probe for ``seconds``."""
     from tui.dashboard.app import MirdeckApp
     from tui.dashboard.widgets.panels import GpuPanel
 
@@ -79,7 +81,7 @@ async def capture(view, out: Path, size: tuple[int, int], seconds: float) -> str
         panel = app.screen.query_one(GpuPanel)
         text = f"{panel.border_title}\n{panel.render().plain}"
         app.save_screenshot(filename=out.name, path=str(out.parent))
-    return text
+    return text, app.view.gpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,22 +95,16 @@ def main(argv: list[str] | None = None) -> int:
 
     holders = start_holders(args.gib)
     try:
-        from tui.gpu import open_probe
-        from tui.gpu.families import credit_to_roots, process_families
-
-        pids = [h.pid for h in holders]
-        probe = open_probe()
-        try:
-            families = process_families(pids)
-            snap = credit_to_roots(probe.read([p for members in families.values() for p in members]), families)
-        finally:
-            probe.close()
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        text, snap = asyncio.run(capture(scripted_view([h.pid for h in holders]), args.out.resolve(),
+                                         tuple(args.size), args.seconds))
+        if snap is None:
+            print(f"the live screen read no probe in {args.seconds:g} s; try a larger --seconds", file=sys.stderr)
+            return 1
         print("probe:", json.dumps({"source": snap.source, "note": snap.note,
                                     "devices": [{"name": d.name, "vram_used_gib": (d.vram_used or 0) / GIB,
                                                  "vram_total_gib": (d.vram_total or 0) / GIB} for d in snap.devices],
                                     "workers_gib": {str(pid): mem.vram / GIB for pid, mem in snap.processes.items()}}))
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        text = asyncio.run(capture(scripted_view(pids), args.out.resolve(), tuple(args.size), args.seconds))
         print(text)
         print(f"saved {args.out}")
     finally:

@@ -114,16 +114,15 @@ class HeadlessPrinter:
             self.progress.start()
 
     def on_track_finished(self, e: ev.TrackFinished) -> None:
-        folded = [(key, self.said.pop(key)) for key in [key for key in self.said if key[0] == e.track]]
+        folded = {key: self.said.pop(key) for key in list(self.said) if key[0] == e.track}
         if e.not_run and not e.ok and not e.failed:
             return  # a stop came first: it is in the "not processed" list at the end
         self.finished += 1
         if self.progress is not None:  # without the bar the track's own line below names them all
-            for (_, kind, _), modules in folded:
+            for (_, kind, _), modules in folded.items():
                 if len(modules) > 1:
                     self.console.print(f"  {e.track}: {kind} also in {', '.join(modules[1:])}",
                                        highlight=False, markup=False)
-        if self.progress is not None:
             self.progress.update(self.task, advance=1, last=e.track[-40:])
         elif self.verbose or e.failed:
             state = "ok" if not e.failed else f"failed: {', '.join(e.failed)}"
@@ -131,6 +130,8 @@ class HeadlessPrinter:
 
     def on_module_failed(self, e: ev.ModuleFailed) -> None:
         modules = self.said.setdefault((e.track, e.kind, e.message), [])
+        if e.module in modules:
+            return  # the same module failing again the same way (its retry)
         modules.append(e.module)
         if len(modules) == 1:
             self.console.print(f"[red]{e.kind}[/] [bold]{e.module}[/] {e.message}", highlight=False)

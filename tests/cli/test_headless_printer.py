@@ -17,7 +17,7 @@ def _run(live: bool, capsys) -> str:
     printer = HeadlessPrinter(Console(file=out, width=200, force_terminal=live), live=live)
     printer(ev.RunStarted(dataset="/data", profile="cpu", modules=MODULES, tracks=2,
                           planned={m: 2 for m in MODULES}, skipped={}, log_dir="/data/.mirdeck/runs/x"))
-    for module in MODULES:
+    for module in MODULES + ["audio_info"]:  # audio_info's retry fails the same way
         printer(ev.ModuleFailed(track="Bad - Random", module=module, kind="bad_input", message=BROKEN))
     printer(ev.ModuleFailed(track="Other", module="chroma", kind="bad_input", message="/data/Other: too short"))
     printer(ev.ModuleFailed(track="Other", module="loudness", kind="crashed", message="worker died"))
@@ -39,5 +39,5 @@ def test_one_line_per_broken_file_and_each_distinct_error_kept(capsys):
 def test_with_the_progress_bar_the_other_modules_are_named_when_the_track_ends(capsys):
     text = _run(True, capsys)
     assert text.count("not decodable audio") == 1
-    assert "Bad - Random: bad_input also in chroma, loudness" in text
+    assert "Bad - Random: bad_input also in chroma, loudness\n" in text
     assert "Other: bad_input also in" not in text and "Other: crashed also in" not in text
